@@ -182,6 +182,7 @@ export default model('forms_sym', (g) => {
   const s = g.input('s', ['B', 1]);
   const y = g.input('y', ['B'], 'i32');
   const z = g.input('z', ['B', 'T']);
+  const z3 = g.input('z3', ['B', 'T', 4]);
   const w = g.param('w', [2]);
   const v = g.param('v', [3, 2]);
   const u = g.param('u', [5]);
@@ -208,8 +209,15 @@ export default model('forms_sym', (g) => {
   const mp = dq.mul(q).mean();
   // index routines of static sizes in this module (lines of a constant count): kernels read as whole, no JS loop
   const st = g.softmax(v, 0).mul(v).sum().add(v.cumsum(1).square().sum());
+  // and with the symbolic size along or after the line's axis: lines of length B (3 apart), of length T
+  const amB = k.argmax(0);
+  const anT = z.argmin(1);
+  const csT = z.tanh().cumsum(1).square().mean().add(z3.mul(u4).cumsum(1).square().mean()); // along T (the gradient from the end; four columns at once)
+  const smB = g.softmax(k, 0); // over B, lines 3 apart
+  const lsT = g.logSoftmax(z.mul(u4.sum()), 1).mean(); // along the symbolic last axis
+  const mxB = t3.max(0).square().sum(); // its gradient: an argmax_mask reducing B
   const loss = a.add(b.sum()).add(d.mean()).add(oh.square().mean()).add(e.mean()).add(k.sum()).add(pk.mean()).add(cs).add(sm).add(mx).add(mp).add(st);
-  return { loss, b, d, e, k, am, an };
+  return { loss: loss.add(csT).add(smB.mul(v.sum(1)).sum()).add(lsT).add(mxB), b, d, e, k, am, an, amB, anT, smB };
 });
 `),
     );
@@ -218,6 +226,9 @@ export default model('forms_sym', (g) => {
     expect(kernelJsSteps(code)).toEqual([]);
     expect(jsLoopSteps(code)).toEqual([]);
     expect(code).toContain('forms.pick_pk();');
+    for (const k of ['argmax_amB', 'argmin_anT', 'softmax_smB']) expect(code).toContain(`forms.${k}();`);
+    expect((code.match(/^ +forms\.cumsum_\w+\(\);$/gm) ?? []).length).toBeGreaterThanOrEqual(6); // along T: two forward, two from the end
+    expect((code.match(/^ +forms\.argmax_mask_\w+\(\);$/gm) ?? []).length).toBe(2); // over axis 2, and over B
     for (const op of ['argmax', 'argmin', 'cumsum', 'softmax', 'log_softmax', 'argmax_mask', 'max_pool_pick']) expect(code, op).toMatch(new RegExp(`^ +forms\\.${op}_\\w+\\(\\);$`, 'm'));
     expect(code).not.toMatch(/elementwiseBody|reduceBody|channelBody/);
     const forms = code.match(/^ {4}forms\.kernel_\w+\(\);$/gm) ?? [];
@@ -235,8 +246,8 @@ export default model('forms_sym', (g) => {
         expect(err, `${at}: d loss / d ${p}`).toBeLessThan(gradTolerance(g, () => reference(c.fwd, c.bwd, params, inputs, { float32: true }).grads[p]!, err));
       }
       const outs = mod.forward(params, inputs);
-      for (const o of ['b', 'd', 'e', 'k']) expect(relErr(outs[o] as Float32Array, ref.outputs[o]!.data), `${at}: ${o}`).toBeLessThan(1e-5);
-      for (const o of ['am', 'an']) expect(Array.from(outs[o] as unknown as Int32Array), `${at}: ${o}`).toEqual(Array.from(ref.outputs[o]!.data));
+      for (const o of ['b', 'd', 'e', 'k', 'smB']) expect(relErr(outs[o] as Float32Array, ref.outputs[o]!.data), `${at}: ${o}`).toBeLessThan(1e-5);
+      for (const o of ['am', 'an', 'amB', 'anT']) expect(Array.from(outs[o] as unknown as Int32Array), `${at}: ${o}`).toEqual(Array.from(ref.outputs[o]!.data));
       const key = `${B},${T}`;
       if (first.has(key)) expect(got, `${at} again`).toEqual(first.get(key));
       else first.set(key, got);

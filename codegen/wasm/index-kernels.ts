@@ -27,7 +27,7 @@ import { Body } from './encode.js';
 import { f32x4Exp } from './steps.js';
 import type { Split } from './threads.js';
 import type { I32, IndexKernel } from './index-lines.js';
-import { argBest, around, copyFloats, cumsum, f64Log, forRange, minus, numel, op, push, rangeOf, rows, softmaxLines, text, work } from './index-lines.js';
+import { argBest, around, bumpBy, copyFloats, cumsum, f64Log, forRange, minus, numel, op, product, push, rangeOf, repeatN, rows, softmaxLines, text, times, work } from './index-lines.js';
 
 export type { I32, IndexKernel, Lines } from './index-lines.js';
 export { argBest, cumsum, softmaxLines } from './index-lines.js';
@@ -301,51 +301,35 @@ export function xent(x: readonly [I32, number], xAt: I32, tAt: I32, yAt: I32): I
 
 /**
  * 1 at the first maximum (row-major over the reduced axes) of each slice, 0 elsewhere: nested
- * loops over the kept axes, then over the reduced ones. The first axis may have a run-time extent
- * (the symbolic module: the kept axes of symbolic sizes before the others, as one), not reduced.
+ * loops over the kept axes, then over the reduced ones. Any axis may have a run-time extent (the
+ * symbolic module).
  */
-export function argmaxMask(shape: readonly number[] | readonly [I32, ...number[]], axes: readonly number[], xAt: I32, yAt: I32): IndexKernel {
+export function argmaxMask(shape: readonly I32[], axes: readonly number[], xAt: I32, yAt: I32): IndexKernel {
   const f = new Body();
-  const n0: I32 = shape.length ? shape[0]! : 1;
-  const rest = shape.slice(1) as number[];
-  const dim = (k: number) => (k === 0 ? n0 : rest[k - 1]!);
-  const strides = shape.map((_d, k) => 4 * numel(rest.slice(k)));
-  const kept = shape.map((_d, k) => k).filter((k) => !axes.includes(k) && (typeof dim(k) !== 'number' || (dim(k) as number) > 1));
-  const red = axes.filter((k) => (dim(k) as number) > 1);
+  const dim = (k: number) => shape[k]!;
+  const all = shape.reduce<I32>((p, d) => product(p, d), 1);
+  const strides = shape.map((_d, k) => times(shape.slice(k + 1).reduce<I32>((p, d) => product(p, d), 1), 4));
+  const many = (d: I32) => typeof d !== 'number' || d > 1;
+  const kept = shape.map((_d, k) => k).filter((k) => !axes.includes(k) && many(dim(k)));
+  const red = axes.filter((k) => many(dim(k)));
   const [best, v] = [f.local('f32'), f.local('f32')];
   const [at, z, kz] = [f.local('i32'), f.local('i32'), f.local('i32')];
   // zeros
   push(f, yAt).set(z);
-  if (typeof n0 === 'number') copyFloats(f, n0 * numel(rest), undefined, z, kz, 'add');
-  else {
-    const c = f.local('i32');
-    push(f, n0).set(c);
-    f.loopUntil(
-      () => f.get(c).i32Eqz(),
-      () => {
-        copyFloats(f, numel(rest), undefined, z, kz, 'add');
-        f.bump(c, -1);
-      },
-    );
-  }
+  if (typeof all === 'number') copyFloats(f, all, undefined, z, kz, 'add');
+  else
+    repeatN(f, kz, all, () => {
+      f.get(z).f32Const(0).f32Store(0);
+      f.bump(z, 4);
+    });
   const nest = (levels: readonly number[], from: Local, body: (p: Local) => void) => {
     if (levels.length === 0) return body(from);
     const [p, c] = [f.local('i32'), f.local('i32')];
     f.get(from).set(p);
-    const d = dim(levels[0]!);
-    const each = () => {
+    repeatN(f, c, dim(levels[0]!), () => {
       nest(levels.slice(1), p, body);
-      f.bump(p, strides[levels[0]!]!);
-    };
-    if (typeof d === 'number') return void f.repeat(c, d, each);
-    push(f, d).set(c);
-    f.loopUntil(
-      () => f.get(c).i32Eqz(),
-      () => {
-        each();
-        f.bump(c, -1);
-      },
-    );
+      bumpBy(f, p, strides[levels[0]!]!);
+    });
   };
   const start = f.local('i32');
   push(f, xAt).set(start);
@@ -367,29 +351,32 @@ export function argmaxMask(shape: readonly number[] | readonly [I32, ...number[]
  * max_pool_pick: y = v at the first maximum (row-major) of each window of x, the window clipped to
  * the plane as the flat module's; a range of planes.
  */
-export function maxPoolPick(planes: I32, xs: readonly [number, number], ys: readonly [number, number], a: { kernel: readonly number[]; stride: readonly number[]; padding: readonly number[] }, xAt: I32, vAt: I32, yAt: I32): IndexKernel {
+export function maxPoolPick(planes: I32, xs: readonly [I32, I32], ys: readonly [I32, I32], a: { kernel: readonly number[]; stride: readonly number[]; padding: readonly number[] }, xAt: I32, vAt: I32, yAt: I32): IndexKernel {
   const [H, W] = xs;
   const [Ho, Wo] = ys;
   const [kh, kw] = a.kernel as [number, number];
   const [sh, sw] = a.stride as [number, number];
   const [ph, pw] = a.padding as [number, number];
-  const split = rows(planes, work(planes, Ho * Wo * kh * kw));
+  const split = rows(planes, work(planes, product(product(Ho, Wo), kh * kw)));
   const f = new Body(split ? 2 : 0);
   const [lo, hi] = rangeOf(f, planes);
   const [n, i, j, h0, h1, w0, w1, pp, q, qe, at, xp, yp] = Array.from({ length: 13 }, () => f.local('i32'));
   const [best, v] = [f.local('f32'), f.local('f32')];
   /** max(0, k·s + d), or min(n, k·s + d), of the local k. */
-  const clip = (k: Local, s: number, d: number, bound?: number) => {
+  const clip = (k: Local, s: number, d: number, bound?: I32) => {
     f.get(k).i32(s).i32Mul().i32(d).i32Add().set(q);
     if (bound === undefined) f.get(q).i32(0).get(q).i32(0).i32GtS().select();
-    else f.get(q).i32(bound).get(q).i32(bound).i32LtS().select();
+    else {
+      push(f.get(q), bound).get(q);
+      push(f, bound).i32LtS().select();
+    }
   };
   /** for (k = from; k < to; k++) body() over locals */
-  const loop = (k: Local, from: Local | number, to: Local | number, body: () => void) => {
+  const loop = (k: Local, from: Local | number, to: Local | I32, body: () => void) => {
     if (typeof from === 'number') f.assign(k, from);
     else f.get(from).set(k);
     f.loopUntil(
-      () => (typeof to === 'number' ? f.get(k).i32(to) : f.get(k).get(to)).i32GeS(),
+      () => (typeof to === 'object' && 'index' in to ? f.get(k).get(to) : push(f.get(k), to)).i32GeS(),
       () => {
         body();
         f.bump(k, 1);
@@ -397,8 +384,8 @@ export function maxPoolPick(planes: I32, xs: readonly [number, number], ys: read
     );
   };
   forRange(f, n, lo, hi, () => {
-    f.get(n).i32(4 * H * W).i32Mul().set(xp);
-    push(f.get(n).i32(4 * Ho * Wo).i32Mul(), yAt).i32Add().set(yp);
+    push(f.get(n), times(product(H, W), 4)).i32Mul().set(xp);
+    push(push(f.get(n), times(product(Ho, Wo), 4)).i32Mul(), yAt).i32Add().set(yp);
     loop(i, 0, Ho, () => {
       clip(i, sh, -ph);
       f.set(h0);
@@ -412,8 +399,8 @@ export function maxPoolPick(planes: I32, xs: readonly [number, number], ys: read
         f.f32Const(-Infinity).set(best).i32(-1).set(at);
         loop(pp, h0, h1, () => {
           // q walks the row's taps (byte offsets in the plane), up to qe
-          f.get(pp).i32(W).i32Mul().get(w0).i32Add().i32(4).i32Mul().get(xp).i32Add().set(q);
-          f.get(pp).i32(W).i32Mul().get(w1).i32Add().i32(4).i32Mul().get(xp).i32Add().set(qe);
+          push(f.get(pp), W).i32Mul().get(w0).i32Add().i32(4).i32Mul().get(xp).i32Add().set(q);
+          push(f.get(pp), W).i32Mul().get(w1).i32Add().i32(4).i32Mul().get(xp).i32Add().set(qe);
           f.loopUntil(
             () => f.get(q).get(qe).i32GeS(),
             () => {
@@ -434,5 +421,5 @@ export function maxPoolPick(planes: I32, xs: readonly [number, number], ys: read
       });
     });
   });
-  return { body: f, split, what: `max_pool_pick over ${text(planes)} planes of ${H}×${W}, ${kh}×${kw} windows` };
+  return { body: f, split, what: `max_pool_pick over ${text(planes)} planes of ${text(H)}×${text(W)}, ${kh}×${kw} windows` };
 }

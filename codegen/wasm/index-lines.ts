@@ -130,9 +130,37 @@ export const rows = (extent: I32, work: number): Split | undefined => (typeof ex
  */
 export interface Lines {
   readonly lines: I32;
-  readonly len: number;
-  readonly inner: number;
+  readonly len: I32;
+  readonly inner: I32;
 }
+
+/** a·k (a number where a is one). */
+export const times = (a: I32, k: number): I32 => (typeof a === 'number' ? a * k : k === 1 ? a : { push: (f) => void push(f, a).i32(k).i32Mul(), text: `${k}·${a.text}` });
+/** a·b (a number where both are). */
+export const product = (a: I32, b: I32): I32 =>
+  typeof a === 'number' && typeof b === 'number' ? a * b : typeof b === 'number' ? times(a, b) : typeof a === 'number' ? times(b, a) : { push: (f) => void push(push(f, a), b).i32Mul(), text: `${a.text}·${b.text}` };
+/** a − 1. */
+const less1 = (a: I32): I32 => (typeof a === 'number' ? a - 1 : { push: (f) => void push(f, a).i32(1).i32Sub(), text: `${a.text} − 1` });
+/** local += d (−= with `sign` −1). */
+export function bumpBy(f: Body, l: Local, d: I32, sign: 1 | -1 = 1): Body {
+  if (typeof d === 'number') return f.bump(l, sign * d);
+  push(f.get(l), d);
+  return (sign > 0 ? f.i32Add() : f.i32Sub()).set(l);
+}
+/** body() `count` times (a run-time count may be 0); the counter counts down. */
+export function repeatN(f: Body, j: Local, count: I32, body: () => void): void {
+  if (typeof count === 'number') return void (count > 0 && f.repeat(j, count, body));
+  push(f, count).set(j);
+  f.loopUntil(
+    () => f.get(j).i32Eqz(),
+    () => {
+      body();
+      f.bump(j, -1);
+    },
+  );
+}
+/** A number of at least 4 (the four-columns form needs it). */
+const wide = (v: I32): v is number => typeof v === 'number' && v >= 4;
 
 /** The lines of a shape along an axis. */
 export function around(shape: readonly number[], axis: number): Lines {
@@ -141,7 +169,7 @@ export function around(shape: readonly number[], axis: number): Lines {
 }
 
 /** work·lines, where the number of lines is known (a split's work). */
-export const work = (n: I32, w: number): number => (typeof n === 'number' ? n * w : 0);
+export const work = (n: I32, w: I32): number => (typeof n === 'number' && typeof w === 'number' ? n * w : 0);
 
 /**
  * For each line l in the range: base = the byte address of its first element in the array at
@@ -152,10 +180,10 @@ export function eachLine(f: Body, { lines, len, inner }: Lines, at: I32, body: (
   const [lo, hi] = rangeOf(f, lines);
   const [l, base] = [f.local('i32'), f.local('i32')];
   forRange(f, l, lo, hi, () => {
-    if (inner === 1) f.get(l).i32(4 * len).i32Mul();
+    if (inner === 1) push(f.get(l), times(len, 4)).i32Mul();
     else {
-      f.get(l).i32(inner).i32DivU().i32(4 * len * inner).i32Mul();
-      f.get(l).i32(inner);
+      push(push(f.get(l), inner).i32DivU(), times(product(len, inner), 4)).i32Mul();
+      push(f.get(l), inner);
       op.i32RemU(f);
       f.i32(4).i32Mul().i32Add();
     }
@@ -171,7 +199,7 @@ export function eachLine(f: Body, { lines, len, inner }: Lines, at: I32, body: (
  */
 function eachLineBy4(f: Body, x: Lines, at: I32, one: (l: Local, base: Local) => void, four: (l: Local, base: Local) => void): void {
   const { len, inner } = x;
-  if (inner < 4) return eachLine(f, x, at, one);
+  if (!wide(inner)) return eachLine(f, x, at, one);
   const [lo, hi] = rangeOf(f, x.lines);
   const [l, base, col] = [f.local('i32'), f.local('i32'), f.local('i32')];
   f.get(lo).set(l);
@@ -181,7 +209,7 @@ function eachLineBy4(f: Body, x: Lines, at: I32, one: (l: Local, base: Local) =>
       f.get(l).i32(inner);
       op.i32RemU(f);
       f.set(col);
-      f.get(l).i32(inner).i32DivU().i32(4 * len * inner).i32Mul().get(col).i32(4).i32Mul().i32Add();
+      push(f.get(l).i32(inner).i32DivU(), times(len, 4 * inner)).i32Mul().get(col).i32(4).i32Mul().i32Add();
       push(f, at).i32Add().set(base);
       // one line where l + 4 > hi or col + 4 > inner, else four
       f.get(l).i32(4).i32Add().get(hi).i32GtS().get(col).i32(4).i32Add().i32(inner).i32GtS();
@@ -244,7 +272,7 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
     f.loopUntil(
       () => {
         // j ≥ len, or the best is NaN
-        f.get(j).i32(len).i32GeS().get(best).get(best);
+        push(f.get(j), len).i32GeS().get(best).get(best);
         op.f32Ne(f);
         op.i32Or(f);
       },
@@ -260,7 +288,7 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
           },
           () => f.get(v).set(best).get(j).set(idx),
         );
-        f.bump(j, 1).bump(p, 4 * inner);
+        bumpBy(f.bump(j, 1), p, times(inner, 4));
       },
     );
   /** (v, i) into (best, idx): where best is NaN, a NaN v of a lower index; else a NaN v, a better v, or an equal v of a lower index. */
@@ -286,7 +314,7 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
       },
       () => f.get(v).set(best).get(i).set(idx),
     );
-  const vecs = inner === 1 && len >= 8 ? Math.floor(len / 4) : 0;
+  const vecs = inner === 1 && typeof len === 'number' && len >= 8 ? Math.floor(len / 4) : 0;
   const one = (l: Local, base: Local) => {
     if (vecs) {
       f.get(base).v128Load(0).set(vb);
@@ -309,7 +337,7 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
     } else {
       f.get(base).f32Load(0).set(best);
       f.assign(idx, 0).assign(j, 1);
-      f.get(base).i32(4 * inner).i32Add().set(p);
+      push(f.get(base), times(inner, 4)).i32Add().set(p);
     }
     scalarRest();
     push(f.get(l).i32(4).i32Mul(), yAt).i32Add().get(idx);
@@ -320,9 +348,8 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
     f.get(base).v128Load(0).set(vb);
     f.i32x4Const(0).tee(vi).set(vj);
     f.get(base).set(p);
-    if (len > 1)
-      f.repeat(j, len - 1, () => {
-        f.bump(p, 4 * inner);
+    repeatN(f, j, less1(len), () => {
+        bumpBy(f, p, times(inner, 4));
         f.get(vj).i32x4Const(1).i32x4Add().set(vj);
         f.get(p).v128Load(0).set(vv);
         take();
@@ -330,8 +357,8 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
     push(f.get(l).i32(4).i32Mul(), yAt).i32Add().get(vi).v128Store(0);
   };
   eachLineBy4(f, x, xAt, one, four);
-  const how = vecs ? ', four lanes' : inner >= 4 ? ', four columns at once' : '';
-  return { body: f, split, what: `${which} of ${text(lines)} lines of ${len} (the first; a NaN wins${how})` };
+  const how = vecs ? ', four lanes' : wide(inner) ? ', four columns at once' : '';
+  return { body: f, split, what: `${which} of ${text(lines)} lines of ${text(len)} (the first; a NaN wins${how})` };
 }
 
 /**
@@ -345,38 +372,38 @@ export function cumsum(x: Lines, reverse: boolean, xAt: I32, yAt: I32): IndexKer
   const s = f.local('f64');
   const [j, p] = [f.local('i32'), f.local('i32')];
   const [v, s0, s1] = [f.local('v128'), f.local('v128'), f.local('v128')];
-  const step = reverse ? -4 * inner : 4 * inner;
+  const step = times(inner, 4);
   const start = (base: Local) => {
     f.get(base);
-    if (reverse) f.i32(4 * inner * (len - 1)).i32Add();
+    if (reverse) push(f, times(product(inner, less1(len)), 4)).i32Add();
     f.set(p);
   };
   const one = (_l: Local, base: Local) => {
     op.f64Const(f, 0).set(s);
     start(base);
-    f.repeat(j, len, () => {
+    repeatN(f, j, len, () => {
       f.get(s).get(p).f32Load(0);
       op.f64PromoteF32(f);
       f.f64Add().set(s);
       minus(f.get(p), yAt, xAt).i32Add().get(s).f32DemoteF64().f32Store(0);
-      f.bump(p, step);
+      bumpBy(f, p, step, reverse ? -1 : 1);
     });
   };
   const four = (_l: Local, base: Local) => {
     f.f32x4Const(0).tee(s0).set(s1); // f64x2 zeros
     start(base);
-    f.repeat(j, len, () => {
+    repeatN(f, j, len, () => {
       f.get(p).v128Load(0).set(v);
       f.get(s0).get(v).f64x2PromoteLowF32x4().f64x2Add().set(s0);
       f.get(s1).get(v).get(v).i32x4Shuffle([2, 3, 0, 1]).f64x2PromoteLowF32x4().f64x2Add().set(s1);
       minus(f.get(p), yAt, xAt).i32Add();
       f.get(s0).f32x4DemoteF64x2Zero().get(s1).f32x4DemoteF64x2Zero().i32x4Shuffle([0, 1, 4, 5]);
       f.v128Store(0);
-      f.bump(p, step);
+      bumpBy(f, p, step, reverse ? -1 : 1);
     });
   };
   eachLineBy4(f, x, xAt, one, four);
-  return { body: f, split, what: `cumsum of ${text(lines)} lines of ${len}${reverse ? ', from the end' : ''} (in f64${inner >= 4 ? ', four columns at once' : ''})` };
+  return { body: f, split, what: `cumsum of ${text(lines)} lines of ${text(len)}${reverse ? ', from the end' : ''} (in f64${wide(inner) ? ', four columns at once' : ''})` };
 }
 
 /**
@@ -439,7 +466,7 @@ export function f32Exp(f: Body, tmp: readonly Local[]): void {
 /** Softmax (log-softmax) along any axis, line by line: max, Σ exp(x − max) in f64, then each element. */
 export function softmaxLines(x: Lines, log: boolean, xAt: I32, yAt: I32): IndexKernel {
   const { lines, len, inner } = x;
-  const split = rows(lines, work(lines, len * 8));
+  const split = rows(lines, work(lines, times(len, 8)));
   const f = new Body(split ? 2 : 0);
   const [max, v, c] = [f.local('f32'), f.local('f32'), f.local('f32')];
   const [sum, lse] = [f.local('f64'), f.local('f64')];
@@ -448,9 +475,9 @@ export function softmaxLines(x: Lines, log: boolean, xAt: I32, yAt: I32): IndexK
   const t = { s: f.local('f64'), z: f.local('f64'), z2: f.local('f64'), p: f.local('f64'), e: f.local('i32') };
   const each = (base: Local, body: () => void) => {
     f.get(base).set(p);
-    f.repeat(j, len, () => {
+    repeatN(f, j, len, () => {
       body();
-      f.bump(p, 4 * inner);
+      bumpBy(f, p, times(inner, 4));
     });
   };
   eachLine(f, x, xAt, (_l, base) => {
@@ -498,5 +525,5 @@ export function softmaxLines(x: Lines, log: boolean, xAt: I32, yAt: I32): IndexK
       });
     }
   });
-  return { body: f, split, what: `${log ? 'log_softmax' : 'softmax'} of ${text(lines)} lines of ${len}${inner > 1 ? `, ${inner} apart` : ''}` };
+  return { body: f, split, what: `${log ? 'log_softmax' : 'softmax'} of ${text(lines)} lines of ${text(len)}${inner !== 1 ? `, ${text(inner)} apart` : ''}` };
 }
