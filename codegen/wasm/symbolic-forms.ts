@@ -129,12 +129,14 @@ function dense(v: View): boolean {
 }
 
 /**
- * The kernel of an index routine whose number of rows (lines, planes) or addresses are run-time
- * values, or undefined (the flat module's loop): a gather's table, scatter_add's rows, pick's and
- * xent's classes, the axes from a line's axis on (argmax, argmin, cumsum, softmax, log_softmax),
- * an argmax_mask's reduced axes and the kept ones after them, and a max_pool_pick's planes have
- * sizes that are numbers. A softmax over the last axis is the static module's row kernel
- * (codegen/wasm/softmax.ts), its rows a run-time value.
+ * The kernel of an index routine whose number of rows (lines, planes), sizes or addresses are
+ * run-time values, or undefined (the flat module's loop): a gather's table, scatter_add's rows,
+ * pick's and xent's classes have sizes that are numbers (the shape rules keep them so); a line's
+ * count, length and the distance between its elements (argmax, argmin, cumsum, softmax,
+ * log_softmax), an argmax_mask's axes and a max_pool_pick's planes may be run-time values. A
+ * softmax over the last axis of a static length is the static module's row kernel
+ * (codegen/wasm/softmax.ts), its rows a run-time value (of a symbolic length: its generator,
+ * encoded per size: codegen/wasm/symbolic.ts).
  */
 function indexRoutine(r: Routine, address: (arg: string, off: Size) => Val | undefined, i32: (v: Val) => I32): IndexKernel | undefined {
   const views = [...r.inputs, r.output];

@@ -4,7 +4,7 @@
 // a convolution's epilogue) are kernels of the kernel form encoded once, at build time, whose
 // symbolic sizes, strides and addresses are read from a parameter block (codegen/wasm/symbolic-forms.ts);
 // so are its index routines and its softmaxes over rows of a static length (where their sizes
-// allow: symbolic-forms.ts). Its matmul, convolution and pooling groups (and a softmax over rows
+// allow: symbolic-forms.ts), and the optimizer's update (codegen/wasm/symbolic-train.ts). Its matmul, convolution and pooling groups (and a softmax over rows
 // of a symbolic length) are wasm SIMD kernels encoded at run time: the first call that brings a
 // set of sizes lays the memory out for them (growing it when they need more), writes the
 // parameter block, encodes those kernels for its sizes and addresses with the kernel generators
