@@ -27,7 +27,7 @@ import { Body } from './encode.js';
 import { f32x4Exp } from './steps.js';
 import type { Split } from './threads.js';
 import type { I32, IndexKernel } from './index-lines.js';
-import { argBest, around, bumpBy, copyFloats, cumsum, f64Log, forRange, minus, numel, op, product, push, rangeOf, repeatN, rows, softmaxLines, text, times, work } from './index-lines.js';
+import { argBest, around, bumpBy, copyFloats, cumsum, f64Log, forRange, hoisted, minus, numel, op, product, push, rangeOf, repeatN, rows, softmaxLines, text, times, work } from './index-lines.js';
 
 export type { I32, IndexKernel, Lines } from './index-lines.js';
 export { argBest, cumsum, softmaxLines } from './index-lines.js';
@@ -308,7 +308,7 @@ export function argmaxMask(shape: readonly I32[], axes: readonly number[], xAt: 
   const f = new Body();
   const dim = (k: number) => shape[k]!;
   const all = shape.reduce<I32>((p, d) => product(p, d), 1);
-  const strides = shape.map((_d, k) => times(shape.slice(k + 1).reduce<I32>((p, d) => product(p, d), 1), 4));
+  const strides = shape.map((_d, k) => hoisted(f, times(shape.slice(k + 1).reduce<I32>((p, d) => product(p, d), 1), 4)));
   const many = (d: I32) => typeof d !== 'number' || d > 1;
   const kept = shape.map((_d, k) => k).filter((k) => !axes.includes(k) && many(dim(k)));
   const red = axes.filter((k) => many(dim(k)));

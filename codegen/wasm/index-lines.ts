@@ -159,6 +159,15 @@ export function repeatN(f: Body, j: Local, count: I32, body: () => void): void {
     },
   );
 }
+/** b − a (a number where both are). */
+const minusOf = (b: I32, a: I32): I32 => (typeof a === 'number' && typeof b === 'number' ? b - a : { push: (f) => void minus(f, b, a), text: `${text(b)} − ${text(a)}` });
+/** A run-time value computed once into a local at the function's start (a number stays one). */
+export function hoisted(f: Body, v: I32): I32 {
+  if (typeof v === 'number') return v;
+  const l = f.local('i32');
+  push(f, v).set(l);
+  return { push: (g) => void g.get(l), text: v.text };
+}
 /** A number of at least 4 (the four-columns form needs it). */
 const wide = (v: I32): v is number => typeof v === 'number' && v >= 4;
 
@@ -256,6 +265,7 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
   const [best, v] = [f.local('f32'), f.local('f32')];
   const [j, p, idx, i] = [f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32')];
   const [vb, vv, vi, vj, vm] = [f.local('v128'), f.local('v128'), f.local('v128'), f.local('v128'), f.local('v128')];
+  const [n, step] = [hoisted(f, len), hoisted(f, times(inner, 4))];
   const better = () => {
     if (which === 'argmax') f.f32Gt();
     else op.f32Lt(f);
@@ -272,7 +282,7 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
     f.loopUntil(
       () => {
         // j ≥ len, or the best is NaN
-        push(f.get(j), len).i32GeS().get(best).get(best);
+        push(f.get(j), n).i32GeS().get(best).get(best);
         op.f32Ne(f);
         op.i32Or(f);
       },
@@ -288,7 +298,7 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
           },
           () => f.get(v).set(best).get(j).set(idx),
         );
-        bumpBy(f.bump(j, 1), p, times(inner, 4));
+        bumpBy(f.bump(j, 1), p, step);
       },
     );
   /** (v, i) into (best, idx): where best is NaN, a NaN v of a lower index; else a NaN v, a better v, or an equal v of a lower index. */
@@ -337,7 +347,7 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
     } else {
       f.get(base).f32Load(0).set(best);
       f.assign(idx, 0).assign(j, 1);
-      push(f.get(base), times(inner, 4)).i32Add().set(p);
+      push(f.get(base), step).i32Add().set(p);
     }
     scalarRest();
     push(f.get(l).i32(4).i32Mul(), yAt).i32Add().get(idx);
@@ -348,8 +358,8 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
     f.get(base).v128Load(0).set(vb);
     f.i32x4Const(0).tee(vi).set(vj);
     f.get(base).set(p);
-    repeatN(f, j, less1(len), () => {
-        bumpBy(f, p, times(inner, 4));
+    repeatN(f, j, less1(n), () => {
+        bumpBy(f, p, step);
         f.get(vj).i32x4Const(1).i32x4Add().set(vj);
         f.get(p).v128Load(0).set(vv);
         take();
@@ -372,7 +382,8 @@ export function cumsum(x: Lines, reverse: boolean, xAt: I32, yAt: I32): IndexKer
   const s = f.local('f64');
   const [j, p] = [f.local('i32'), f.local('i32')];
   const [v, s0, s1] = [f.local('v128'), f.local('v128'), f.local('v128')];
-  const step = times(inner, 4);
+  const step = hoisted(f, times(inner, 4));
+  const dy = hoisted(f, minusOf(yAt, xAt));
   const start = (base: Local) => {
     f.get(base);
     if (reverse) push(f, times(product(inner, less1(len)), 4)).i32Add();
@@ -385,7 +396,7 @@ export function cumsum(x: Lines, reverse: boolean, xAt: I32, yAt: I32): IndexKer
       f.get(s).get(p).f32Load(0);
       op.f64PromoteF32(f);
       f.f64Add().set(s);
-      minus(f.get(p), yAt, xAt).i32Add().get(s).f32DemoteF64().f32Store(0);
+      push(f.get(p), dy).i32Add().get(s).f32DemoteF64().f32Store(0);
       bumpBy(f, p, step, reverse ? -1 : 1);
     });
   };
@@ -396,7 +407,7 @@ export function cumsum(x: Lines, reverse: boolean, xAt: I32, yAt: I32): IndexKer
       f.get(p).v128Load(0).set(v);
       f.get(s0).get(v).f64x2PromoteLowF32x4().f64x2Add().set(s0);
       f.get(s1).get(v).get(v).i32x4Shuffle([2, 3, 0, 1]).f64x2PromoteLowF32x4().f64x2Add().set(s1);
-      minus(f.get(p), yAt, xAt).i32Add();
+      push(f.get(p), dy).i32Add();
       f.get(s0).f32x4DemoteF64x2Zero().get(s1).f32x4DemoteF64x2Zero().i32x4Shuffle([0, 1, 4, 5]);
       f.v128Store(0);
       bumpBy(f, p, step, reverse ? -1 : 1);

@@ -133,10 +133,10 @@ function dense(v: View): boolean {
  * run-time values, or undefined (the flat module's loop): a gather's table, scatter_add's rows,
  * pick's and xent's classes have sizes that are numbers (the shape rules keep them so); a line's
  * count, length and the distance between its elements (argmax, argmin, cumsum, softmax,
- * log_softmax), an argmax_mask's axes and a max_pool_pick's planes may be run-time values. A
- * softmax over the last axis of a static length is the static module's row kernel
- * (codegen/wasm/softmax.ts), its rows a run-time value (of a symbolic length: its generator,
- * encoded per size: codegen/wasm/symbolic.ts).
+ * log_softmax), an argmax_mask's axes and a max_pool_pick's planes may be run-time values, but a
+ * softmax's and log_softmax's axes from the line's axis on have sizes that are numbers. A softmax
+ * over the last axis is the static module's row kernel (codegen/wasm/softmax.ts), its rows a
+ * run-time value.
  */
 function indexRoutine(r: Routine, address: (arg: string, off: Size) => Val | undefined, i32: (v: Val) => I32): IndexKernel | undefined {
   const views = [...r.inputs, r.output];
@@ -164,13 +164,14 @@ function indexRoutine(r: Routine, address: (arg: string, off: Size) => Val | und
     k = (r.op === 'pick' ? pick : xent)([count(size(x.shape[0]!)), x.shape[1] as number], a!, b!, c!);
   else if (r.op === 'argmax' || r.op === 'argmin' || r.op === 'cumsum' || r.op === 'softmax' || r.op === 'log_softmax') {
     const axis = r.attrs.axis as number;
+    // (a softmax's lines of a symbolic length or distance stay the flat module's loop: the kernel's exponentials, one lane of
+    // four, measured 1.6× slower than its Math.exp)
+    if ((r.op === 'softmax' || r.op === 'log_softmax') && !statics(x, axis)) return undefined;
     const len = dim(size(x.shape[axis]!));
     const lines = { lines: count(numelSize([...x.shape.slice(0, axis), ...x.shape.slice(axis + 1)])), len, inner: dim(numelSize(x.shape.slice(axis + 1))) };
     if (r.op === 'softmax' && axis === x.shape.length - 1) {
       // a softmax over rows: the static module's row kernel (codegen/wasm/softmax.ts, codegen/wasm/decide.ts), its rows and addresses run-time values
-      // (rows of a symbolic length: its generator, encoded per size, codegen/wasm/symbolic.ts)
-      if (typeof len !== 'number') return undefined;
-      const body = softmaxBody({ M: lines.lines, N: len, x: a!, out: b! });
+      const body = softmaxBody({ M: lines.lines, N: len as number, x: a!, out: b! });
       k = { body, what: `softmax of ${typeof lines.lines === 'number' ? lines.lines : lines.lines.text} rows of ${len}, four columns at a time` };
     } else if (r.op === 'cumsum') k = cumsum(lines, !!r.attrs.reverse, a!, b!);
     else if (r.op === 'argmax' || r.op === 'argmin') k = argBest(r.op, lines, a!, b!);
