@@ -427,6 +427,24 @@ function fitKernels(units: readonly Unit[], probes: readonly Map<Unit, SymKernel
   return { kernels, byUnit };
 }
 
+/**
+ * The optimizer's state and update kernel (symbolic-train.ts: at constant addresses, a param and
+ * its gradient being static arrays), the constant arrays, the kernels of the kernel form (their
+ * parameter block comes before the symbolic arrays) and the final layout.
+ */
+function layoutAll(m: ModuleInfo, units: readonly Unit[], areas: MatmulAreas, syms: readonly string[], typed: boolean) {
+  const Ls = symLayout(m, units, areas);
+  const staticAddress = addresses(m.plan, Ls.offsets.map((p, id) => (isStatic(m.plan.buffers[id]!.size) ? polyEval(p, {}) : (undefined as unknown as number))));
+  const train = m.optimizer ? symTrain(m, staticAddress, Ls.optAt, syms, typedAs(typed)) : undefined;
+  const optBytes = train?.bytes ?? 0;
+  const consts = constArrays(m, symLayout(m, units, areas, 0, 0, optBytes).paramAt);
+  const L0 = symLayout(m, units, areas, 0, consts.bytes, optBytes);
+  const forms = symForms(m, units, L0.paramAt, (id) => (isStatic(m.plan.buffers[id]!.size) ? polyEval(L0.offsets[id]!, {}) : undefined), consts.at);
+  const L = symLayout(m, units, areas, forms.count, consts.bytes, optBytes);
+  const formFns = [...forms.fns.map((f) => ({ ...f, what: [...forms.byUnit.values()].find((k) => k.name === f.name)!.what })), ...(train?.fn ? [train.fn] : [])];
+  return { train, consts, forms, L, formFns };
+}
+
 /** The wasm module of a model with symbolic dimensions (see the head of this file). */
 export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   const T = (s: string) => (typed ? s : '');
@@ -435,17 +453,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   const units = allUnits(m.plan);
   const points = [...grid(syms, deg), Object.fromEntries(syms.map((d) => [d, CHECK]))];
   const areas = matmulAreas(m, units, points[0]!);
-  // the optimizer's state and update kernel (at constant addresses: a param and its gradient are static arrays)
-  const Ls = symLayout(m, units, areas);
-  const staticAddress = addresses(m.plan, Ls.offsets.map((p, id) => (isStatic(m.plan.buffers[id]!.size) ? polyEval(p, {}) : (undefined as unknown as number))));
-  const train = m.optimizer ? symTrain(m, staticAddress, Ls.optAt, syms, typedAs(typed)) : undefined;
-  const optBytes = train?.bytes ?? 0;
-  // the kernels of the kernel form first: their parameter block comes before the symbolic arrays
-  const consts = constArrays(m, symLayout(m, units, areas, 0, 0, optBytes).paramAt);
-  const L0 = symLayout(m, units, areas, 0, consts.bytes, optBytes);
-  const forms = symForms(m, units, L0.paramAt, (id) => (isStatic(m.plan.buffers[id]!.size) ? polyEval(L0.offsets[id]!, {}) : undefined), consts.at);
-  const L = symLayout(m, units, areas, forms.count, consts.bytes, optBytes);
-  const formFns = [...forms.fns.map((f) => ({ ...f, what: [...forms.byUnit.values()].find((k) => k.name === f.name)!.what })), ...(train?.fn ? [train.fn] : [])];
+  const { train, consts, forms, L, formFns } = layoutAll(m, units, areas, syms, typed);
   const params = forms.params(L.offsets);
   const probes = points.map((p) => probe(m, units, L, p, forms));
   const fitNum = (values: number[]) => {
