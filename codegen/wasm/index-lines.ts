@@ -538,3 +538,124 @@ export function softmaxLines(x: Lines, log: boolean, xAt: I32, yAt: I32): IndexK
   });
   return { body: f, split, what: `${log ? 'log_softmax' : 'softmax'} of ${text(lines)} lines of ${text(len)}${inner !== 1 ? `, ${text(inner)} apart` : ''}` };
 }
+
+/**
+ * Softmax (log-softmax) of rows whose length is a run-time value (the symbolic module: a line of
+ * the last axis, inner 1): per row the maximum, Σ exp(x − max) in f64 and the outputs four
+ * elements at a time, then the rest of the row one by one; the row softmax kernel of softmax.ts
+ * takes its length as a number.
+ */
+export function softmaxRows(lines: I32, len: I32, log: boolean, xAt: I32, yAt: I32): IndexKernel {
+  const f = new Body();
+  const [max, v, c] = [f.local('f32'), f.local('f32'), f.local('f32')];
+  const [sum, lse] = [f.local('f64'), f.local('f64')];
+  const [k, p, q, base, n] = Array.from({ length: 5 }, () => f.local('i32'));
+  const [vm, acc, hi, vv] = Array.from({ length: 4 }, () => f.local('v128'));
+  const tmp = Array.from({ length: 5 }, () => f.local('v128'));
+  const t = { s: f.local('f64'), z: f.local('f64'), z2: f.local('f64'), p: f.local('f64'), e: f.local('i32') };
+  const [N, dy, rowBytes] = [hoisted(f, len), hoisted(f, minusOf(yAt, xAt)), hoisted(f, times(len, 4))];
+  push(f, xAt).set(base);
+  push(f, lines).set(n);
+  /** The row from base: body4() for each four elements at p while four are left, then body1() for each one. */
+  const pass = (body4: () => void, body1: () => void) => {
+    f.get(base).set(p);
+    push(f, N).set(k);
+    f.loopUntil(
+      () => f.get(k).i32(4).i32LtS(),
+      () => {
+        body4();
+        f.bump(p, 16).bump(k, -4);
+      },
+    );
+    f.loopUntil(
+      () => f.get(k).i32Eqz(),
+      () => {
+        body1();
+        f.bump(p, 4).bump(k, -1);
+      },
+    );
+  };
+  /** max = v where v > max (a NaN is skipped, as the flat module's `if (v > max) max = v`) */
+  const better = () => {
+    f.get(v).get(max).f32Gt();
+    f.when(() => undefined, () => f.get(v).set(max));
+  };
+  f.loopUntil(
+    () => f.get(n).i32Eqz(),
+    () => {
+      f.f32x4Const(-Infinity).set(vm);
+      f.f32Const(-Infinity).set(max);
+      // pmax(m, x) = m < x ? x : m: a NaN x is skipped too
+      pass(
+        () => f.get(vm).get(p).v128Load(0).f32x4('pmax').set(vm),
+        () => {
+          f.get(p).f32Load(0).set(v);
+          better();
+        },
+      );
+      for (let l = 0; l < 4; l++) {
+        f.get(vm).f32x4ExtractLane(l).set(v);
+        better();
+      }
+      // Σ exp(x − max): four lanes into two f64x2 totals, the rest into sum
+      f.f32x4Const(0).tee(acc).set(hi);
+      op.f64Const(f, 0).set(sum);
+      pass(
+        () => {
+          f.get(p).v128Load(0).get(max).f32x4Splat().f32x4('sub');
+          f32x4Exp(f, tmp);
+          f.set(vv);
+          if (!log) push(f.get(p), dy).i32Add().get(vv).v128Store(0);
+          f.get(acc).get(vv).f64x2PromoteLowF32x4().f64x2Add().set(acc);
+          f.get(hi).get(vv).get(vv).i32x4Shuffle([2, 3, 2, 3]).f64x2PromoteLowF32x4().f64x2Add().set(hi);
+        },
+        () => {
+          f.get(p).f32Load(0).get(max);
+          op.f32Sub(f);
+          f32Exp(f, tmp);
+          f.set(v);
+          if (!log) push(f.get(p), dy).i32Add().get(v).f32Store(0);
+          f.get(sum).get(v);
+          op.f64PromoteF32(f);
+          f.f64Add().set(sum);
+        },
+      );
+      f.get(sum).get(acc).f64x2ExtractLane(0).f64Add().get(acc).f64x2ExtractLane(1).f64Add();
+      f.get(hi).f64x2ExtractLane(0).f64Add().get(hi).f64x2ExtractLane(1).f64Add().set(sum);
+      if (log) {
+        // y = x − (max + ln Σ), in f64, rounded once
+        f.get(max);
+        op.f64PromoteF32(f);
+        f.get(sum);
+        f64Log(f, t);
+        f.f64Add().set(lse);
+        const one = (at: number) => {
+          push(f.get(p), dy).i32Add().get(p).f32Load(at);
+          op.f64PromoteF32(f);
+          f.get(lse);
+          op.f64Sub(f);
+          f.f32DemoteF64().f32Store(at);
+        };
+        pass(() => [0, 4, 8, 12].forEach(one), () => one(0));
+      } else {
+        op.f64Const(f, 1);
+        f.get(sum);
+        op.f64Div(f);
+        f.f32DemoteF64().set(c);
+        pass(
+          () => {
+            push(f.get(p), dy).i32Add().set(q);
+            f.get(q).get(q).v128Load(0).get(c).f32x4Splat().f32x4('mul').v128Store(0);
+          },
+          () => {
+            push(f.get(p), dy).i32Add().set(q);
+            f.get(q).get(q).f32Load(0).get(c).f32Mul().f32Store(0);
+          },
+        );
+      }
+      bumpBy(f, base, rowBytes);
+      f.bump(n, -1);
+    },
+  );
+  return { body: f, what: `${log ? 'log_softmax' : 'softmax'} of ${text(lines)} rows of ${text(len)}, four elements at a time` };
+}

@@ -20,6 +20,7 @@ import { valOf } from './kernel-plan.js';
 import { KernelUnsupported, renderWasmKernel } from './kernel.js';
 import type { Routine, View } from '../kernel/form.js';
 import type { I32, IndexKernel } from './index-kernels.js';
+import { softmaxRows } from './index-lines.js';
 import { argBest, argmaxMask, cumsum, gather, maxPoolPick, pick, scatterAdd, softmaxLines, xent } from './index-kernels.js';
 import { docOf } from './decide.js';
 import { softmaxBody } from './softmax.js';
@@ -164,8 +165,10 @@ function indexRoutine(r: Routine, address: (arg: string, off: Size) => Val | und
     k = (r.op === 'pick' ? pick : xent)([count(size(x.shape[0]!)), x.shape[1] as number], a!, b!, c!);
   else if (r.op === 'argmax' || r.op === 'argmin' || r.op === 'cumsum' || r.op === 'softmax' || r.op === 'log_softmax') {
     const axis = r.attrs.axis as number;
-    // (a softmax's lines of a symbolic length or distance stay the flat module's loop: the kernel's exponentials, one lane of
-    // four, measured 1.6× slower than its Math.exp)
+    // (a log_softmax of rows of a symbolic length: four elements at a time (a softmax's: the row kernel's generator, encoded
+    // per size: codegen/wasm/symbolic.ts); lines of a symbolic length or distance along another axis stay the flat module's
+    // loop: the line kernel's exponentials, one lane of four, measured 1.6× slower than its Math.exp)
+    if (r.op === 'log_softmax' && axis === x.shape.length - 1 && typeof x.shape[axis] !== 'number') return softmaxRows(count(numelSize(x.shape.slice(0, axis))), dim(size(x.shape[axis]!)), true, a!, b!);
     if ((r.op === 'softmax' || r.op === 'log_softmax') && !statics(x, axis)) return undefined;
     const len = dim(size(x.shape[axis]!));
     const lines = { lines: count(numelSize([...x.shape.slice(0, axis), ...x.shape.slice(axis + 1)])), len, inner: dim(numelSize(x.shape.slice(axis + 1))) };
