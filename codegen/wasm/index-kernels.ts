@@ -317,11 +317,18 @@ export function argmaxMask(shape: readonly I32[], axes: readonly number[], xAt: 
   // zeros
   push(f, yAt).set(z);
   if (typeof all === 'number') copyFloats(f, all, undefined, z, kz, 'add');
-  else
-    repeatN(f, kz, all, () => {
-      f.get(z).f32Const(0).f32Store(0);
-      f.bump(z, 4);
-    });
+  else {
+    // four at a time while four are left, then one by one
+    push(f, all).set(kz);
+    f.loopUntil(
+      () => f.get(kz).i32(4).i32LtS(),
+      () => void f.get(z).f32x4Const(0).v128Store(0).bump(z, 16).bump(kz, -4),
+    );
+    f.loopUntil(
+      () => f.get(kz).i32Eqz(),
+      () => void f.get(z).f32Const(0).f32Store(0).bump(z, 4).bump(kz, -1),
+    );
+  }
   const nest = (levels: readonly number[], from: Local, body: (p: Local) => void) => {
     if (levels.length === 0) return body(from);
     const [p, c] = [f.local('i32'), f.local('i32')];
