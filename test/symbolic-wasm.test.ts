@@ -12,6 +12,7 @@ import type { Compiled } from '../src/build.js';
 import type { Arrays, GeneratedModule } from './helpers.js';
 import { gradTolerance, modelFile, randomArgs, reference, relErr, ROOT, tmp } from './helpers.js';
 import { jsLoopSteps, kernelJsSteps } from './wasm-steps.js';
+import { resolveHyper } from '../codegen/optim.js';
 
 const EXAMPLES = ROOT.split(path.sep).join('/') + '/examples';
 
@@ -121,7 +122,59 @@ export default model('${name}', (g) => {
     }
   }, 120_000); // two builds
 
-  it('every elementwise, reduction and layout group is one kernel encoded at build time, its sizes read at run time: transposes, a mid axis, one-hot, [B,B], two symbols, a concatenation, a constant, a pick; and the index routines over lines, argmax_mask and max_pool_pick', async () => {
+  it('the optimizer update (adam, weight decay, clipping) is one kernel built once: trainStep at B = 3, 40, 3 and applyGradients before any call as the flat module', async () => {
+    const file = modelFile(`import { model } from 'graphc';
+export default model('opt_sym', (g) => {
+  const W = g.param('W', [3, 5], { scale: 0.5 });
+  const b = g.param('b', [5], { init: 'zeros' });
+  const x = g.input('x', ['B', 3]);
+  const y = g.input('y', ['B'], 'i32');
+  return { loss: g.crossEntropy(x.matmul(W).add(b).tanh(), y) };
+});
+`);
+    const c = await compile(file, { targets: ['ts', 'wasm'], optimizer: { name: 'adam', hyper: resolveHyper('adam', { lr: 0.05, weightDecay: 0.01, clipGradNorm: 0.5 }) } });
+    const dir = tmp();
+    for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+    type Train = WasmModule & {
+      initOptState(p: Arrays): Record<string, unknown> & { step: number };
+      trainStep(p: Arrays, s: object, i: Arrays): { loss: number };
+      applyGradients(p: Arrays, s: object, g: Arrays): void;
+    };
+    const load = async (name: string, q = '') => (await import(pathToFileURL(path.join(dir, name)).href + q)) as Train;
+    const code = c.files.find((f) => f.name === 'opt_sym.wasm.ts')!.content as string;
+    expect(code).toMatch(/^ {2}forms\.update\(\);$/m);
+    expect(code).not.toMatch(/^ +adamStep\(/m); // no param takes the JS loop
+    expect(kernelJsSteps(code)).toEqual([]);
+    const [wasm, flat] = [await load('opt_sym.wasm.js'), await load('opt_sym.js')];
+    const init = (): Arrays => ({ W: Float32Array.from({ length: 15 }, (_, i) => Math.sin(i) * 0.5), b: new Float32Array(5) });
+    const [pw, pf] = [init(), init()];
+    const [sw, sf] = [wasm.initOptState(pw), flat.initOptState(pf)];
+    const close = (at: string) => {
+      for (const k of ['W', 'b']) {
+        expect(relErr(pw[k] as Float32Array, pf[k] as Float32Array), `${at}: ${k}`).toBeLessThan(1e-6);
+        for (const slot of ['exp_avg', 'exp_avg_sq']) expect(relErr((sw[slot] as Arrays)[k] as Float32Array, (sf[slot] as Arrays)[k] as Float32Array), `${at}: ${slot}.${k}`).toBeLessThan(1e-6);
+      }
+    };
+    for (const [k, B] of [3, 40, 3].entries()) {
+      const inputs: Arrays = { x: Float32Array.from({ length: B * 3 }, (_, i) => Math.cos(i * 1.3 + k)), y: Int32Array.from({ length: B }, (_, i) => (i + k) % 5) };
+      const ref = reference(c.fwd, c.bwd, pw, inputs).outputs.loss!.data[0]!;
+      const [lw, lf] = [wasm.trainStep(pw, sw, inputs).loss, flat.trainStep(pf, sf, inputs).loss];
+      expect(relErr([lw], [ref]), `B = ${B}: loss vs the interpreter`).toBeLessThan(1e-5);
+      expect(relErr([lw], [lf]), `B = ${B}: loss vs the flat module`).toBeLessThan(1e-6);
+      close(`B = ${B}, step ${k + 1}`);
+    }
+    expect(sw.step).toBe(3);
+    // a fresh instance whose first call is applyGradients: the params and gradients reach the memory first
+    const fresh = await load('opt_sym.wasm.js', '?fresh');
+    const [qw, qf] = [init(), init()];
+    const grads: Arrays = { W: Float32Array.from({ length: 15 }, (_, i) => 0.1 * (i - 7)), b: new Float32Array(5).fill(0.2) };
+    const [tw, tf] = [fresh.initOptState(qw), flat.initOptState(qf)];
+    fresh.applyGradients(qw, tw, grads);
+    flat.applyGradients(qf, tf, grads);
+    for (const k of ['W', 'b']) expect(relErr(qw[k] as Float32Array, qf[k] as Float32Array), `applyGradients: ${k}`).toBeLessThan(1e-6);
+  }, 60_000);
+
+  it('every elementwise, reduction and layout group is one kernel encoded at build time, its sizes read at run time: transposes, a mid axis, one-hot, [B,B], two symbols, concatenations and a pad (along an axis of a symbolic stride too), a constant, a pick; and the index routines over lines (argmax, argmin, cumsum and log_softmax rows of a symbolic length too), argmax_mask (over a symbolic axis too) and max_pool_pick', async () => {
     const { c, mod } = await buildWasm(
       modelFile(`import { model } from 'graphc';
 export default model('forms_sym', (g) => {
@@ -129,6 +182,7 @@ export default model('forms_sym', (g) => {
   const s = g.input('s', ['B', 1]);
   const y = g.input('y', ['B'], 'i32');
   const z = g.input('z', ['B', 'T']);
+  const z3 = g.input('z3', ['B', 'T', 4]);
   const w = g.param('w', [2]);
   const v = g.param('v', [3, 2]);
   const u = g.param('u', [5]);
@@ -155,8 +209,17 @@ export default model('forms_sym', (g) => {
   const mp = dq.mul(q).mean();
   // index routines of static sizes in this module (lines of a constant count): kernels read as whole, no JS loop
   const st = g.softmax(v, 0).mul(v).sum().add(v.cumsum(1).square().sum());
+  // and with the symbolic size along or after the line's axis: lines of length B (3 apart), of length T
+  const amB = k.argmax(0);
+  const anT = z.argmin(1);
+  const csT = z.tanh().cumsum(1).square().mean().add(z3.mul(u4).cumsum(1).square().mean()); // along T (the gradient from the end; four columns at once)
+  const mxB = t3.max(0).square().sum(); // its gradient: an argmax_mask reducing B
+  const lsT = g.logSoftmax(z.mul(u4.sum()), 1); // rows of T, four elements at a time
+  // a concatenation and a pad along axis 0 of [3,B,2], whose stride is B·2: boxes at run-time addresses
+  const cp = g.concat([h, x.square()], 0).mul(g.const([1, 2, 3, 4, 5, 6]).reshape([6, 1, 1]));
+  const pd = g.pad(h, [[1, 2], [0, 0], [0, 0]]);
   const loss = a.add(b.sum()).add(d.mean()).add(oh.square().mean()).add(e.mean()).add(k.sum()).add(pk.mean()).add(cs).add(sm).add(mx).add(mp).add(st);
-  return { loss, b, d, e, k, am, an };
+  return { loss: loss.add(csT).add(mxB).add(lsT.mean()).add(cp.sum()).add(pd.square().mean()), b, d, e, k, am, an, amB, anT, cp, pd, lsT };
 });
 `),
     );
@@ -165,6 +228,9 @@ export default model('forms_sym', (g) => {
     expect(kernelJsSteps(code)).toEqual([]);
     expect(jsLoopSteps(code)).toEqual([]);
     expect(code).toContain('forms.pick_pk();');
+    for (const k of ['argmax_amB', 'argmin_anT', 'log_softmax_lsT']) expect(code).toContain(`forms.${k}();`);
+    expect((code.match(/^ +forms\.cumsum_\w+\(\);$/gm) ?? []).length).toBeGreaterThanOrEqual(6); // along T: two forward, two from the end
+    expect((code.match(/^ +forms\.argmax_mask_\w+\(\);$/gm) ?? []).length).toBe(2); // over axis 2, and over B
     for (const op of ['argmax', 'argmin', 'cumsum', 'softmax', 'log_softmax', 'argmax_mask', 'max_pool_pick']) expect(code, op).toMatch(new RegExp(`^ +forms\\.${op}_\\w+\\(\\);$`, 'm'));
     expect(code).not.toMatch(/elementwiseBody|reduceBody|channelBody/);
     const forms = code.match(/^ {4}forms\.kernel_\w+\(\);$/gm) ?? [];
@@ -182,8 +248,8 @@ export default model('forms_sym', (g) => {
         expect(err, `${at}: d loss / d ${p}`).toBeLessThan(gradTolerance(g, () => reference(c.fwd, c.bwd, params, inputs, { float32: true }).grads[p]!, err));
       }
       const outs = mod.forward(params, inputs);
-      for (const o of ['b', 'd', 'e', 'k']) expect(relErr(outs[o] as Float32Array, ref.outputs[o]!.data), `${at}: ${o}`).toBeLessThan(1e-5);
-      for (const o of ['am', 'an']) expect(Array.from(outs[o] as unknown as Int32Array), `${at}: ${o}`).toEqual(Array.from(ref.outputs[o]!.data));
+      for (const o of ['b', 'd', 'e', 'k', 'cp', 'pd', 'lsT']) expect(relErr(outs[o] as Float32Array, ref.outputs[o]!.data), `${at}: ${o}`).toBeLessThan(1e-5);
+      for (const o of ['am', 'an', 'amB', 'anT']) expect(Array.from(outs[o] as unknown as Int32Array), `${at}: ${o}`).toEqual(Array.from(ref.outputs[o]!.data));
       const key = `${B},${T}`;
       if (first.has(key)) expect(got, `${at} again`).toEqual(first.get(key));
       else first.set(key, got);

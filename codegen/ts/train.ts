@@ -23,6 +23,11 @@ export interface TrainBackend {
   run(scalars: readonly (readonly string[])[]): string[];
   /** The kernel's copy of a covered param in the memory (valueAndGrad stages it there). */
   readonly staged: (param: string) => string;
+  /**
+   * Whether initOptState's first state is the memory's own arrays (default true; the symbolic
+   * wasm module's memory grows, which would detach them: its states are plain arrays, copied in).
+   */
+  readonly handsOut?: boolean;
 }
 
 export interface TrainContext {
@@ -206,7 +211,7 @@ export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
     `export function initOptState(params${t(': Params')})${t(': OptState')} {`,
     "  if (typeof params !== 'object' || params === null) throw new TypeError('" + m.name + ": params must be an object');",
     ...all.map((p) => `  expectArray('param', ${JSON.stringify(p.name)}, ${ownMember('params', p.name)}, Float32Array, ${sizeOf(p)}, '${p.dtype}[${p.shape.join(',')}]');`),
-    ...(c.backend && covered.size
+    ...(c.backend && covered.size && c.backend.handsOut !== false
       ? [
           '  // the first state of this instance: the arrays in the memory (zeroed), the others plain arrays',
           '  if (!optHandedOut) {',

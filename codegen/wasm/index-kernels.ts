@@ -19,20 +19,18 @@
 // computed indices could be) reads NaN and adds nothing, as the flat module's typed arrays do, and
 // never touches memory outside its array. The kernels over rows or lines split over threads by
 // rows (max_pool_pick by planes); xent (one sum), scatter_add (rows that repeat) and argmax_mask
-// run whole.
+// run whole. The kernels over lines along an axis are in codegen/wasm/index-lines.ts.
 
 import type { Routine, View } from '../kernel/form.js';
-import { Body, uleb } from './encode.js';
 import type { Local } from './encode.js';
+import { Body } from './encode.js';
 import { f32x4Exp } from './steps.js';
 import type { Split } from './threads.js';
+import type { I32, IndexKernel } from './index-lines.js';
+import { argBest, around, bumpBy, copyFloats, cumsum, f64Log, forRange, hoisted, minus, numel, op, product, push, rangeOf, repeatN, rows, softmaxLines, text, times, work } from './index-lines.js';
 
-/** A routine's kernel: its body (a function of a range of rows where it splits), and what it computes. */
-export interface IndexKernel {
-  readonly body: Body;
-  readonly split?: Split;
-  readonly what: string;
-}
+export type { I32, IndexKernel, Lines } from './index-lines.js';
+export { argBest, cumsum, softmaxLines } from './index-lines.js';
 
 /** The ops this file has kernels for. */
 const OPS = new Set(['gather', 'scatter_add', 'pick', 'xent', 'argmax', 'argmin', 'argmax_mask', 'cumsum', 'softmax', 'log_softmax', 'max_pool_pick']);
@@ -78,19 +76,6 @@ export function indexKernel(r: Routine, at: (arg: string) => number | undefined)
   }
 }
 
-const numel = (shape: readonly number[]) => shape.reduce((p, d) => p * d, 1);
-
-/**
- * A row count or an address: a number, or (the symbolic module: codegen/wasm/symbolic-forms.ts)
- * code that pushes its run-time value; every kernel here but the static dispatch's
- * (indexKernel) takes these for its row or line count and addresses.
- */
-export type I32 = number | { readonly push: (f: Body) => void; readonly text: string };
-const push = (f: Body, v: I32): Body => (typeof v === 'number' ? f.i32(v) : (v.push(f), f));
-const text = (v: I32): string => (typeof v === 'number' ? String(v) : v.text);
-/** The i32 b − a (two addresses: a constant where both are). */
-const minus = (f: Body, b: I32, a: I32): Body => (typeof a === 'number' && typeof b === 'number' ? f.i32(b - a) : push(push(f, b), a).i32Sub());
-
 /** A view of static sizes whose elements are its array's, row-major from its offset. */
 function dense(v: View): boolean {
   if (v.offset.syms.length || v.shape.some((d) => typeof d !== 'number')) return false;
@@ -102,95 +87,6 @@ function dense(v: View): boolean {
   }
   return true;
 }
-
-// ---------------------------------------------------------------------------------------------
-// Instructions the encoder has no name for (opcodes of the core specification)
-
-const I32_LOAD = 0x28;
-const I32_STORE = 0x36;
-const op = {
-  i32Load: (f: Body, off = 0) => f.raw(I32_LOAD, 0x02, ...uleb(off)),
-  i32Store: (f: Body, off = 0) => f.raw(I32_STORE, 0x02, ...uleb(off)),
-  i32GeU: (f: Body) => f.raw(0x4f),
-  i32LtU: (f: Body) => f.raw(0x49),
-  i32Or: (f: Body) => f.raw(0x72),
-  i32RemU: (f: Body) => f.raw(0x70),
-  i32Shl: (f: Body) => f.raw(0x74),
-  i32ShrU: (f: Body) => f.raw(0x76),
-  i32And: (f: Body) => f.raw(0x71),
-  f32Sub: (f: Body) => f.raw(0x93),
-  f32Ne: (f: Body) => f.raw(0x5c),
-  f32Lt: (f: Body) => f.raw(0x5d),
-  f64Const: (f: Body, x: number) => {
-    const b = new Uint8Array(new Float64Array([x]).buffer);
-    return f.raw(0x44, ...b);
-  },
-  f64Sub: (f: Body) => f.raw(0xa1),
-  f64Mul: (f: Body) => f.raw(0xa2),
-  f64Div: (f: Body) => f.raw(0xa3),
-  f64PromoteF32: (f: Body) => f.raw(0xbb),
-  i32ReinterpretF32: (f: Body) => f.raw(0xbc),
-  f32ReinterpretI32: (f: Body) => f.raw(0xbe),
-  /** if (the i32 on the stack) then … else …, each leaving an f32 with `result` */
-  ifElse: (f: Body, then: () => void, otherwise: () => void, result?: 'f32') => {
-    f.raw(0x04, result ? 0x7d : 0x40);
-    then();
-    f.raw(0x05);
-    otherwise();
-    f.raw(0x0b);
-  },
-};
-
-/** The range of rows a body computes: its two arguments where it splits, else [0, extent). */
-function rangeOf(f: Body, extent: I32): [Local, Local] {
-  if (f.params === 2) return [f.param(0), f.param(1)];
-  const [lo, hi] = [f.local('i32'), f.local('i32')];
-  f.assign(lo, 0);
-  push(f, extent).set(hi);
-  return [lo, hi];
-}
-
-/** for (i = lo; i < hi; i++) body() */
-function forRange(f: Body, i: Local, lo: Local, hi: Local, body: () => void): void {
-  f.get(lo).set(i);
-  f.loopUntil(
-    () => f.get(i).get(hi).i32GeS(),
-    () => {
-      body();
-      f.bump(i, 1);
-    },
-  );
-}
-
-/**
- * `count` floats from `src` to `dst` (byte addresses in locals, both advanced past them): four at a
- * time, then one by one; `add`: added into dst; no src: NaN (zeros with `add`).
- */
-function copyFloats(f: Body, count: number, src: Local | undefined, dst: Local, k: Local, combine?: 'add'): void {
-  const vecs = Math.floor(count / 4);
-  if (vecs > 0)
-    f.repeat(k, vecs, () => {
-      f.get(dst);
-      if (src === undefined) f.f32x4Const(combine ? 0 : NaN);
-      else if (combine) f.get(dst).v128Load(0).get(src).v128Load(0).f32x4('add');
-      else f.get(src).v128Load(0);
-      f.v128Store(0);
-      if (src) f.bump(src, 16);
-      f.bump(dst, 16);
-    });
-  for (let l = 0; l < count % 4; l++) {
-    f.get(dst);
-    if (src === undefined) f.f32Const(combine ? 0 : NaN);
-    else if (combine) f.get(dst).f32Load(4 * l).get(src).f32Load(4 * l).f32Add();
-    else f.get(src).f32Load(4 * l);
-    f.f32Store(4 * l);
-  }
-  if (src) f.bump(src, 4 * (count % 4));
-  f.bump(dst, 4 * (count % 4));
-}
-
-/** A split by rows where there is more than one. */
-const rows = (extent: I32, work: number): Split | undefined => (typeof extent === 'number' && extent > 1 ? { extent, align: 1, work } : undefined);
 
 // ---------------------------------------------------------------------------------------------
 // gather, scatter_add, pick
@@ -309,387 +205,6 @@ export function pick(x: readonly [I32, number], xAt: I32, iAt: I32, yAt: I32): I
 }
 
 // ---------------------------------------------------------------------------------------------
-// Lines along an axis
-
-/**
- * The lines of a shape along an axis: how many (outer·inner: a run-time value in the symbolic
- * module, where the axes before the axis have symbolic sizes), their length, and inner, the
- * elements between two of a line's (numbers).
- */
-export interface Lines {
-  readonly lines: I32;
-  readonly len: number;
-  readonly inner: number;
-}
-
-/** The lines of a shape along an axis. */
-function around(shape: readonly number[], axis: number): Lines {
-  const inner = numel(shape.slice(axis + 1));
-  return { lines: numel(shape.slice(0, axis)) * inner, len: shape[axis]!, inner };
-}
-
-/** work·lines, where the number of lines is known (a split's work). */
-const work = (n: I32, w: number): number => (typeof n === 'number' ? n * w : 0);
-
-/**
- * For each line l in the range: base = the byte address of its first element in the array at
- * `at` ((l / inner)·len·inner + l % inner floats in), then body(l, base); elements are 4·inner
- * bytes apart.
- */
-function eachLine(f: Body, { lines, len, inner }: Lines, at: I32, body: (l: Local, base: Local) => void): void {
-  const [lo, hi] = rangeOf(f, lines);
-  const [l, base] = [f.local('i32'), f.local('i32')];
-  forRange(f, l, lo, hi, () => {
-    if (inner === 1) f.get(l).i32(4 * len).i32Mul();
-    else {
-      f.get(l).i32(inner).i32DivU().i32(4 * len * inner).i32Mul();
-      f.get(l).i32(inner);
-      op.i32RemU(f);
-      f.i32(4).i32Mul().i32Add();
-    }
-    push(f, at).i32Add().set(base);
-    body(l, base);
-  });
-}
-
-/**
- * For each line in the range as eachLine, but four adjacent lines at once (`four`, from the first
- * one's l and base) where the range holds them and they are four columns of one row (inner ≥ 4):
- * their elements are then one v128 apart from the next's.
- */
-function eachLineBy4(f: Body, x: Lines, at: I32, one: (l: Local, base: Local) => void, four: (l: Local, base: Local) => void): void {
-  const { len, inner } = x;
-  if (inner < 4) return eachLine(f, x, at, one);
-  const [lo, hi] = rangeOf(f, x.lines);
-  const [l, base, col] = [f.local('i32'), f.local('i32'), f.local('i32')];
-  f.get(lo).set(l);
-  f.loopUntil(
-    () => f.get(l).get(hi).i32GeS(),
-    () => {
-      f.get(l).i32(inner);
-      op.i32RemU(f);
-      f.set(col);
-      f.get(l).i32(inner).i32DivU().i32(4 * len * inner).i32Mul().get(col).i32(4).i32Mul().i32Add();
-      push(f, at).i32Add().set(base);
-      // one line where l + 4 > hi or col + 4 > inner, else four
-      f.get(l).i32(4).i32Add().get(hi).i32GtS().get(col).i32(4).i32Add().i32(inner).i32GtS();
-      op.i32Or(f);
-      op.ifElse(
-        f,
-        () => {
-          one(l, base);
-          f.bump(l, 1);
-        },
-        () => {
-          four(l, base);
-          f.bump(l, 4);
-        },
-      );
-    },
-  );
-}
-
-const SIMD_OP = { f32x4Ne: 0x42, i32x4ExtractLane: 0x1b } as const;
-
-/**
- * mask = (v better than best, or v NaN) and best not NaN, lane by lane, of the v128 locals: the
- * lanes where the scalar loop would take v (a NaN best is kept: the first NaN ends a line).
- */
-function betterMask(f: Body, which: 'argmax' | 'argmin', v: Local, best: Local): void {
-  f.get(v).get(best).f32x4(which === 'argmax' ? 'gt' : 'lt');
-  f.get(v).get(v).simd(SIMD_OP.f32x4Ne);
-  f.v128Or();
-  f.get(best).get(best).f32x4('eq');
-  f.v128And();
-}
-
-/**
- * The index of the first maximum (minimum) of each line; a NaN wins and ends the line. Lines of
- * the last axis of 8 or more: four lanes of (best, index) over the elements 4t + k, the lanes
- * combined (a NaN lane wins over a number; between two NaNs or two equal values the lower index),
- * then the rest one by one; lines four columns apart (inner ≥ 4): four lines at once.
- */
-export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32): IndexKernel {
-  const { lines, len, inner } = x;
-  const split = rows(lines, work(lines, len));
-  const f = new Body(split ? 2 : 0);
-  const [best, v] = [f.local('f32'), f.local('f32')];
-  const [j, p, idx, i] = [f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32')];
-  const [vb, vv, vi, vj, vm] = [f.local('v128'), f.local('v128'), f.local('v128'), f.local('v128'), f.local('v128')];
-  const better = () => {
-    if (which === 'argmax') f.f32Gt();
-    else op.f32Lt(f);
-  };
-  /** v into best, idx where the mask's lanes hold (vj: the lanes' indices). */
-  const take = () => {
-    betterMask(f, which, vv, vb);
-    f.set(vm);
-    f.get(vv).get(vb).get(vm).v128Bitselect().set(vb);
-    f.get(vj).get(vi).get(vm).v128Bitselect().set(vi);
-  };
-  /** From element j at p on, one by one, until the line's end or a NaN best. */
-  const scalarRest = () =>
-    f.loopUntil(
-      () => {
-        // j ≥ len, or the best is NaN
-        f.get(j).i32(len).i32GeS().get(best).get(best);
-        op.f32Ne(f);
-        op.i32Or(f);
-      },
-      () => {
-        f.get(p).f32Load(0).set(v);
-        f.when(
-          () => {
-            f.get(v).get(v);
-            op.f32Ne(f);
-            f.get(v).get(best);
-            better();
-            op.i32Or(f);
-          },
-          () => f.get(v).set(best).get(j).set(idx),
-        );
-        f.bump(j, 1).bump(p, 4 * inner);
-      },
-    );
-  /** (v, i) into (best, idx): where best is NaN, a NaN v of a lower index; else a NaN v, a better v, or an equal v of a lower index. */
-  const combine = () =>
-    f.when(
-      () => {
-        f.get(v).get(v);
-        op.f32Ne(f);
-        f.get(i).get(idx).i32LtS();
-        op.i32And(f);
-        f.get(v).get(v);
-        op.f32Ne(f);
-        f.get(v).get(best);
-        better();
-        op.i32Or(f);
-        f.get(v).get(best).raw(0x5b); // f32.eq
-        f.get(i).get(idx).i32LtS();
-        op.i32And(f);
-        op.i32Or(f);
-        f.get(best).get(best);
-        op.f32Ne(f);
-        f.select();
-      },
-      () => f.get(v).set(best).get(i).set(idx),
-    );
-  const vecs = inner === 1 && len >= 8 ? Math.floor(len / 4) : 0;
-  const one = (l: Local, base: Local) => {
-    if (vecs) {
-      f.get(base).v128Load(0).set(vb);
-      f.i32x4Lanes([0, 1, 2, 3]).tee(vj).set(vi);
-      f.get(base).i32(16).i32Add().set(p);
-      f.repeat(j, vecs - 1, () => {
-        f.get(vj).i32x4Const(4).i32x4Add().set(vj);
-        f.get(p).v128Load(0).set(vv);
-        take();
-        f.bump(p, 16);
-      });
-      f.get(vb).f32x4ExtractLane(0).set(best);
-      f.get(vi).simd(SIMD_OP.i32x4ExtractLane).raw(0).set(idx);
-      for (let k = 1; k < 4; k++) {
-        f.get(vb).f32x4ExtractLane(k).set(v);
-        f.get(vi).simd(SIMD_OP.i32x4ExtractLane).raw(k).set(i);
-        combine();
-      }
-      f.assign(j, 4 * vecs);
-    } else {
-      f.get(base).f32Load(0).set(best);
-      f.assign(idx, 0).assign(j, 1);
-      f.get(base).i32(4 * inner).i32Add().set(p);
-    }
-    scalarRest();
-    push(f.get(l).i32(4).i32Mul(), yAt).i32Add().get(idx);
-    op.i32Store(f);
-  };
-  const four = (l: Local, base: Local) => {
-    // lanes: four lines, the scalar loop's test lane by lane
-    f.get(base).v128Load(0).set(vb);
-    f.i32x4Const(0).tee(vi).set(vj);
-    f.get(base).set(p);
-    if (len > 1)
-      f.repeat(j, len - 1, () => {
-        f.bump(p, 4 * inner);
-        f.get(vj).i32x4Const(1).i32x4Add().set(vj);
-        f.get(p).v128Load(0).set(vv);
-        take();
-      });
-    push(f.get(l).i32(4).i32Mul(), yAt).i32Add().get(vi).v128Store(0);
-  };
-  eachLineBy4(f, x, xAt, one, four);
-  const how = vecs ? ', four lanes' : inner >= 4 ? ', four columns at once' : '';
-  return { body: f, split, what: `${which} of ${text(lines)} lines of ${len} (the first; a NaN wins${how})` };
-}
-
-/**
- * Running sums along each line in f64, from the end with `reverse`; lines four columns apart
- * (inner ≥ 4) four at once, in two f64x2 sums (the same sums).
- */
-export function cumsum(x: Lines, reverse: boolean, xAt: I32, yAt: I32): IndexKernel {
-  const { lines, len, inner } = x;
-  const split = rows(lines, work(lines, len));
-  const f = new Body(split ? 2 : 0);
-  const s = f.local('f64');
-  const [j, p] = [f.local('i32'), f.local('i32')];
-  const [v, s0, s1] = [f.local('v128'), f.local('v128'), f.local('v128')];
-  const step = reverse ? -4 * inner : 4 * inner;
-  const start = (base: Local) => {
-    f.get(base);
-    if (reverse) f.i32(4 * inner * (len - 1)).i32Add();
-    f.set(p);
-  };
-  const one = (_l: Local, base: Local) => {
-    op.f64Const(f, 0).set(s);
-    start(base);
-    f.repeat(j, len, () => {
-      f.get(s).get(p).f32Load(0);
-      op.f64PromoteF32(f);
-      f.f64Add().set(s);
-      minus(f.get(p), yAt, xAt).i32Add().get(s).f32DemoteF64().f32Store(0);
-      f.bump(p, step);
-    });
-  };
-  const four = (_l: Local, base: Local) => {
-    f.f32x4Const(0).tee(s0).set(s1); // f64x2 zeros
-    start(base);
-    f.repeat(j, len, () => {
-      f.get(p).v128Load(0).set(v);
-      f.get(s0).get(v).f64x2PromoteLowF32x4().f64x2Add().set(s0);
-      f.get(s1).get(v).get(v).i32x4Shuffle([2, 3, 0, 1]).f64x2PromoteLowF32x4().f64x2Add().set(s1);
-      minus(f.get(p), yAt, xAt).i32Add();
-      f.get(s0).f32x4DemoteF64x2Zero().get(s1).f32x4DemoteF64x2Zero().i32x4Shuffle([0, 1, 4, 5]);
-      f.v128Store(0);
-      f.bump(p, step);
-    });
-  };
-  eachLineBy4(f, x, xAt, one, four);
-  return { body: f, split, what: `cumsum of ${text(lines)} lines of ${len}${reverse ? ', from the end' : ''} (in f64${inner >= 4 ? ', four columns at once' : ''})` };
-}
-
-/**
- * ln(s) of the f64 on the stack, s > 0 finite: s = m·2ᵉ with e from s's f32 exponent bits (m about
- * [1, 2)), ln m = 2·atanh(z), z = (m − 1)/(m + 1) ≤ 1/3, by its series to z²⁵ (error < 1e-13).
- */
-function f64Log(f: Body, t: { s: Local; z: Local; z2: Local; p: Local; e: Local }): void {
-  f.set(t.s);
-  // e = the f32 exponent of s; m = s / 2ᵉ, 2ᵉ built from its bits (exact)
-  f.get(t.s).f32DemoteF64();
-  op.i32ReinterpretF32(f);
-  f.i32(23);
-  op.i32ShrU(f);
-  f.i32(255);
-  op.i32And(f);
-  f.set(t.e);
-  f.get(t.s).get(t.e).i32(23);
-  op.i32Shl(f);
-  op.f32ReinterpretI32(f);
-  op.f64PromoteF32(f);
-  op.f64Div(f);
-  f.set(t.s); // m
-  f.get(t.s);
-  op.f64Const(f, 1);
-  op.f64Sub(f);
-  f.get(t.s);
-  op.f64Const(f, 1);
-  f.f64Add();
-  op.f64Div(f);
-  f.tee(t.z).get(t.z);
-  op.f64Mul(f);
-  f.set(t.z2);
-  const N = 12;
-  op.f64Const(f, 1 / (2 * N + 1)).set(t.p);
-  for (let k = N - 1; k >= 0; k--) {
-    f.get(t.p).get(t.z2);
-    op.f64Mul(f);
-    op.f64Const(f, 1 / (2 * k + 1));
-    f.f64Add().set(t.p);
-  }
-  // 2·z·p + (e − 127)·ln 2
-  op.f64Const(f, 2);
-  f.get(t.z);
-  op.f64Mul(f);
-  f.get(t.p);
-  op.f64Mul(f);
-  f.get(t.e).i32(127).i32Sub().raw(0xb7); // f64.convert_i32_s
-  op.f64Const(f, Math.LN2);
-  op.f64Mul(f);
-  f.f64Add();
-}
-
-/** exp of the f32 on the stack (the softmax kernel's, in lane 0 of a splat). */
-function f32Exp(f: Body, tmp: readonly Local[]): void {
-  f.f32x4Splat();
-  f32x4Exp(f, tmp);
-  f.f32x4ExtractLane(0);
-}
-
-/** Softmax (log-softmax) along any axis, line by line: max, Σ exp(x − max) in f64, then each element. */
-export function softmaxLines(x: Lines, log: boolean, xAt: I32, yAt: I32): IndexKernel {
-  const { lines, len, inner } = x;
-  const split = rows(lines, work(lines, len * 8));
-  const f = new Body(split ? 2 : 0);
-  const [max, v, c] = [f.local('f32'), f.local('f32'), f.local('f32')];
-  const [sum, lse] = [f.local('f64'), f.local('f64')];
-  const [j, p, q] = [f.local('i32'), f.local('i32'), f.local('i32')];
-  const tmp = Array.from({ length: 5 }, () => f.local('v128'));
-  const t = { s: f.local('f64'), z: f.local('f64'), z2: f.local('f64'), p: f.local('f64'), e: f.local('i32') };
-  const each = (base: Local, body: () => void) => {
-    f.get(base).set(p);
-    f.repeat(j, len, () => {
-      body();
-      f.bump(p, 4 * inner);
-    });
-  };
-  eachLine(f, x, xAt, (_l, base) => {
-    // the maximum, NaN skipped (as `if (v > max) max = v`)
-    f.f32Const(-Infinity).set(max);
-    each(base, () => {
-      f.get(p).f32Load(0).tee(v).get(max).f32Gt();
-      f.when(() => undefined, () => f.get(v).set(max));
-    });
-    op.f64Const(f, 0).set(sum);
-    each(base, () => {
-      f.get(p).f32Load(0).get(max);
-      op.f32Sub(f);
-      f32Exp(f, tmp);
-      f.set(v);
-      if (!log) minus(f.get(p), yAt, xAt).i32Add().get(v).f32Store(0);
-      f.get(sum);
-      f.get(v);
-      op.f64PromoteF32(f);
-      f.f64Add().set(sum);
-    });
-    if (log) {
-      // y = x − (max + ln Σ)
-      f.get(max);
-      op.f64PromoteF32(f);
-      f.get(sum);
-      f64Log(f, t);
-      f.f64Add().set(lse);
-      // in f64, rounded once (x and the total near 500 differ by less than f32 resolves there)
-      each(base, () => {
-        minus(f.get(p), yAt, xAt).i32Add().get(p).f32Load(0);
-        op.f64PromoteF32(f);
-        f.get(lse);
-        op.f64Sub(f);
-        f.f32DemoteF64().f32Store(0);
-      });
-    } else {
-      op.f64Const(f, 1);
-      f.get(sum);
-      op.f64Div(f);
-      f.f32DemoteF64().set(c);
-      each(base, () => {
-        minus(f.get(p), yAt, xAt).i32Add().set(q);
-        f.get(q).get(q).f32Load(0).get(c).f32Mul().f32Store(0);
-      });
-    }
-  });
-  return { body: f, split, what: `${log ? 'log_softmax' : 'softmax'} of ${text(lines)} lines of ${len}${inner > 1 ? `, ${inner} apart` : ''}` };
-}
-
-// ---------------------------------------------------------------------------------------------
 // xent, argmax_mask
 
 /** −mean over rows of (x[i, t_i] − max_i − ln Σ_j exp(x[i, j] − max_i)): rows four floats at a time, sums in f64. */
@@ -786,51 +301,42 @@ export function xent(x: readonly [I32, number], xAt: I32, tAt: I32, yAt: I32): I
 
 /**
  * 1 at the first maximum (row-major over the reduced axes) of each slice, 0 elsewhere: nested
- * loops over the kept axes, then over the reduced ones. The first axis may have a run-time extent
- * (the symbolic module: the kept axes of symbolic sizes before the others, as one), not reduced.
+ * loops over the kept axes, then over the reduced ones. Any axis may have a run-time extent (the
+ * symbolic module).
  */
-export function argmaxMask(shape: readonly number[] | readonly [I32, ...number[]], axes: readonly number[], xAt: I32, yAt: I32): IndexKernel {
+export function argmaxMask(shape: readonly I32[], axes: readonly number[], xAt: I32, yAt: I32): IndexKernel {
   const f = new Body();
-  const n0: I32 = shape.length ? shape[0]! : 1;
-  const rest = shape.slice(1) as number[];
-  const dim = (k: number) => (k === 0 ? n0 : rest[k - 1]!);
-  const strides = shape.map((_d, k) => 4 * numel(rest.slice(k)));
-  const kept = shape.map((_d, k) => k).filter((k) => !axes.includes(k) && (typeof dim(k) !== 'number' || (dim(k) as number) > 1));
-  const red = axes.filter((k) => (dim(k) as number) > 1);
+  const dim = (k: number) => shape[k]!;
+  const all = shape.reduce<I32>((p, d) => product(p, d), 1);
+  const strides = shape.map((_d, k) => hoisted(f, times(shape.slice(k + 1).reduce<I32>((p, d) => product(p, d), 1), 4)));
+  const many = (d: I32) => typeof d !== 'number' || d > 1;
+  const kept = shape.map((_d, k) => k).filter((k) => !axes.includes(k) && many(dim(k)));
+  const red = axes.filter((k) => many(dim(k)));
   const [best, v] = [f.local('f32'), f.local('f32')];
   const [at, z, kz] = [f.local('i32'), f.local('i32'), f.local('i32')];
   // zeros
   push(f, yAt).set(z);
-  if (typeof n0 === 'number') copyFloats(f, n0 * numel(rest), undefined, z, kz, 'add');
+  if (typeof all === 'number') copyFloats(f, all, undefined, z, kz, 'add');
   else {
-    const c = f.local('i32');
-    push(f, n0).set(c);
+    // four at a time while four are left, then one by one
+    push(f, all).set(kz);
     f.loopUntil(
-      () => f.get(c).i32Eqz(),
-      () => {
-        copyFloats(f, numel(rest), undefined, z, kz, 'add');
-        f.bump(c, -1);
-      },
+      () => f.get(kz).i32(4).i32LtS(),
+      () => void f.get(z).f32x4Const(0).v128Store(0).bump(z, 16).bump(kz, -4),
+    );
+    f.loopUntil(
+      () => f.get(kz).i32Eqz(),
+      () => void f.get(z).f32Const(0).f32Store(0).bump(z, 4).bump(kz, -1),
     );
   }
   const nest = (levels: readonly number[], from: Local, body: (p: Local) => void) => {
     if (levels.length === 0) return body(from);
     const [p, c] = [f.local('i32'), f.local('i32')];
     f.get(from).set(p);
-    const d = dim(levels[0]!);
-    const each = () => {
+    repeatN(f, c, dim(levels[0]!), () => {
       nest(levels.slice(1), p, body);
-      f.bump(p, strides[levels[0]!]!);
-    };
-    if (typeof d === 'number') return void f.repeat(c, d, each);
-    push(f, d).set(c);
-    f.loopUntil(
-      () => f.get(c).i32Eqz(),
-      () => {
-        each();
-        f.bump(c, -1);
-      },
-    );
+      bumpBy(f, p, strides[levels[0]!]!);
+    });
   };
   const start = f.local('i32');
   push(f, xAt).set(start);
@@ -852,29 +358,32 @@ export function argmaxMask(shape: readonly number[] | readonly [I32, ...number[]
  * max_pool_pick: y = v at the first maximum (row-major) of each window of x, the window clipped to
  * the plane as the flat module's; a range of planes.
  */
-export function maxPoolPick(planes: I32, xs: readonly [number, number], ys: readonly [number, number], a: { kernel: readonly number[]; stride: readonly number[]; padding: readonly number[] }, xAt: I32, vAt: I32, yAt: I32): IndexKernel {
+export function maxPoolPick(planes: I32, xs: readonly [I32, I32], ys: readonly [I32, I32], a: { kernel: readonly number[]; stride: readonly number[]; padding: readonly number[] }, xAt: I32, vAt: I32, yAt: I32): IndexKernel {
   const [H, W] = xs;
   const [Ho, Wo] = ys;
   const [kh, kw] = a.kernel as [number, number];
   const [sh, sw] = a.stride as [number, number];
   const [ph, pw] = a.padding as [number, number];
-  const split = rows(planes, work(planes, Ho * Wo * kh * kw));
+  const split = rows(planes, work(planes, product(product(Ho, Wo), kh * kw)));
   const f = new Body(split ? 2 : 0);
   const [lo, hi] = rangeOf(f, planes);
   const [n, i, j, h0, h1, w0, w1, pp, q, qe, at, xp, yp] = Array.from({ length: 13 }, () => f.local('i32'));
   const [best, v] = [f.local('f32'), f.local('f32')];
   /** max(0, k·s + d), or min(n, k·s + d), of the local k. */
-  const clip = (k: Local, s: number, d: number, bound?: number) => {
+  const clip = (k: Local, s: number, d: number, bound?: I32) => {
     f.get(k).i32(s).i32Mul().i32(d).i32Add().set(q);
     if (bound === undefined) f.get(q).i32(0).get(q).i32(0).i32GtS().select();
-    else f.get(q).i32(bound).get(q).i32(bound).i32LtS().select();
+    else {
+      push(f.get(q), bound).get(q);
+      push(f, bound).i32LtS().select();
+    }
   };
   /** for (k = from; k < to; k++) body() over locals */
-  const loop = (k: Local, from: Local | number, to: Local | number, body: () => void) => {
+  const loop = (k: Local, from: Local | number, to: Local | I32, body: () => void) => {
     if (typeof from === 'number') f.assign(k, from);
     else f.get(from).set(k);
     f.loopUntil(
-      () => (typeof to === 'number' ? f.get(k).i32(to) : f.get(k).get(to)).i32GeS(),
+      () => (typeof to === 'object' && 'index' in to ? f.get(k).get(to) : push(f.get(k), to)).i32GeS(),
       () => {
         body();
         f.bump(k, 1);
@@ -882,8 +391,8 @@ export function maxPoolPick(planes: I32, xs: readonly [number, number], ys: read
     );
   };
   forRange(f, n, lo, hi, () => {
-    f.get(n).i32(4 * H * W).i32Mul().set(xp);
-    push(f.get(n).i32(4 * Ho * Wo).i32Mul(), yAt).i32Add().set(yp);
+    push(f.get(n), times(product(H, W), 4)).i32Mul().set(xp);
+    push(push(f.get(n), times(product(Ho, Wo), 4)).i32Mul(), yAt).i32Add().set(yp);
     loop(i, 0, Ho, () => {
       clip(i, sh, -ph);
       f.set(h0);
@@ -897,8 +406,8 @@ export function maxPoolPick(planes: I32, xs: readonly [number, number], ys: read
         f.f32Const(-Infinity).set(best).i32(-1).set(at);
         loop(pp, h0, h1, () => {
           // q walks the row's taps (byte offsets in the plane), up to qe
-          f.get(pp).i32(W).i32Mul().get(w0).i32Add().i32(4).i32Mul().get(xp).i32Add().set(q);
-          f.get(pp).i32(W).i32Mul().get(w1).i32Add().i32(4).i32Mul().get(xp).i32Add().set(qe);
+          push(f.get(pp), W).i32Mul().get(w0).i32Add().i32(4).i32Mul().get(xp).i32Add().set(q);
+          push(f.get(pp), W).i32Mul().get(w1).i32Add().i32(4).i32Mul().get(xp).i32Add().set(qe);
           f.loopUntil(
             () => f.get(q).get(qe).i32GeS(),
             () => {
@@ -919,5 +428,5 @@ export function maxPoolPick(planes: I32, xs: readonly [number, number], ys: read
       });
     });
   });
-  return { body: f, split, what: `max_pool_pick over ${text(planes)} planes of ${H}×${W}, ${kh}×${kw} windows` };
+  return { body: f, split, what: `max_pool_pick over ${text(planes)} planes of ${text(H)}×${text(W)}, ${kh}×${kw} windows` };
 }

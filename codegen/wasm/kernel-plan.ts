@@ -7,7 +7,7 @@
 // that every access walks as one are merged.
 
 import type { Dim, Size } from '../../ir/dims.js';
-import { isStatic, mulSize, size, sizeText } from '../../ir/dims.js';
+import { isStatic, mulSize, size, sizeEq, sizeText, sumSizes } from '../../ir/dims.js';
 import { CompileError } from '../../ir/errors.js';
 import type { EType, Kernel, Node } from '../kernel/form.js';
 import { argsOf } from '../kernel/form.js';
@@ -85,13 +85,13 @@ export function flatten(k: Kernel, addr: (arg: string) => number | undefined, op
     throw unsupported(k, `a symbolic size (${typeof s === 'string' ? s : s.syms.join('*')})`);
   };
   const dims = k.domain.map(num);
-  const accesses: { base: Val; strides: Val[]; guards: { axis: number; lo: number; hi: Val }[] }[] = [];
+  const accesses: { base: Val; strides: Val[]; guards: { axis: number; lo: number; hi: Val }[]; arg: string; offset: Size }[] = [];
   const access = (a: Extract<Node, { op: 'load' }>['access']) => {
     const off = num(a.offset);
     const at = rt ? rt.address(a.arg, size(a.offset)) : addr(a.arg);
     if (at === undefined) throw unsupported(k, `array ${a.arg} is not in the memory`);
     const base = rt ? at : (at as number) + 4 * (off as number);
-    accesses.push({ base, strides: a.strides.map(num), guards: (a.guards ?? []).map((g) => ({ axis: g.axis, lo: g.lo, hi: num(g.hi) })) });
+    accesses.push({ base, strides: a.strides.map(num), guards: (a.guards ?? []).map((g) => ({ axis: g.axis, lo: g.lo, hi: num(g.hi) })), arg: a.arg, offset: size(a.offset) });
     return accesses.length - 1;
   };
   const nodes: FlatNode[] = [];
@@ -110,12 +110,19 @@ export function flatten(k: Kernel, addr: (arg: string) => number | undefined, op
   const plain = (ks: Box[]) => ks.map((b) => (opts.squeeze === false ? { ...b, reduced } : squeeze({ ...b, reduced })));
   if (!guarded) return plain([{ dims, nodes, accesses, stores }]);
   if (k.axes.length || nodes.some((n) => n.op === 'coord')) throw unsupported(k, 'a guarded load in a reduction or beside a coordinate');
-  // (the guarded axes' sizes, the strides along them and the guards' bounds must be numbers)
+  // (the guarded axes' sizes and the guards' bounds must be numbers; the strides along them too, but in the symbolic module, whose shifted addresses are run-time values)
   const gAxes = new Set(accesses.flatMap((a) => a.guards.map((g) => g.axis)));
   const isNum = (v: Val) => typeof v === 'number';
-  if (![...gAxes].every((d) => isNum(dims[d]!)) || !accesses.every((a) => [...gAxes].every((d) => isNum(a.strides[d]!)) && a.guards.every((g) => isNum(g.hi))))
+  if (![...gAxes].every((d) => isNum(dims[d]!)) || !accesses.every((a) => (rt || [...gAxes].every((d) => isNum(a.strides[d]!))) && a.guards.every((g) => isNum(g.hi))))
     throw unsupported(k, 'a guarded load (pad, concat) along a symbolic axis');
-  return plain(boxes(dims, nodes, accesses as { base: Val; strides: Val[]; guards: { axis: number; lo: number; hi: number }[] }[], stores));
+  // an address shifted along an axis of a run-time stride (the symbolic module): the address of the shifted element, a run-time value of its own
+  const shifted = (a: (typeof accesses)[number], lo: ReadonlyMap<number, number>): Val => {
+    const terms = [a.offset, ...[...lo].map(([d, x]) => mulSize(typeof a.strides[d] === 'number' ? size(a.strides[d] as number) : (a.strides[d] as Rt).size!, x))].filter((t) => t.coef !== 0);
+    const at = terms.every((t) => sizeEq({ coef: 1, syms: t.syms }, { coef: 1, syms: terms[0]!.syms })) ? rt!.address(a.arg, sumSizes(terms).coef === 0 ? size(0) : sumSizes(terms)) : undefined;
+    if (at === undefined) throw unsupported(k, 'a guarded load (pad, concat) whose shifted address is not one size');
+    return at;
+  };
+  return plain(boxes(dims, nodes, accesses as ((typeof accesses)[number] & { guards: { axis: number; lo: number; hi: number }[] })[], stores, shifted));
 }
 
 type Box = { dims: Val[]; nodes: FlatNode[]; accesses: FlatAccess[]; stores: { node: number; a: number }[] };
@@ -124,7 +131,7 @@ type Box = { dims: Val[]; nodes: FlatNode[]; accesses: FlatAccess[]; stores: { n
  * The boxes of a guarded copy's domain in which each guard holds everywhere or nowhere: a load
  * outside its window is the constant 0, and a sum with it its other operand.
  */
-function boxes(dims: Val[], nodes: FlatNode[], accesses: { base: Val; strides: Val[]; guards: { axis: number; lo: number; hi: number }[] }[], stores: { node: number; a: number }[]): Box[] {
+function boxes<A extends { base: Val; strides: Val[]; guards: { axis: number; lo: number; hi: number }[] }>(dims: Val[], nodes: FlatNode[], accesses: A[], stores: { node: number; a: number }[], shifted: (a: A, lo: ReadonlyMap<number, number>) => Val): Box[] {
   const gAxes = [...new Set(accesses.flatMap((a) => a.guards.map((g) => g.axis)))].sort((a, b) => a - b);
   const cuts = gAxes.map((d) => {
     const n = dims[d] as number;
@@ -136,7 +143,8 @@ function boxes(dims: Val[], nodes: FlatNode[], accesses: { base: Val; strides: V
   return picks.map((pick) => {
     const lo = new Map(gAxes.map((d, j) => [d, cuts[j]![pick[j]!]!]));
     const hi = new Map(gAxes.map((d, j) => [d, cuts[j]![pick[j]! + 1]!]));
-    const shifted = accesses.map((a) => {
+    const moved = accesses.map((a) => {
+      if (!gAxes.every((d) => typeof a.strides[d] === 'number')) return { base: lo.size && gAxes.some((d) => lo.get(d)) ? shifted(a, lo) : a.base, strides: a.strides };
       const by = 4 * gAxes.reduce((s, d) => s + (a.strides[d] as number) * lo.get(d)!, 0);
       return { base: typeof a.base === 'number' ? a.base + by : by ? { ...a.base, plus: (a.base.plus ?? 0) + by } : a.base, strides: a.strides };
     });
@@ -153,7 +161,7 @@ function boxes(dims: Val[], nodes: FlatNode[], accesses: { base: Val; strides: V
       } else map.push(out.push({ ...n, ...('args' in n ? { args: n.args.map((a) => map[a]!) } : {}) } as FlatNode) - 1);
     }
     const bd = dims.map((n, d) => (lo.has(d) ? hi.get(d)! - lo.get(d)! : n));
-    return { dims: bd, nodes: out, accesses: shifted, stores: stores.map((s) => ({ node: map[s.node]!, a: s.a })) };
+    return { dims: bd, nodes: out, accesses: moved, stores: stores.map((s) => ({ node: map[s.node]!, a: s.a })) };
   });
 }
 

@@ -20,6 +20,7 @@ import { valOf } from './kernel-plan.js';
 import { KernelUnsupported, renderWasmKernel } from './kernel.js';
 import type { Routine, View } from '../kernel/form.js';
 import type { I32, IndexKernel } from './index-kernels.js';
+import { softmaxRows } from './index-lines.js';
 import { argBest, argmaxMask, cumsum, gather, maxPoolPick, pick, scatterAdd, softmaxLines, xent } from './index-kernels.js';
 import { docOf } from './decide.js';
 import { softmaxBody } from './softmax.js';
@@ -129,12 +130,14 @@ function dense(v: View): boolean {
 }
 
 /**
- * The kernel of an index routine whose number of rows (lines, planes) or addresses are run-time
- * values, or undefined (the flat module's loop): a gather's table, scatter_add's rows, pick's and
- * xent's classes, the axes from a line's axis on (argmax, argmin, cumsum, softmax, log_softmax),
- * an argmax_mask's reduced axes and the kept ones after them, and a max_pool_pick's planes have
- * sizes that are numbers. A softmax over the last axis is the static module's row kernel
- * (codegen/wasm/softmax.ts), its rows a run-time value.
+ * The kernel of an index routine whose number of rows (lines, planes), sizes or addresses are
+ * run-time values, or undefined (the flat module's loop): a gather's table, scatter_add's rows,
+ * pick's and xent's classes have sizes that are numbers (the shape rules keep them so); a line's
+ * count, length and the distance between its elements (argmax, argmin, cumsum, softmax,
+ * log_softmax), an argmax_mask's axes and a max_pool_pick's planes may be run-time values, but a
+ * softmax's and log_softmax's axes from the line's axis on have sizes that are numbers. A softmax
+ * over the last axis is the static module's row kernel (codegen/wasm/softmax.ts), its rows a
+ * run-time value.
  */
 function indexRoutine(r: Routine, address: (arg: string, off: Size) => Val | undefined, i32: (v: Val) => I32): IndexKernel | undefined {
   const views = [...r.inputs, r.output];
@@ -148,6 +151,11 @@ function indexRoutine(r: Routine, address: (arg: string, off: Size) => Val | und
     return typeof v === 'number' ? { push: (f: Body) => void f.i32(v), text: String(v) } : i32(v);
   };
   const rows = (v: View) => count(numelSize(v.shape));
+  // a size the body reads: a number where it is one (its loops unrolled or vectorised as the static module's), else its run-time value
+  const dim = (n: Size): I32 => {
+    const v = valOf(n);
+    return typeof v === 'number' ? v : i32(v);
+  };
   const statics = (v: View, from = 0) => v.shape.slice(from).every((d) => typeof d === 'number');
   const x = r.inputs[0]!;
   let k: IndexKernel | undefined;
@@ -157,28 +165,24 @@ function indexRoutine(r: Routine, address: (arg: string, off: Size) => Val | und
     k = (r.op === 'pick' ? pick : xent)([count(size(x.shape[0]!)), x.shape[1] as number], a!, b!, c!);
   else if (r.op === 'argmax' || r.op === 'argmin' || r.op === 'cumsum' || r.op === 'softmax' || r.op === 'log_softmax') {
     const axis = r.attrs.axis as number;
-    if (!statics(x, axis)) return undefined;
-    const len = x.shape[axis] as number;
-    const inner = (x.shape.slice(axis + 1) as number[]).reduce((p, d) => p * d, 1);
-    const lines = { lines: count(numelSize([...x.shape.slice(0, axis), inner])), len, inner };
+    // (a log_softmax of rows of a symbolic length: four elements at a time (a softmax's: the row kernel's generator, encoded
+    // per size: codegen/wasm/symbolic.ts); lines of a symbolic length or distance along another axis stay the flat module's
+    // loop: the line kernel's exponentials, one lane of four, measured 1.6× slower than its Math.exp)
+    if (r.op === 'log_softmax' && axis === x.shape.length - 1 && typeof x.shape[axis] !== 'number') return softmaxRows(count(numelSize(x.shape.slice(0, axis))), dim(size(x.shape[axis]!)), true, a!, b!);
+    if ((r.op === 'softmax' || r.op === 'log_softmax') && !statics(x, axis)) return undefined;
+    const len = dim(size(x.shape[axis]!));
+    const lines = { lines: count(numelSize([...x.shape.slice(0, axis), ...x.shape.slice(axis + 1)])), len, inner: dim(numelSize(x.shape.slice(axis + 1))) };
     if (r.op === 'softmax' && axis === x.shape.length - 1) {
       // a softmax over rows: the static module's row kernel (codegen/wasm/softmax.ts, codegen/wasm/decide.ts), its rows and addresses run-time values
-      const body = softmaxBody({ M: lines.lines, N: len, x: a!, out: b! });
+      const body = softmaxBody({ M: lines.lines, N: len as number, x: a!, out: b! });
       k = { body, what: `softmax of ${typeof lines.lines === 'number' ? lines.lines : lines.lines.text} rows of ${len}, four columns at a time` };
     } else if (r.op === 'cumsum') k = cumsum(lines, !!r.attrs.reverse, a!, b!);
     else if (r.op === 'argmax' || r.op === 'argmin') k = argBest(r.op, lines, a!, b!);
     else k = softmaxLines(lines, r.op === 'log_softmax', a!, b!);
-  } else if (r.op === 'argmax_mask') {
-    // the kept axes of symbolic sizes before the others, as one axis of a run-time extent
-    const axes = r.attrs.axes as number[];
-    let j = x.shape.length;
-    while (j > 0 && typeof x.shape[j - 1] === 'number') j--;
-    if (axes.some((k) => k < j)) return undefined;
-    const shape: [I32, ...number[]] = [i32(valOf(numelSize(x.shape.slice(0, j)))), ...(x.shape.slice(j) as number[])];
-    k = argmaxMask(shape, axes.map((k) => k - j + 1), a!, b!);
-  } else if (r.op === 'max_pool_pick' && x.shape.length === 4 && statics(x, 2) && statics(r.output, 2)) {
-    const [H, W] = x.shape.slice(2) as [number, number];
-    const [Ho, Wo] = r.output.shape.slice(2) as [number, number];
+  } else if (r.op === 'argmax_mask') k = argmaxMask(x.shape.map((d) => dim(size(d))), r.attrs.axes as number[], a!, b!);
+  else if (r.op === 'max_pool_pick' && x.shape.length === 4) {
+    const [H, W] = x.shape.slice(2).map((d) => dim(size(d))) as [I32, I32];
+    const [Ho, Wo] = r.output.shape.slice(2).map((d) => dim(size(d))) as [I32, I32];
     k = maxPoolPick(count(numelSize(x.shape.slice(0, 2))), [H, W], [Ho, Wo], r.attrs as never, a!, b!, c!);
   }
   // (a body split over threads takes a range: the symbolic module calls its kernels whole)

@@ -4,7 +4,7 @@
 // a convolution's epilogue) are kernels of the kernel form encoded once, at build time, whose
 // symbolic sizes, strides and addresses are read from a parameter block (codegen/wasm/symbolic-forms.ts);
 // so are its index routines and its softmaxes over rows of a static length (where their sizes
-// allow: symbolic-forms.ts). Its matmul, convolution and pooling groups (and a softmax over rows
+// allow: symbolic-forms.ts), and the optimizer's update (codegen/wasm/symbolic-train.ts). Its matmul, convolution and pooling groups (and a softmax over rows
 // of a symbolic length) are wasm SIMD kernels encoded at run time: the first call that brings a
 // set of sizes lays the memory out for them (growing it when they need more), writes the
 // parameter block, encodes those kernels for its sizes and addresses with the kernel generators
@@ -36,7 +36,7 @@ import { formatType, numel } from '../../ir/types.js';
 import { CompileError } from '../../ir/errors.js';
 import { num } from '../expr.js';
 import type { ModuleInfo } from '../module.js';
-import { commentText, uniformConst } from '../module.js';
+import { commentText, typedAs, uniformConst } from '../module.js';
 import type { Backend, UnitEmitter } from '../ts.js';
 import { emitTs } from '../ts.js';
 import { isForwardOnly } from '../../ir/autodiff.js';
@@ -48,6 +48,8 @@ import { PADDING, PAGE, addresses } from './layout.js';
 import type { SymForms } from './symbolic-forms.js';
 import { symForms } from './symbolic-forms.js';
 import { encodeModule } from './encode.js';
+import type { Body } from './encode.js';
+import { symTrain } from './symbolic-train.js';
 
 /** The kernel generators the module carries, in dependency order, and what it calls of them. */
 const SOURCES = ['encode', 'steps', 'matmul', 'softmax', 'conv', 'pool'] as const;
@@ -80,6 +82,8 @@ interface SymLayout {
   readonly convAt: ReadonlyMap<Unit, Poly>;
   /** The convolutions' scratch areas as [offset, bytes] (constants). */
   readonly convAreas: readonly (readonly [number, number])[];
+  /** The optimizer state and step scalars (codegen/wasm/symbolic-train.ts), a constant. */
+  readonly optAt: number;
   /** The parameter block of the kernels of the kernel form (codegen/wasm/symbolic-forms.ts), a constant. */
   readonly paramAt: number;
   readonly packAt: Poly;
@@ -136,7 +140,7 @@ function convScratchBound(u: Unit): number | undefined {
 }
 
 /** The layout of the symbolic module (see SymLayout). */
-function symLayout(m: ModuleInfo, units: readonly Unit[], areas?: MatmulAreas, params = 0, constBytes = 0): SymLayout {
+function symLayout(m: ModuleInfo, units: readonly Unit[], areas?: MatmulAreas, params = 0, constBytes = 0, optBytes = 0): SymLayout {
   const plan = m.plan;
   const bytes = plan.buffers.map((b) => arrayBytes(b.size));
   const offsets: Poly[] = new Array(plan.buffers.length);
@@ -151,7 +155,9 @@ function symLayout(m: ModuleInfo, units: readonly Unit[], areas?: MatmulAreas, p
     convAreas.push([polyEval(end, {}), arrayBytes(size(n)).coef]);
     end = polyAdd(end, arrayBytes(size(n)));
   }
-  // the constant arrays the kernels of the kernel form read (constArrays), then their parameter block
+  // the optimizer state (symTrain), the constant arrays the kernels of the kernel form read (constArrays), then their parameter block
+  const optAt = polyEval(end, {});
+  end = polyAdd(end, size(optBytes));
   end = polyAdd(end, size(constBytes));
   const paramAt = polyEval(end, {});
   end = polyAdd(end, arrayBytes(size(params)));
@@ -163,7 +169,7 @@ function symLayout(m: ModuleInfo, units: readonly Unit[], areas?: MatmulAreas, p
   const product = polyMax(...units.filter((u) => areas?.product.has(u)).map((u) => [arrayBytes(numelSize(u.graph.type(mm(u).result).shape))]));
   const placed = placeAreas(end, [pack, product]);
   const [packAt, productAt] = placed.at as [Poly, Poly];
-  return { offsets, convAt, convAreas, paramAt, packAt, productAt, productFloats: product.map((t) => ({ ...t, coef: t.coef / 4 })), end: placed.end };
+  return { offsets, convAt, convAreas, optAt, paramAt, packAt, productAt, productFloats: product.map((t) => ({ ...t, coef: t.coef / 4 })), end: placed.end };
 }
 
 /** A graph whose types have the symbols bound (what the static decisions read). */
@@ -421,6 +427,24 @@ function fitKernels(units: readonly Unit[], probes: readonly Map<Unit, SymKernel
   return { kernels, byUnit };
 }
 
+/**
+ * The optimizer's state and update kernel (symbolic-train.ts: at constant addresses, a param and
+ * its gradient being static arrays), the constant arrays, the kernels of the kernel form (their
+ * parameter block comes before the symbolic arrays) and the final layout.
+ */
+function layoutAll(m: ModuleInfo, units: readonly Unit[], areas: MatmulAreas, syms: readonly string[], typed: boolean) {
+  const Ls = symLayout(m, units, areas);
+  const staticAddress = addresses(m.plan, Ls.offsets.map((p, id) => (isStatic(m.plan.buffers[id]!.size) ? polyEval(p, {}) : (undefined as unknown as number))));
+  const train = m.optimizer ? symTrain(m, staticAddress, Ls.optAt, syms, typedAs(typed)) : undefined;
+  const optBytes = train?.bytes ?? 0;
+  const consts = constArrays(m, symLayout(m, units, areas, 0, 0, optBytes).paramAt);
+  const L0 = symLayout(m, units, areas, 0, consts.bytes, optBytes);
+  const forms = symForms(m, units, L0.paramAt, (id) => (isStatic(m.plan.buffers[id]!.size) ? polyEval(L0.offsets[id]!, {}) : undefined), consts.at);
+  const L = symLayout(m, units, areas, forms.count, consts.bytes, optBytes);
+  const formFns = [...forms.fns.map((f) => ({ ...f, what: [...forms.byUnit.values()].find((k) => k.name === f.name)!.what })), ...(train?.fn ? [train.fn] : [])];
+  return { train, consts, forms, L, formFns };
+}
+
 /** The wasm module of a model with symbolic dimensions (see the head of this file). */
 export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   const T = (s: string) => (typed ? s : '');
@@ -429,11 +453,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   const units = allUnits(m.plan);
   const points = [...grid(syms, deg), Object.fromEntries(syms.map((d) => [d, CHECK]))];
   const areas = matmulAreas(m, units, points[0]!);
-  // the kernels of the kernel form first: their parameter block comes before the symbolic arrays
-  const consts = constArrays(m, symLayout(m, units, areas).paramAt);
-  const L0 = symLayout(m, units, areas, 0, consts.bytes);
-  const forms = symForms(m, units, L0.paramAt, (id) => (isStatic(m.plan.buffers[id]!.size) ? polyEval(L0.offsets[id]!, {}) : undefined), consts.at);
-  const L = symLayout(m, units, areas, forms.count, consts.bytes);
+  const { train, consts, forms, L, formFns } = layoutAll(m, units, areas, syms, typed);
   const params = forms.params(L.offsets);
   const probes = points.map((p) => probe(m, units, L, p, forms));
   const fitNum = (values: number[]) => {
@@ -452,7 +472,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
     '// ---------------------------------------------------------------------------------------------',
     `// WebAssembly SIMD kernels, encoded for the sizes of each call (${syms.join(', ')}) and kept for later calls of those sizes:`,
     ...kernels.map(({ k }) => `//   ${k.name}: ${commentText(k.d.doc)}   (${k.d.kind})`),
-    ...formsDecl(forms, typed),
+    ...formsDecl(formFns, typed),
     ...(typed
       ? [
           '// The part of the WebAssembly API this module uses (declared here: TypeScript has it only with the DOM library).',
@@ -496,9 +516,11 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
     '  };',
     '}',
     '',
-    `const memory = new WebAssembly.Memory({ initial: 1 }); // grown for larger sizes (which detaches the arrays of the arena: layout() views it anew)`,
+    train?.fn
+      ? `const memory = new WebAssembly.Memory({ initial: ${Math.ceil((L.paramAt + PADDING) / PAGE)} }); // its static part (the optimizer state is viewed at load), grown for larger sizes (which detaches the arrays of the arena: layout() views it anew)`
+      : `const memory = new WebAssembly.Memory({ initial: 1 }); // grown for larger sizes (which detaches the arrays of the arena: layout() views it anew)`,
     `const built = new Map${T('<string, { offsets: number[]; lengths: number[]; productAt: number; productFloats: number; params: number[]; kernels: Kernels }>')}();`,
-    ...(forms.fns.length ? [`const forms = new WebAssembly.Instance(new WebAssembly.Module(formBytes), { env: { memory } }).exports${T(' as unknown as Forms')}; // their sizes are read from the parameter block`] : []),
+    ...(formFns.length ? [`const forms = new WebAssembly.Instance(new WebAssembly.Module(formBytes), { env: { memory } }).exports${T(' as unknown as Forms')}; // their sizes are read from the parameter block`] : []),
     `let kernels${T(': Kernels')} = {}${T(' as Kernels')}; // the kernels of the sizes laid out`,
     `let product = new Float32Array(0); // matmul products read by an epilogue loop`,
     'let inMemory = false; // whether the arena\'s arrays are views of the memory yet (at load they are not)',
@@ -534,6 +556,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
       : []),
     ...(params.length ? [`  new Int32Array(memory.buffer, ${L.paramAt}, ${params.length}).set(s.params); // the kernels of the kernel form read their sizes and addresses here`] : []),
     ...consts.copies(typed),
+    ...(train?.fn ? train.views : []),
     '  inMemory = true;',
     '  product = new Float32Array(memory.buffer, s.productAt, s.productFloats);',
     '  kernels = s.kernels;',
@@ -544,6 +567,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   const backend: Backend = {
     what: `The flat module with its elementwise, reduction and layout groups as WebAssembly SIMD kernels of the kernel form built by graphc (their sizes read at run time), and its matmuls, row softmaxes, convolutions and poolings as kernels encoded at run time for the sizes of ${syms.join(', ')} (the kernel generators are embedded below): no imports, no tape.`,
     entries: needsProduct ? ['_product: product, // matmul products read by an epilogue loop'] : [],
+    ...(train?.fn ? { train: train.backend } : {}),
     buffersDecl: () => {
       throw new Error('internal: the symbolic module has no static arena');
     },
@@ -610,14 +634,14 @@ function constArrays(m: ModuleInfo, start: number): { bytes: number; at(name: st
 }
 
 /** The kernels of the kernel form, encoded here once for every size: their list, their bytes. */
-function formsDecl(forms: SymForms, typed: boolean): string[] {
-  if (!forms.fns.length) return [];
-  const bytes = encodeModule(1, forms.fns, { growable: true });
+function formsDecl(fns: readonly { name: string; body: Body; what: string }[], typed: boolean): string[] {
+  if (!fns.length) return [];
+  const bytes = encodeModule(1, fns, { growable: true });
   const chunks = Buffer.from(bytes).toString('base64').match(/.{1,96}/g) ?? [''];
   return [
     `// and WebAssembly SIMD kernels of the kernel form (${bytes.length} bytes), encoded once by graphc for every size: each reads its sizes, strides and addresses from the parameter block`,
-    ...forms.fns.map((f) => `//   ${f.name}: ${[...forms.byUnit.values()].find((k) => k.name === f.name)!.what}`),
-    ...(typed ? [`type Forms = { ${forms.fns.map((f) => `${f.name}(): void;`).join(' ')} };`] : []),
+    ...fns.map((f) => `//   ${f.name}: ${f.what}`),
+    ...(typed ? [`type Forms = { ${fns.map((f) => `${f.name}(): void;`).join(' ')} };`] : []),
     'const formWasm = [',
     ...chunks.map((c) => `'${c}',`),
     "].join('');",

@@ -1,0 +1,121 @@
+// The optimizer update of the symbolic wasm module (--optimizer with a symbolic dimension): the
+// static module's update kernel (codegen/wasm/update.ts), encoded once at build time with the
+// kernels of the kernel form (codegen/wasm/symbolic-forms.ts). A param and its gradient have
+// static sizes, so their arrays sit in the static part of the memory (ir/layout.ts: at the same
+// addresses at every size), and so do the state arrays and the step scalars the kernel reads
+// (after the convolutions' scratch): every address of the kernel is a constant. The memory grows
+// for larger sizes, which detaches the views of it: the state the caller holds is plain arrays
+// (initOptState never hands out the memory's own), copied in before the kernel and back out after
+// it; relayout() views the memory's state anew.
+
+import { valueName } from '../../ir/memplan.js';
+import { numelSize } from '../../ir/dims.js';
+import { arrayBytes } from '../../ir/layout.js';
+import { size } from '../../ir/dims.js';
+import type { ModuleInfo, Typed } from '../module.js';
+import { commentText, key, member } from '../module.js';
+import { scalarNames, slotsOf } from '../optim.js';
+import type { TrainBackend } from '../ts/train.js';
+import { trainGroups } from '../ts/train.js';
+import type { Address } from './layout.js';
+import type { Body } from './encode.js';
+import type { UpdateTarget } from './update.js';
+import { updateBody } from './update.js';
+
+export interface SymTrain {
+  /** Bytes of the state and scalar area from `start`. */
+  readonly bytes: number;
+  readonly backend: TrainBackend;
+  /** The update kernel, where a param is covered. */
+  readonly fn?: { readonly name: string; readonly body: Body; readonly what: string };
+  /** relayout()'s lines that view the memory's state anew (after the memory grew). */
+  readonly views: readonly string[];
+}
+
+/**
+ * The state area from `start` (a constant) and the update kernel over the params whose staged
+ * copy and gradient are arrays of the static part of the memory (`address`: their constant
+ * addresses); the others take the flat module's loop. `syms`: the model's symbols.
+ */
+export function symTrain(m: ModuleInfo, address: Address, start: number, syms: readonly string[], t: Typed): SymTrain {
+  const spec = m.optimizer!;
+  const slots = slotsOf(spec);
+  const groups = trainGroups(m);
+  let end = start;
+  const targets: UpdateTarget[] = [];
+  const covered = new Set<string>();
+  const owned = new Set<string>();
+  const fields = new Map<string, string[]>(slots.map((s) => [s, []]));
+  for (const o of m.bwd.outputs) {
+    const p = m.fwd.insts.find((i) => i.op === 'param' && i.attrs.name === o.name);
+    if (!p) continue; // the gradient of an input: no update
+    const n = numelSize(m.fwd.type(p.result).shape).coef;
+    const name = valueName(m.bwd, o.value);
+    const inArena = m.plan.storage.get(name)?.kind === 'buffer' && m.bwd.def(o.value).op !== 'fwd' && !owned.has(name);
+    const g = address(m.bwd, o.value);
+    const staged = address(m.fwd, p.result);
+    const k = groups.findIndex((x) => x.params.includes(o.name));
+    if (!inArena || g === undefined || staged === undefined || k < 0) continue;
+    owned.add(name);
+    covered.add(o.name);
+    const at: Record<string, number> = {};
+    for (const s of slots) {
+      at[s] = end;
+      fields.get(s)!.push(`${key(o.name)}: new Float32Array(memory.buffer, ${end}, ${n})`);
+      end += arrayBytes(size(n)).coef;
+    }
+    targets.push({ spec: groups[k]!.spec, scalarsAt: k, n, p: staged, g, slots: at });
+  }
+  const scalarCount = groups.map((x) => scalarNames(x.spec).length);
+  const scalarsAt = scalarCount.map((count) => {
+    const at = end;
+    end += arrayBytes(size(Math.max(1, count))).coef;
+    return at;
+  });
+  for (let k = 0; k < targets.length; k++) targets[k] = { ...targets[k]!, scalarsAt: scalarsAt[targets[k]!.scalarsAt]! };
+  const stagedOf = (param: string) => {
+    const p = m.fwd.insts.find((i) => i.op === 'param' && i.attrs.name === param)!;
+    return member('buf', m.fwd.value(p.result).name);
+  };
+  const scalarsName = (k: number) => `optScalars${groups.length > 1 ? `_${k + 1}` : ''}`;
+  const scalarViews = groups.map((x, k) => `new Float32Array(memory.buffer, ${scalarsAt[k]}, ${Math.max(1, scalarCount[k]!)})`);
+  const views = targets.length ? ['  optMemory = optViews(); // the optimizer state\'s arrays in the memory, viewed anew', ...groups.map((_, k) => `  ${scalarsName(k)} = ${scalarViews[k]};`)] : [];
+  const backend: TrainBackend = {
+    decls: [
+      `// The optimizer state in the memory, where the update kernel (forms.update) reads and writes it: a`,
+      `// state's arrays are copied in before the kernel and back out after it (the memory grows for larger sizes,`,
+      `// which detaches its views: initOptState returns plain arrays, and relayout() views the memory anew).`,
+      `function optViews() {`,
+      `  return { ${slots.map((s) => `${s}: { ${fields.get(s)!.join(', ')} }`).join(', ')} };`,
+      `}`,
+      `let optMemory = optViews();`,
+      `/** Before the update kernel: a state's array into the memory. */`,
+      `function optIn(_k${t(': number')}, mine${t(': Float32Array')}, theirs${t(': Float32Array')})${t(': void')} {`,
+      `  mine.set(theirs);`,
+      `}`,
+      `/** After it: back out. */`,
+      `function optOut(_k${t(': number')}, mine${t(': Float32Array')}, theirs${t(': Float32Array')})${t(': void')} {`,
+      `  theirs.set(mine);`,
+      `}`,
+      ...groups.map((x, k) => `let ${scalarsName(k)} = ${scalarViews[k]}; // ${scalarNames(x.spec).join(', ') || 'unused'}${groups.length > 1 ? ` (${commentText(x.params.join(', '))})` : ''}`),
+      '',
+    ],
+    covered,
+    resident: 'optMemory',
+    handsOut: false,
+    staged: stagedOf,
+    run: (values) => [
+      // a step before any call (applyGradients): the params and gradients staged into the arena's arrays move into the memory
+      `if (!inMemory) {`,
+      ...syms.map((d) => `  dims.${d} = 1;`),
+      '  layout();',
+      '}',
+      ...values.flatMap((vs, g) => vs.map((s, k) => `${scalarsName(g)}[${k}] = ${s};`)),
+      'forms.update();',
+      ...[...covered].map((p) => `${member('params', p)}.set(${stagedOf(p)}); // the updated ${commentText(p)}, back to the caller's array`),
+    ],
+  };
+  if (targets.length === 0) return { bytes: end - start, backend, views };
+  const what = `${spec.name} update of ${targets.length} param${targets.length === 1 ? '' : 's'} (${[...covered].join(', ')}), four elements at a time`;
+  return { bytes: end - start, backend, views, fn: { name: 'update', body: updateBody(targets), what } };
+}
