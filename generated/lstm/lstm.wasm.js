@@ -508,7 +508,7 @@ if (simd === 'relaxed') {
   let at = 0;
   for (const d of maddAt.split(',')) {
     at += parseInt(d, 36);
-    let end = at + 4; // past local.get's index (an unsigned LEB128)
+    let end = at + 4; // the last byte of local.get's index (an unsigned LEB128)
     while (bytes[end] & 0x80) end++;
     bytes.copyWithin(at, at + 3, end + 1);
     bytes.set([0xfd, 0x85, 0x02, 0x01, 0x01, 0x01], end - 2);
