@@ -10,6 +10,9 @@ import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { compile } from '../src/build.js';
 import { Body, encodeModule, RELAXED_PROBE, relaxSites, sleb, uleb } from '../codegen/wasm/encode.js';
+
+/** What this process's runtime runs: Node 20 has relaxed SIMD only behind --experimental-wasm-relaxed-simd. */
+const NATIVE_SIMD = WebAssembly.validate(Uint8Array.from(RELAXED_PROBE)) ? 'relaxed' : 'plain';
 import type { MatmulKernel } from '../codegen/wasm/matmul.js';
 import type { Step, Step as EpilogueStep } from '../codegen/wasm/steps.js';
 import { matmulBody, packBody, packFloats, packsA } from '../codegen/wasm/matmul.js';
@@ -68,13 +71,17 @@ describe('the encoder', () => {
     expect(sites.length).toBe(3);
     expect(relaxed.length).toBe(plain.length);
     expect(WebAssembly.validate(plain)).toBe(true);
-    for (const at of sites) expect([...plain.subarray(at, at + 3)]).toEqual([0xfd, 0xe6, 0x01]); // f32x4.mul
+    // each site, in the order written: f32x4.mul, local.get acc, f32x4.add; fused: local.get acc, f32x4.relaxed_madd, three nops
+    const accs = [2, 199, 130].map((c) => locals[c]!.index);
+    sites.forEach((at, i) => {
+      const get = [0x20, ...uleb(accs[i]!)];
+      expect([...plain.subarray(at, at + get.length + 6)], `site ${i}: plain`).toEqual([0xfd, 0xe6, 0x01, ...get, 0xfd, 0xe4, 0x01]);
+      expect([...relaxed.subarray(at, at + get.length + 6)], `site ${i}: relaxed`).toEqual([...get, 0xfd, 0x85, 0x02, 0x01, 0x01, 0x01]);
+    });
     expect(plain).not.toEqual(relaxed);
     const patched = plain.slice();
     relaxSites(patched, sites);
     expect(patched).toEqual(relaxed);
-    // (this process runs without --experimental-wasm-relaxed-simd: Node 20 lacks relaxed SIMD by default)
-    expect(WebAssembly.validate(Uint8Array.from(RELAXED_PROBE))).toBe(false);
   });
 });
 
@@ -484,7 +491,7 @@ export default model('sym', (g) => {
       expect(relErr(got.grads.W!, wantW), `B = ${B}: dW`).toBeLessThan(1e-6);
     }
     // its kernels encoded with fused multiply-adds where the runtime has relaxed SIMD (a child process with the flag)
-    expect((wasm as unknown as { simd: string }).simd).toBe('plain');
+    expect((wasm as unknown as { simd: string }).simd).toBe(NATIVE_SIMD);
     const child = `const m = await import(${JSON.stringify(pathToFileURL(path.join(out, 'sym.wasm.js')).href)});
 const inputs = { x: Float32Array.from({ length: 4 * 9 }, (_, i) => Math.sin(i)) };
 const r = m.valueAndGrad({ W: Float32Array.from(${JSON.stringify([...params.W])}) }, inputs);
@@ -528,7 +535,8 @@ console.log(JSON.stringify({ simd: m.simd, threads: t.threads, single, threaded 
 `,
     );
     type Run = { loss: number; grads: Record<string, number[]> };
-    for (const [flags, simd] of [[['--experimental-wasm-relaxed-simd'], 'relaxed'], [[], 'plain']] as const) {
+    // (without the flag: plain SIMD on Node 20; a runtime with relaxed SIMD by default fuses there too)
+    for (const [flags, simd] of [[['--experimental-wasm-relaxed-simd'], 'relaxed'], [[], NATIVE_SIMD]] as const) {
       const got = JSON.parse(execFileSync(process.execPath, [...flags, path.join(out, 'child.mjs')], { encoding: 'utf8', maxBuffer: 1 << 26 })) as { simd: string; threads: number; single: Run; threaded: Run };
       expect(got.simd).toBe(simd);
       expect(got.threads).toBe(2);

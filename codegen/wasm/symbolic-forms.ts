@@ -165,10 +165,11 @@ function indexRoutine(r: Routine, address: (arg: string, off: Size) => Val | und
     k = (r.op === 'pick' ? pick : xent)([count(size(x.shape[0]!)), x.shape[1] as number], a!, b!, c!);
   else if (r.op === 'argmax' || r.op === 'argmin' || r.op === 'cumsum' || r.op === 'softmax' || r.op === 'log_softmax') {
     const axis = r.attrs.axis as number;
-    // (a log_softmax of rows of a symbolic length: four elements at a time (a softmax's: the row kernel's generator, encoded
-    // per size: codegen/wasm/symbolic.ts); lines of a symbolic length or distance along another axis stay the flat module's
-    // loop: the line kernel's exponentials, one lane of four, measured 1.6× slower than its Math.exp)
-    if (r.op === 'log_softmax' && axis === x.shape.length - 1 && typeof x.shape[axis] !== 'number') return softmaxRows(count(numelSize(x.shape.slice(0, axis))), dim(size(x.shape[axis]!)), true, a!, b!);
+    // (a softmax or log_softmax of rows of a symbolic length: four elements at a time; lines of a symbolic length or distance
+    // along another axis stay the flat module's loop: the line kernel's exponentials, one lane of four, measured 1.6× slower
+    // than its Math.exp)
+    if ((r.op === 'softmax' || r.op === 'log_softmax') && axis === x.shape.length - 1 && typeof x.shape[axis] !== 'number')
+      return softmaxRows(count(numelSize(x.shape.slice(0, axis))), dim(size(x.shape[axis]!)), r.op === 'log_softmax', a!, b!);
     if ((r.op === 'softmax' || r.op === 'log_softmax') && !statics(x, axis)) return undefined;
     const len = dim(size(x.shape[axis]!));
     const lines = { lines: count(numelSize([...x.shape.slice(0, axis), ...x.shape.slice(axis + 1)])), len, inner: dim(numelSize(x.shape.slice(axis + 1))) };

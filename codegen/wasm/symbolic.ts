@@ -473,18 +473,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
     `// WebAssembly SIMD kernels, encoded for the sizes of each call (${syms.join(', ')}) and kept for later calls of those sizes:`,
     ...kernels.map(({ k }) => `//   ${k.name}: ${commentText(k.d.doc)}   (${k.d.kind})`),
     ...formsDecl(formFns, typed),
-    ...(typed
-      ? [
-          '// The part of the WebAssembly API this module uses (declared here: TypeScript has it only with the DOM library).',
-          'declare const WebAssembly: {',
-          '  Memory: new (size: { initial: number; maximum?: number; shared?: boolean }) => { readonly buffer: ArrayBufferLike; grow(pages: number): number };',
-          '  Module: new (bytes: Uint8Array) => object;',
-          '  Instance: new (module: object, imports: object) => { readonly exports: object };',
-          ...(madds ? ['  validate: (bytes: Uint8Array) => boolean;'] : []),
-          '};',
-          `type Kernels = { ${kernels.flatMap(({ k }) => (k.sum ? [k.name, `${k.name}_sum`] : [k.name])).map((n) => `${n}(): void;`).join(' ')} };`,
-        ]
-      : []),
+    ...(typed ? apiDecl(madds, kernels.flatMap(({ k }) => (k.sum ? [k.name, `${k.name}_sum`] : [k.name]))) : []),
     ...generatorsDecl(typed, new Set(kernels.map(({ k }) => k.gen))),
     ...(madds
       ? [
@@ -606,6 +595,20 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
  * kernel form read, from `start` (a constant: the static part of the memory): `at` gives one's
  * address (noting it as read), `copies` the lines of relayout() that copy the read ones in, once.
  */
+/** The part of the WebAssembly API the typed module uses (TypeScript has it only with the DOM library), and its kernels' type. */
+function apiDecl(madds: boolean, kernelNames: readonly string[]): string[] {
+  return [
+    '// The part of the WebAssembly API this module uses (declared here: TypeScript has it only with the DOM library).',
+    'declare const WebAssembly: {',
+    '  Memory: new (size: { initial: number; maximum?: number; shared?: boolean }) => { readonly buffer: ArrayBufferLike; grow(pages: number): number };',
+    '  Module: new (bytes: Uint8Array) => object;',
+    '  Instance: new (module: object, imports: object) => { readonly exports: object };',
+    ...(madds ? ['  validate: (bytes: Uint8Array) => boolean;'] : []),
+    '};',
+    `type Kernels = { ${kernelNames.map((n) => `${n}(): void;`).join(' ')} };`,
+  ];
+}
+
 function constArrays(m: ModuleInfo, start: number): { bytes: number; at(name: string): number | undefined; copies(typed: boolean): string[] } {
   const consts = new Map<string, { at: number; dtype: 'f32' | 'i32'; data: readonly number[] }>();
   let end = start;
