@@ -40,7 +40,8 @@ export const KEPT_LOOP_PASSES: readonly Pass[] = [{ name: 'unroll-stateful-scans
 
 /**
  * The schedule of each kept scan's body (nested bodies first): custom-gradient markers go, the
- * forward passes (the reverse scan's body is the reverse pass's output), then fusion.
+ * forward passes (the reverse scan's body is the reverse pass's output) and concat-pads (an LSTM's
+ * gate gradients), then fusion.
  */
 export const loopBodies: Pass = {
   name: 'loop-bodies',
@@ -49,7 +50,7 @@ export const loopBodies: Pass = {
       if (inst.op !== 'scan') continue;
       const body = g.bodies[inst.attrs.body]!;
       dropCustomGrads(body);
-      runPasses(body, [...FORWARD_PASSES.slice(1), loopBodies, dce, fuse], { keep: new Set() });
+      runPasses(body, [...FORWARD_PASSES.slice(1), concatPads, loopBodies, dce, fuse], { keep: new Set() });
     }
   },
 };
