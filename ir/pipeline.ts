@@ -3,6 +3,7 @@
 import type { Pass } from './passes.js';
 import { runPasses, cse, dce, factorReductions, flattenMatmuls, foldTransposes, reuseForward, simplify } from './passes.js';
 import { fuse } from './fusion.js';
+import { concatPads } from './concat-pads.js';
 import { fuseComposites } from './rewrite.js';
 import { unrollScans } from './scan.js';
 import { dropCustomGrads } from './autodiff.js';
@@ -23,7 +24,7 @@ const scanBodies: Pass = {
 export const FORWARD_PASSES: readonly Pass[] = [scanBodies, simplify, foldTransposes, flattenMatmuls, fuseComposites, cse, dce];
 
 /** Backward IR, right after the reverse pass (the context names the forward graph). */
-export const BACKWARD_PASSES: readonly Pass[] = [simplify, foldTransposes, factorReductions, cse, reuseForward, cse, dce];
+export const BACKWARD_PASSES: readonly Pass[] = [simplify, foldTransposes, factorReductions, concatPads, cse, reuseForward, cse, dce];
 
 /**
  * Both graphs, right after the reverse pass: the targets run no loops yet, so every scan (and the
@@ -39,7 +40,8 @@ export const KEPT_LOOP_PASSES: readonly Pass[] = [{ name: 'unroll-stateful-scans
 
 /**
  * The schedule of each kept scan's body (nested bodies first): custom-gradient markers go, the
- * forward passes (the reverse scan's body is the reverse pass's output), then fusion.
+ * forward passes (the reverse scan's body is the reverse pass's output) and concat-pads (an LSTM's
+ * gate gradients), then fusion.
  */
 export const loopBodies: Pass = {
   name: 'loop-bodies',
@@ -48,7 +50,7 @@ export const loopBodies: Pass = {
       if (inst.op !== 'scan') continue;
       const body = g.bodies[inst.attrs.body]!;
       dropCustomGrads(body);
-      runPasses(body, [...FORWARD_PASSES.slice(1), loopBodies, dce, fuse], { keep: new Set() });
+      runPasses(body, [...FORWARD_PASSES.slice(1), concatPads, loopBodies, dce, fuse], { keep: new Set() });
     }
   },
 };

@@ -19,7 +19,7 @@ import { renderWasmKernel } from '../codegen/wasm/kernel.js';
 import { WASM_CAPABILITIES } from '../codegen/wasm/kernel-alu.js';
 import { decompose } from '../codegen/kernel/decompose.js';
 import type { Arrays, GeneratedModule } from './helpers.js';
-import { modelFile, randomArgs, reference, relErr, rng, tmp } from './helpers.js';
+import { interpGrads, modelFile, randomArgs, reference, relErr, rng, tmp, tracedModel } from './helpers.js';
 import { kernelJsSteps } from './wasm-steps.js';
 
 declare const WebAssembly: {
@@ -316,6 +316,26 @@ export default model('layouts', (g) => {
 });
 `;
 
+
+const SPLITS = `import { model } from 'graphc';
+export default model('splits', (g) => {
+  const x = g.input('x', [4, 6, 9]);
+  const a = g.param('a', [4, 6, 9]);
+  const b = g.param('b', [4, 6, 9]);
+  const c = g.param('c', [4, 6, 9]);
+  // q, k and v narrowed from one value (attention's c_attn): their gradients' pads tile axis 2
+  const r = x.add(a);
+  const [q, k, v] = [r.narrow(2, 0, 3), r.narrow(2, 3, 2), r.narrow(2, 5, 4)];
+  // pieces with a gap (axis 2's 3), and overlapping ones (3): sums of pads that stay sums
+  const e = x.mul(b);
+  const f = x.sub(c);
+  const loss = q.mul(v.narrow(2, 1, 3)).tanh().sum().add(k.square().mean())
+    .add(e.narrow(2, 0, 3).mul(e.narrow(2, 4, 3)).sum())
+    .add(f.narrow(2, 0, 4).square().sum()).add(f.narrow(2, 3, 6).abs().sum());
+  return { loss };
+});
+`;
+
 describe('the wasm module: groups that were JS loops run as kernels of the kernel form', () => {
   it('constant powers at ±∞ and ±0 in the flat and wasm modules give what Math.pow gives', async () => {
     const EXPS = [2.5, -1.5, -0.5, 0.5, 3, -2];
@@ -363,6 +383,23 @@ export default model('pinf', (g) => {
       for (const [k, g] of Object.entries(single.grads)) expect([...two.grads[k]!], `d${k} on 2 threads`).toEqual([...g]);
     } finally {
       await inst.destroy();
+    }
+  });
+
+  it('a gradient of pieces narrowed from one value is their concatenation where the pieces tile its axis, a sum of pads elsewhere; flat and wasm modules agree with reverse mode before any pass', async () => {
+    const file = modelFile(SPLITS, 'splits.ts');
+    const c = await compile(file, { targets: ['ts', 'wasm'] });
+    const ops = c.bwd.insts.map((i) => i.op);
+    expect(ops.filter((o) => o === 'concat')).toHaveLength(1);
+    expect(ops.filter((o) => o === 'pad')).toHaveLength(5); // v's own narrow, e's two, f's two
+    const dir = tmp();
+    for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+    const args = randomArgs(c.fwd, 5);
+    const want = interpGrads(tracedModel(SPLITS), args).grads;
+    for (const suffix of ['', '.wasm']) {
+      const mod = (await import(pathToFileURL(path.join(dir, `splits${suffix}.js`)).href)) as GeneratedModule;
+      const got = mod.valueAndGrad(args.params, args.inputs);
+      for (const [k, g] of Object.entries(want)) expect(relErr(got.grads[k]!, g), `splits${suffix}: d${k}`).toBeLessThan(1e-5);
     }
   });
 });

@@ -154,6 +154,8 @@ describe('SIMD matmul kernels against a float64 reference', () => {
     [9, 27, 16],
     [13, 3, 30],
     [32, 64, 30],
+    // N and K multiples of 4: a transposed B packed in 4×4 blocks
+    [6, 20, 12],
   ] as const;
   for (const [transA, transB] of layouts)
     it.each(shapes)(`transA=${transA} transB=${transB}: [%i,K]·[K,%i] with K = %i`, (M, N, K) => {
@@ -214,10 +216,12 @@ describe('SIMD matmul kernels against a float64 reference', () => {
   });
 
   it('a packed B is packed again for each matrix of a batch', () => {
-    for (const [transB, packB] of [[false, true], [true, false]] as const) {
-      const { got, want } = runKernel({ M: 9, N: 12, K: 7, batch: 3, transA: false, transB, aBatched: true, bBatched: true, packB });
-      expect(relErr(got, want), `transB ${transB}`).toBeLessThan(1e-5);
-    }
+    // K = 8: a transposed B packed in 4×4 blocks
+    for (const K of [7, 8])
+      for (const [transB, packB] of [[false, true], [true, false]] as const) {
+        const { got, want } = runKernel({ M: 9, N: 12, K, batch: 3, transA: false, transB, aBatched: true, bBatched: true, packB });
+        expect(relErr(got, want), `K ${K}, transB ${transB}`).toBeLessThan(1e-5);
+      }
   });
 
   it('the ranged kernel after packBody, over uneven row blocks, computes what the whole kernel does, bit for bit', () => {

@@ -283,7 +283,7 @@ function dyGeometry(k: Omit<ConvKernel, 'scratch'>): Geometry {
 }
 
 /** Whether an input gradient runs as a convolution of dy whose col is written in panels (stride 1; dx's rows whole panels). */
-function gradInPanels(k: Omit<ConvKernel, 'scratch'>): boolean {
+export function gradInPanels(k: Omit<ConvKernel, 'scratch'>): boolean {
   return k.stride[0] === 1 && k.stride[1] === 1 && inPanels(dyGeometry(k));
 }
 

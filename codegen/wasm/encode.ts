@@ -71,6 +71,7 @@ export const F32X4 = {
   div: 0xe7,
   min: 0xe8,
   max: 0xe9,
+  pmin: 0xea,
   pmax: 0xeb,
 } as const;
 export type F32x4Op = keyof typeof F32X4;

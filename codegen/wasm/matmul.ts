@@ -315,7 +315,7 @@ export function matmulInto(
       packATiles(f, k, R, i, endL, src, dst, counterP);
     }
     if (k.pack !== undefined && K > 0 && !ranged && !prepacked) {
-      if (transB) packInto(f, k, tB, src, dst, dstRow, counterJ, counterP, packOff);
+      if (transB) (N % 4 === 0 && K % 4 === 0 ? packBlocksInto : packInto)(f, k, tB, src, dst, dstRow, counterJ, counterP, packOff);
       else packRowsInto(f, k, V, tB, j, src, dst, counterJ, packOff);
     }
     if (panelAt) {
@@ -469,6 +469,37 @@ function packInto(f: Body, k: MatmulKernel, tB: Local, src: Local, dst: Local, d
     f.bump(j, 1);
   });
   void dstRow;
+}
+
+/**
+ * P[p, j] = B[j, p] as packInto, in blocks of 4 × 4 (N and K multiples of 4): four rows of B
+ * loaded 4 floats at a time, transposed by shuffles, each column stored as the 4 contiguous floats
+ * P[p, j..j+3] (a panel's columns come in fours). Against packInto's one float at a time, the
+ * attention's 48 × [64,32]ᵀ packs a sixth of the instructions.
+ */
+function packBlocksInto(f: Body, k: MatmulKernel, tB: Local, src: Local, dst: Local, _dstRow: Local, counterJ: Local, counterP: Local, off?: Local): void {
+  const { K, N } = k;
+  const { vecs: V } = k.tile ?? DEFAULT_TILE;
+  const [j, step] = [f.local('i32'), f.local('i32')];
+  const rows = Array.from({ length: 4 }, () => f.local('v128'));
+  const pairs = Array.from({ length: 4 }, () => f.local('v128'));
+  f.i32(k.b).get(tB).i32Add().set(src);
+  f.assign(j, 0);
+  f.repeat(counterJ, N / 4, () => {
+    packedColumn(f, k, V, j, step, off);
+    f.set(dst);
+    f.repeat(counterP, K / 4, () => {
+      rows.forEach((r, n) => f.get(src).v128Load(4 * K * n).set(r));
+      // [a0 b0 a1 b1], [a2 b2 a3 b3], [c0 d0 c1 d1], [c2 d2 c3 d3]; then [a0 b0 c0 d0] … [a3 b3 c3 d3]
+      for (const [t, x, y, lanes] of [[0, 0, 1, [0, 4, 1, 5]], [1, 0, 1, [2, 6, 3, 7]], [2, 2, 3, [0, 4, 1, 5]], [3, 2, 3, [2, 6, 3, 7]]] as const) f.get(rows[x]!).get(rows[y]!).i32x4Shuffle(lanes).set(pairs[t]!);
+      for (const [x, y, lanes] of [[0, 2, [0, 1, 4, 5]], [0, 2, [2, 3, 6, 7]], [1, 3, [0, 1, 4, 5]], [1, 3, [2, 3, 6, 7]]] as const) {
+        f.get(dst).get(pairs[x]!).get(pairs[y]!).i32x4Shuffle(lanes).v128Store(0);
+        f.get(dst).get(step).i32Add().set(dst);
+      }
+      f.bump(src, 16);
+    });
+    f.bump(src, 12 * K).bump(j, 4);
+  });
 }
 
 /**

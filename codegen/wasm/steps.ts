@@ -57,6 +57,8 @@ const EXP_HI = 88.0; // exp above this is +Infinity here (the f32 limit is 88.72
 // n = −126 and r > 0 there and 2ⁿ·p(r) stays normal (a subnormal product is slow to compute)
 const EXP_LO = -87.33;
 const SIGN = -0x80000000;
+/** 1.5·2²³: a float of magnitude below 2²² added to it is rounded to an integer, held in the low mantissa bits. */
+const EXP_MAGIC = 12582912;
 
 /** Writes steps at one position; the kernel sets and advances the pointers. */
 export class StepWriter {
@@ -243,7 +245,9 @@ export class StepWriter {
 export function f32x4Exp(f: Body, tmp: readonly Local[]): void {
   const [x, xc, n, r, p] = tmp as [Local, Local, Local, Local, Local];
   f.set(x);
-  f.get(x).f32x4Const(EXP_LO).f32x4('max').f32x4Const(EXP_HI).f32x4('min').set(xc);
+  // clamped with pmax/pmin (x < LO ? LO : x, HI < x ? HI : x: NaN stays NaN, as with max/min, which
+  // V8 lowers to several instructions each for their NaN and ±0 rules, pmax/pmin to one)
+  f.get(x).f32x4Const(EXP_LO).f32x4('pmax').f32x4Const(EXP_HI).f32x4('pmin').set(xc);
   f.get(xc).f32x4Const(LOG2E).f32x4('mul').f32x4('nearest').set(n);
   // r = xc − n·C1 − n·C2, ln 2 split in two for precision
   f.get(xc).get(n).f32x4Const(0.693359375).f32x4('mul').f32x4('sub');
@@ -252,8 +256,10 @@ export function f32x4Exp(f: Body, tmp: readonly Local[]): void {
   f.f32x4Const(1.9875691500e-4);
   for (const c of [1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1]) f.get(r).f32x4('mul').f32x4Const(c).f32x4('add');
   f.get(r).f32x4('mul').get(r).f32x4('mul').get(r).f32x4('add').f32x4Const(1).f32x4('add').set(p);
-  // 2ⁿ from the exponent bits, n in [−126, 127]
-  f.get(p).get(n).i32x4TruncSatF32x4().i32x4Const(127).i32x4Add().i32(23).i32x4Shl().f32x4('mul');
+  // 2ⁿ from the exponent bits, n in [−126, 127]: n + 1.5·2²³ + 127 holds n + 127 in its low mantissa
+  // bits (exactly: an integer below 2²⁴), and shifted left by 23 those bits alone are left, as the
+  // exponent of 2ⁿ (one add where i32x4.trunc_sat_f32x4_s is several instructions on x64)
+  f.get(p).get(n).f32x4Const(EXP_MAGIC + 127).f32x4('add').i32(23).i32x4Shl().f32x4('mul');
   // above EXP_HI: +Infinity; below EXP_LO: 0 (Math.exp gives at most 1.2e-38 there), so that a
   // masked attention score of −1e9 costs what any other does. NaN stays NaN: the comparisons are
   // false.
