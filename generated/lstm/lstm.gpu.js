@@ -690,74 +690,8 @@ export async function create(options = {}) {
   // dc2_1 = dt10 * (1 - t10_2²)   tanh'  (lstm.ts:48)
   // dc2 = dc1 + dc2_1   fan-out: dc2 += the gradient through each use  (lstm.ts:47)
   // di = dc2 * u_1   mul'  (lstm.ts:47)
-  //   %dh2: f32[16,128] = add %dc0, %dy0   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_: f32[16,128] = mul %dh2, %t10_2   lstm.ts:48
-  //   %dt10: f32[16,128] = mul %dh2, %o_1   lstm.ts:48
-  //   %t2_2: f32[16,128] = square %t10_2   lstm.ts:48
-  //   %t3_2: f32[16,128] = sub %t1_2, %t2_2   lstm.ts:48
-  //   %dc2_1: f32[16,128] = mul %dt10, %t3_2   lstm.ts:48
-  //   %dc2: f32[16,128] = add %dc1, %dc2_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %di: f32[16,128] = mul %dc2, %u_1   lstm.ts:47
-  //   %t4_2: f32[16,128] = sub %t1_2, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t5_2: f32[16,128] = mul %o_1, %t4_2   lstm.ts:46
-  const kernel_di = kernel(function (dc0, dy0, t10_2, o_1, dc1, u_1) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 128);
-      const _rest0 = _x - _i0 * 128;
-      return (dc1[_i0 * 128 + _rest0] + (dc0[_i0 * 128 + _rest0] + dy0[_i0 * 128 + _rest0]) * o_1[_i0 * 128 + _rest0] * (1 - t10_2[_i0 * 128 + _rest0] * t10_2[_i0 * 128 + _rest0])) * u_1[_i0 * 128 + _rest0];
-    }, 2048);
-
-  // dh2 = dc0 + dy0   fan-out: dh2 += the gradient through each use  (lstm.ts:48)
-  // do_ = dh2 * t10_2   mul'  (lstm.ts:48)
-  // dt10 = dh2 * o_1   mul'  (lstm.ts:48)
-  // dc2_1 = dt10 * (1 - t10_2²)   tanh'  (lstm.ts:48)
-  // dc2 = dc1 + dc2_1   fan-out: dc2 += the gradient through each use  (lstm.ts:47)
   // du = dc2 * i__1   mul'  (lstm.ts:47)
-  //   %dh2: f32[16,128] = add %dc0, %dy0   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_: f32[16,128] = mul %dh2, %t10_2   lstm.ts:48
-  //   %dt10: f32[16,128] = mul %dh2, %o_1   lstm.ts:48
-  //   %t2_2: f32[16,128] = square %t10_2   lstm.ts:48
-  //   %t3_2: f32[16,128] = sub %t1_2, %t2_2   lstm.ts:48
-  //   %dc2_1: f32[16,128] = mul %dt10, %t3_2   lstm.ts:48
-  //   %dc2: f32[16,128] = add %dc1, %dc2_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %du: f32[16,128] = mul %dc2, %i__1   lstm.ts:47
-  //   %t4_2: f32[16,128] = sub %t1_2, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t5_2: f32[16,128] = mul %o_1, %t4_2   lstm.ts:46
-  const kernel_du = kernel(function (dc0, dy0, t10_2, o_1, dc1, i__1) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 128);
-      const _rest0 = _x - _i0 * 128;
-      return (dc1[_i0 * 128 + _rest0] + (dc0[_i0 * 128 + _rest0] + dy0[_i0 * 128 + _rest0]) * o_1[_i0 * 128 + _rest0] * (1 - t10_2[_i0 * 128 + _rest0] * t10_2[_i0 * 128 + _rest0])) * i__1[_i0 * 128 + _rest0];
-    }, 2048);
-
-  // dh2 = dc0 + dy0   fan-out: dh2 += the gradient through each use  (lstm.ts:48)
-  // do_ = dh2 * t10_2   mul'  (lstm.ts:48)
-  // dt10 = dh2 * o_1   mul'  (lstm.ts:48)
-  // dc2_1 = dt10 * (1 - t10_2²)   tanh'  (lstm.ts:48)
-  // dc2 = dc1 + dc2_1   fan-out: dc2 += the gradient through each use  (lstm.ts:47)
   // df = dc2 * c1_1   mul'  (lstm.ts:47)
-  //   %dh2: f32[16,128] = add %dc0, %dy0   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_: f32[16,128] = mul %dh2, %t10_2   lstm.ts:48
-  //   %dt10: f32[16,128] = mul %dh2, %o_1   lstm.ts:48
-  //   %t2_2: f32[16,128] = square %t10_2   lstm.ts:48
-  //   %t3_2: f32[16,128] = sub %t1_2, %t2_2   lstm.ts:48
-  //   %dc2_1: f32[16,128] = mul %dt10, %t3_2   lstm.ts:48
-  //   %dc2: f32[16,128] = add %dc1, %dc2_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %df: f32[16,128] = mul %dc2, %c1_1   lstm.ts:47
-  //   %t4_2: f32[16,128] = sub %t1_2, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t5_2: f32[16,128] = mul %o_1, %t4_2   lstm.ts:46
-  const kernel_df = kernel(function (dc0, dy0, t10_2, o_1, dc1, c1_1) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 128);
-      const _rest0 = _x - _i0 * 128;
-      return (dc1[_i0 * 128 + _rest0] + (dc0[_i0 * 128 + _rest0] + dy0[_i0 * 128 + _rest0]) * o_1[_i0 * 128 + _rest0] * (1 - t10_2[_i0 * 128 + _rest0] * t10_2[_i0 * 128 + _rest0])) * c1_1[_i0 * 128 + _rest0];
-    }, 2048);
-
-  // dh2 = dc0 + dy0   fan-out: dh2 += the gradient through each use  (lstm.ts:48)
-  // do_ = dh2 * t10_2   mul'  (lstm.ts:48)
-  // dt10 = dh2 * o_1   mul'  (lstm.ts:48)
-  // dc2_1 = dt10 * (1 - t10_2²)   tanh'  (lstm.ts:48)
-  // dc2 = dc1 + dc2_1   fan-out: dc2 += the gradient through each use  (lstm.ts:47)
   // dc1_1 = dc2 * f_1   mul'  (lstm.ts:47)
   //   %dh2: f32[16,128] = add %dc0, %dy0   lstm.ts:48  const h2 = o.mul(c2.tanh());
   //   %do_: f32[16,128] = mul %dh2, %t10_2   lstm.ts:48
@@ -766,9 +700,18 @@ export async function create(options = {}) {
   //   %t3_2: f32[16,128] = sub %t1_2, %t2_2   lstm.ts:48
   //   %dc2_1: f32[16,128] = mul %dt10, %t3_2   lstm.ts:48
   //   %dc2: f32[16,128] = add %dc1, %dc2_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %di: f32[16,128] = mul %dc2, %u_1   lstm.ts:47
+  //   %du: f32[16,128] = mul %dc2, %i__1   lstm.ts:47
+  //   %df: f32[16,128] = mul %dc2, %c1_1   lstm.ts:47
   //   %dc1_1: f32[16,128] = mul %dc2, %f_1   lstm.ts:47
   //   %t4_2: f32[16,128] = sub %t1_2, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   //   %t5_2: f32[16,128] = mul %o_1, %t4_2   lstm.ts:46
+  //   %t6_2: f32[16,128] = square %u_1   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t7_2: f32[16,128] = sub %t1_2, %t6_2   lstm.ts:45
+  //   %t8_2: f32[16,128] = sub %t1_2, %f_1   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t9_2: f32[16,128] = mul %f_1, %t8_2   lstm.ts:44
+  //   %t11_1: f32[16,128] = sub %t1_2, %i__1   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+  //   %t12_1: f32[16,128] = mul %i__1, %t11_1   lstm.ts:43
   const kernel_dc1_1 = kernel(function (dc0, dy0, t10_2, o_1, dc1, f_1) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 128);
@@ -781,6 +724,9 @@ export async function create(options = {}) {
   // dt10 = dh2 * o_1   mul'  (lstm.ts:48)
   // dc2_1 = dt10 * (1 - t10_2²)   tanh'  (lstm.ts:48)
   // dc2 = dc1 + dc2_1   fan-out: dc2 += the gradient through each use  (lstm.ts:47)
+  // di = dc2 * u_1   mul'  (lstm.ts:47)
+  // du = dc2 * i__1   mul'  (lstm.ts:47)
+  // df = dc2 * c1_1   mul'  (lstm.ts:47)
   // dt7 = do_ * (o_1 * (1 - o_1))   sigmoid'  (lstm.ts:46)
   //   %dh2: f32[16,128] = add %dc0, %dy0   lstm.ts:48  const h2 = o.mul(c2.tanh());
   //   %do_: f32[16,128] = mul %dh2, %t10_2   lstm.ts:48
@@ -789,9 +735,18 @@ export async function create(options = {}) {
   //   %t3_2: f32[16,128] = sub %t1_2, %t2_2   lstm.ts:48
   //   %dc2_1: f32[16,128] = mul %dt10, %t3_2   lstm.ts:48
   //   %dc2: f32[16,128] = add %dc1, %dc2_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %di: f32[16,128] = mul %dc2, %u_1   lstm.ts:47
+  //   %du: f32[16,128] = mul %dc2, %i__1   lstm.ts:47
+  //   %df: f32[16,128] = mul %dc2, %c1_1   lstm.ts:47
   //   %t4_2: f32[16,128] = sub %t1_2, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   //   %t5_2: f32[16,128] = mul %o_1, %t4_2   lstm.ts:46
   //   %dt7: f32[16,128] = mul %do_, %t5_2   lstm.ts:46
+  //   %t6_2: f32[16,128] = square %u_1   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t7_2: f32[16,128] = sub %t1_2, %t6_2   lstm.ts:45
+  //   %t8_2: f32[16,128] = sub %t1_2, %f_1   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t9_2: f32[16,128] = mul %f_1, %t8_2   lstm.ts:44
+  //   %t11_1: f32[16,128] = sub %t1_2, %i__1   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+  //   %t12_1: f32[16,128] = mul %i__1, %t11_1   lstm.ts:43
   const kernel_dt7 = kernel(function (dc0, dy0, t10_2, o_1) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 128);
@@ -799,81 +754,114 @@ export async function create(options = {}) {
       return (dc0[_i0 * 128 + _rest0] + dy0[_i0 * 128 + _rest0]) * t10_2[_i0 * 128 + _rest0] * (o_1[_i0 * 128 + _rest0] * (1 - o_1[_i0 * 128 + _rest0]));
     }, 2048);
 
-  // dgates_4 = pad(dt7)   slice'  (lstm.ts:46)
-  //   %dgates_4: f32[16,512] = pad %dt7 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_dgates_4 = kernel(function (dt7) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 512);
-      const _rest0 = _x - _i0 * 512;
-      let _pad0 = 0;
-      if (_rest0 >= 384 && _rest0 < 512) {
-        _pad0 = dt7[_i0 * 128 + _rest0 - 384];
-      }
-      return _pad0;
-    }, 8192);
-
+  // dh2 = dc0 + dy0   fan-out: dh2 += the gradient through each use  (lstm.ts:48)
+  // do_ = dh2 * t10_2   mul'  (lstm.ts:48)
+  // dt10 = dh2 * o_1   mul'  (lstm.ts:48)
+  // dc2_1 = dt10 * (1 - t10_2²)   tanh'  (lstm.ts:48)
+  // dc2 = dc1 + dc2_1   fan-out: dc2 += the gradient through each use  (lstm.ts:47)
+  // di = dc2 * u_1   mul'  (lstm.ts:47)
+  // du = dc2 * i__1   mul'  (lstm.ts:47)
+  // df = dc2 * c1_1   mul'  (lstm.ts:47)
   // dt6_1 = du * (1 - u_1²)   tanh'  (lstm.ts:45)
+  //   %dh2: f32[16,128] = add %dc0, %dy0   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_: f32[16,128] = mul %dh2, %t10_2   lstm.ts:48
+  //   %dt10: f32[16,128] = mul %dh2, %o_1   lstm.ts:48
+  //   %t2_2: f32[16,128] = square %t10_2   lstm.ts:48
+  //   %t3_2: f32[16,128] = sub %t1_2, %t2_2   lstm.ts:48
+  //   %dc2_1: f32[16,128] = mul %dt10, %t3_2   lstm.ts:48
+  //   %dc2: f32[16,128] = add %dc1, %dc2_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %di: f32[16,128] = mul %dc2, %u_1   lstm.ts:47
+  //   %du: f32[16,128] = mul %dc2, %i__1   lstm.ts:47
+  //   %df: f32[16,128] = mul %dc2, %c1_1   lstm.ts:47
+  //   %t4_2: f32[16,128] = sub %t1_2, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t5_2: f32[16,128] = mul %o_1, %t4_2   lstm.ts:46
   //   %t6_2: f32[16,128] = square %u_1   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   //   %t7_2: f32[16,128] = sub %t1_2, %t6_2   lstm.ts:45
   //   %dt6_1: f32[16,128] = mul %du, %t7_2   lstm.ts:45
-  const kernel_dt6_1 = kernel(function (u_1, du) {
+  //   %t8_2: f32[16,128] = sub %t1_2, %f_1   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t9_2: f32[16,128] = mul %f_1, %t8_2   lstm.ts:44
+  //   %t11_1: f32[16,128] = sub %t1_2, %i__1   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+  //   %t12_1: f32[16,128] = mul %i__1, %t11_1   lstm.ts:43
+  const kernel_dt6_1 = kernel(function (dc0, dy0, t10_2, o_1, dc1, u_1, i__1) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 128);
       const _rest0 = _x - _i0 * 128;
-      return du[_i0 * 128 + _rest0] * (1 - u_1[_i0 * 128 + _rest0] * u_1[_i0 * 128 + _rest0]);
+      return (dc1[_i0 * 128 + _rest0] + (dc0[_i0 * 128 + _rest0] + dy0[_i0 * 128 + _rest0]) * o_1[_i0 * 128 + _rest0] * (1 - t10_2[_i0 * 128 + _rest0] * t10_2[_i0 * 128 + _rest0])) * i__1[_i0 * 128 + _rest0] * (1 - u_1[_i0 * 128 + _rest0] * u_1[_i0 * 128 + _rest0]);
     }, 2048);
 
-  // dgates_3 = pad(dt6_1)   slice'  (lstm.ts:45)
-  //   %dgates_3: f32[16,512] = pad %dt6_1 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_dgates_3 = kernel(function (dt6_1) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 512);
-      const _rest0 = _x - _i0 * 512;
-      let _pad0 = 0;
-      if (_rest0 >= 256 && _rest0 < 384) {
-        _pad0 = dt6_1[_i0 * 128 + _rest0 - 256];
-      }
-      return _pad0;
-    }, 8192);
-
+  // dh2 = dc0 + dy0   fan-out: dh2 += the gradient through each use  (lstm.ts:48)
+  // do_ = dh2 * t10_2   mul'  (lstm.ts:48)
+  // dt10 = dh2 * o_1   mul'  (lstm.ts:48)
+  // dc2_1 = dt10 * (1 - t10_2²)   tanh'  (lstm.ts:48)
+  // dc2 = dc1 + dc2_1   fan-out: dc2 += the gradient through each use  (lstm.ts:47)
+  // di = dc2 * u_1   mul'  (lstm.ts:47)
+  // du = dc2 * i__1   mul'  (lstm.ts:47)
+  // df = dc2 * c1_1   mul'  (lstm.ts:47)
   // dt5_1 = df * (f_1 * (1 - f_1))   sigmoid'  (lstm.ts:44)
+  //   %dh2: f32[16,128] = add %dc0, %dy0   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_: f32[16,128] = mul %dh2, %t10_2   lstm.ts:48
+  //   %dt10: f32[16,128] = mul %dh2, %o_1   lstm.ts:48
+  //   %t2_2: f32[16,128] = square %t10_2   lstm.ts:48
+  //   %t3_2: f32[16,128] = sub %t1_2, %t2_2   lstm.ts:48
+  //   %dc2_1: f32[16,128] = mul %dt10, %t3_2   lstm.ts:48
+  //   %dc2: f32[16,128] = add %dc1, %dc2_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %di: f32[16,128] = mul %dc2, %u_1   lstm.ts:47
+  //   %du: f32[16,128] = mul %dc2, %i__1   lstm.ts:47
+  //   %df: f32[16,128] = mul %dc2, %c1_1   lstm.ts:47
+  //   %t4_2: f32[16,128] = sub %t1_2, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t5_2: f32[16,128] = mul %o_1, %t4_2   lstm.ts:46
+  //   %t6_2: f32[16,128] = square %u_1   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t7_2: f32[16,128] = sub %t1_2, %t6_2   lstm.ts:45
   //   %t8_2: f32[16,128] = sub %t1_2, %f_1   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   //   %t9_2: f32[16,128] = mul %f_1, %t8_2   lstm.ts:44
   //   %dt5_1: f32[16,128] = mul %df, %t9_2   lstm.ts:44
-  const kernel_dt5_1 = kernel(function (f_1, df) {
+  //   %t11_1: f32[16,128] = sub %t1_2, %i__1   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+  //   %t12_1: f32[16,128] = mul %i__1, %t11_1   lstm.ts:43
+  const kernel_dt5_1 = kernel(function (dc0, dy0, t10_2, o_1, dc1, c1_1, f_1) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 128);
       const _rest0 = _x - _i0 * 128;
-      return df[_i0 * 128 + _rest0] * (f_1[_i0 * 128 + _rest0] * (1 - f_1[_i0 * 128 + _rest0]));
+      return (dc1[_i0 * 128 + _rest0] + (dc0[_i0 * 128 + _rest0] + dy0[_i0 * 128 + _rest0]) * o_1[_i0 * 128 + _rest0] * (1 - t10_2[_i0 * 128 + _rest0] * t10_2[_i0 * 128 + _rest0])) * c1_1[_i0 * 128 + _rest0] * (f_1[_i0 * 128 + _rest0] * (1 - f_1[_i0 * 128 + _rest0]));
     }, 2048);
 
-  // dgates_2 = pad(dt5_1)   slice'  (lstm.ts:44)
-  //   %dgates_2: f32[16,512] = pad %dt5_1 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_dgates_2 = kernel(function (dt5_1) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 512);
-      const _rest0 = _x - _i0 * 512;
-      let _pad0 = 0;
-      if (_rest0 >= 128 && _rest0 < 256) {
-        _pad0 = dt5_1[_i0 * 128 + _rest0 - 128];
-      }
-      return _pad0;
-    }, 8192);
-
+  // dh2 = dc0 + dy0   fan-out: dh2 += the gradient through each use  (lstm.ts:48)
+  // do_ = dh2 * t10_2   mul'  (lstm.ts:48)
+  // dt10 = dh2 * o_1   mul'  (lstm.ts:48)
+  // dc2_1 = dt10 * (1 - t10_2²)   tanh'  (lstm.ts:48)
+  // dc2 = dc1 + dc2_1   fan-out: dc2 += the gradient through each use  (lstm.ts:47)
+  // di = dc2 * u_1   mul'  (lstm.ts:47)
+  // du = dc2 * i__1   mul'  (lstm.ts:47)
+  // df = dc2 * c1_1   mul'  (lstm.ts:47)
   // dt4 = di * (i__1 * (1 - i__1))   sigmoid'  (lstm.ts:43)
+  //   %dh2: f32[16,128] = add %dc0, %dy0   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_: f32[16,128] = mul %dh2, %t10_2   lstm.ts:48
+  //   %dt10: f32[16,128] = mul %dh2, %o_1   lstm.ts:48
+  //   %t2_2: f32[16,128] = square %t10_2   lstm.ts:48
+  //   %t3_2: f32[16,128] = sub %t1_2, %t2_2   lstm.ts:48
+  //   %dc2_1: f32[16,128] = mul %dt10, %t3_2   lstm.ts:48
+  //   %dc2: f32[16,128] = add %dc1, %dc2_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %di: f32[16,128] = mul %dc2, %u_1   lstm.ts:47
+  //   %du: f32[16,128] = mul %dc2, %i__1   lstm.ts:47
+  //   %df: f32[16,128] = mul %dc2, %c1_1   lstm.ts:47
+  //   %t4_2: f32[16,128] = sub %t1_2, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t5_2: f32[16,128] = mul %o_1, %t4_2   lstm.ts:46
+  //   %t6_2: f32[16,128] = square %u_1   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t7_2: f32[16,128] = sub %t1_2, %t6_2   lstm.ts:45
+  //   %t8_2: f32[16,128] = sub %t1_2, %f_1   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t9_2: f32[16,128] = mul %f_1, %t8_2   lstm.ts:44
   //   %t11_1: f32[16,128] = sub %t1_2, %i__1   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   //   %t12_1: f32[16,128] = mul %i__1, %t11_1   lstm.ts:43
   //   %dt4: f32[16,128] = mul %di, %t12_1   lstm.ts:43
-  const kernel_dt4 = kernel(function (i__1, di) {
+  const kernel_dt4 = kernel(function (dc0, dy0, t10_2, o_1, dc1, u_1, i__1) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 128);
       const _rest0 = _x - _i0 * 128;
-      return di[_i0 * 128 + _rest0] * (i__1[_i0 * 128 + _rest0] * (1 - i__1[_i0 * 128 + _rest0]));
+      return (dc1[_i0 * 128 + _rest0] + (dc0[_i0 * 128 + _rest0] + dy0[_i0 * 128 + _rest0]) * o_1[_i0 * 128 + _rest0] * (1 - t10_2[_i0 * 128 + _rest0] * t10_2[_i0 * 128 + _rest0])) * u_1[_i0 * 128 + _rest0] * (i__1[_i0 * 128 + _rest0] * (1 - i__1[_i0 * 128 + _rest0]));
     }, 2048);
 
-  // dgates_1 = pad(dt4)   slice'  (lstm.ts:43)
-  //   %dgates_1: f32[16,512] = pad %dt4 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_dgates_1 = kernel(function (dt4) {
+  // dgates = cat([dt4, dt5_1, dt6_1, dt7], 1)   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  //   %dgates: f32[16,512] = concat %dt4, %dt5_1, %dt6_1, %dt7 {axis=1}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  const kernel_dgates = kernel(function (dt4, dt5_1, dt6_1, dt7) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 512);
       const _rest0 = _x - _i0 * 512;
@@ -881,31 +869,24 @@ export async function create(options = {}) {
       if (_rest0 < 128) {
         _pad0 = dt4[_i0 * 128 + _rest0];
       }
-      return _pad0;
+      let _pad1 = 0;
+      if (_rest0 >= 128 && _rest0 < 256) {
+        _pad1 = dt5_1[_i0 * 128 + _rest0 - 128];
+      }
+      let _pad2 = 0;
+      if (_rest0 >= 256 && _rest0 < 384) {
+        _pad2 = dt6_1[_i0 * 128 + _rest0 - 256];
+      }
+      let _pad3 = 0;
+      if (_rest0 >= 384 && _rest0 < 512) {
+        _pad3 = dt7[_i0 * 128 + _rest0 - 384];
+      }
+      return _pad0 + _pad1 + _pad2 + _pad3;
     }, 8192);
 
-  // dgates_acc = dgates_4 + dgates_3   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // dgates_acc_1 = dgates_acc + dgates_2   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // dgates = dgates_acc_1 + dgates_1   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // db_1_1 = dgates.sum(0)   add'  (lstm.ts:42)
-  //   %dgates_acc: f32[16,512] = add %dgates_4, %dgates_3   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1: f32[16,512] = add %dgates_acc, %dgates_2   lstm.ts:42
-  //   %dgates: f32[16,512] = add %dgates_acc_1, %dgates_1   lstm.ts:42
-  //   %db_1_1: f32[512] = sum %dgates {axes=[0], keepDims=false}   lstm.ts:42
-  const kernel_dgates = kernel(function (dgates_4, dgates_3, dgates_2, dgates_1) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 512);
-      const _rest0 = _x - _i0 * 512;
-      return dgates_4[_i0 * 512 + _rest0] + dgates_3[_i0 * 512 + _rest0] + dgates_2[_i0 * 512 + _rest0] + dgates_1[_i0 * 512 + _rest0];
-    }, 8192);
-
-  // dgates_acc = dgates_4 + dgates_3   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // dgates_acc_1 = dgates_acc + dgates_2   fan-out: dgates += the gradient through each use  (lstm.ts:42)
   // db_1_1 = dgates.sum(0)   add'  (lstm.ts:42)
   // t13_1 = db_1 + db_1_1  (lstm.ts:62)
-  //   %dgates_acc: f32[16,512] = add %dgates_4, %dgates_3   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1: f32[16,512] = add %dgates_acc, %dgates_2   lstm.ts:42
-  //   %db_1_1: f32[512] = sum %dgates {axes=[0], keepDims=false}   lstm.ts:42
+  //   %db_1_1: f32[512] = sum %dgates {axes=[0], keepDims=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   //   %t13_1: f32[512] = add %db_1, %db_1_1   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t13_1 = kernel(function (dgates, db_1) {
       const _x = this.thread.x;
@@ -1140,19 +1121,12 @@ export async function create(options = {}) {
         const u_1 = slice_scan_residual_2(scan_residual_2, t_1);
         const o_1 = slice_scan_residual_3(scan_residual_3, t_1);
         const t10_2 = slice_scan_residual_4(scan_residual_4, t_1);
-        const di = kernel_di(dc0, dy0, t10_2, o_1, dc1, u_1);
-        const du = kernel_du(dc0, dy0, t10_2, o_1, dc1, i__1);
-        const df = kernel_df(dc0, dy0, t10_2, o_1, dc1, c1_1);
         const dc1_1 = kernel_dc1_1(dc0, dy0, t10_2, o_1, dc1, f_1);
         const dt7 = kernel_dt7(dc0, dy0, t10_2, o_1);
-        const dgates_4 = kernel_dgates_4(dt7);
-        const dt6_1 = kernel_dt6_1(u_1, du);
-        const dgates_3 = kernel_dgates_3(dt6_1);
-        const dt5_1 = kernel_dt5_1(f_1, df);
-        const dgates_2 = kernel_dgates_2(dt5_1);
-        const dt4 = kernel_dt4(i__1, di);
-        const dgates_1 = kernel_dgates_1(dt4);
-        const dgates = kernel_dgates(dgates_4, dgates_3, dgates_2, dgates_1);
+        const dt6_1 = kernel_dt6_1(dc0, dy0, t10_2, o_1, dc1, u_1, i__1);
+        const dt5_1 = kernel_dt5_1(dc0, dy0, t10_2, o_1, dc1, c1_1, f_1);
+        const dt4 = kernel_dt4(dc0, dy0, t10_2, o_1, dc1, u_1, i__1);
+        const dgates = kernel_dgates(dt4, dt5_1, dt6_1, dt7);
         const t13_1 = kernel_t13_1(dgates, db_1);
         const dc0_1 = kernel_dc0_1(dgates, Wh_2);
         const t14_1 = kernel_t14_1(dWh_1, c0_1, dgates);

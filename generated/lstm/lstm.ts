@@ -49,7 +49,7 @@ export interface Options {
   buffers?: Buffers;
 }
 
-// Memory plan: 68 arrays, 5087.9 KiB, shared by values whose lifetimes do not overlap
+// Memory plan: 61 arrays, 4935.9 KiB, shared by values whose lifetimes do not overlap
 // (see lstm.grad.ir). Values that live only inside one loop nest are locals.
 const buffers = [
   new Float32Array(432),
@@ -98,13 +98,6 @@ const buffers = [
   new Float32Array(2048),
   new Float32Array(2048),
   new Float32Array(2048),
-  new Float32Array(8192),
-  new Float32Array(2048),
-  new Float32Array(8192),
-  new Float32Array(2048),
-  new Float32Array(8192),
-  new Float32Array(2048),
-  new Float32Array(8192),
   new Float32Array(8192),
   new Float32Array(512),
   new Float32Array(2048),
@@ -157,16 +150,16 @@ const buf = {
   t15: buffers[16], // f32[16,512]
   t16: buffers[14], // f32[128,512]
   t17: buffers[15], // f32[512]
-  dWx: buffers[59], // f32[16,512]
-  dWh: buffers[60], // f32[128,512]
-  db: buffers[61], // f32[512]
-  demb: buffers[62], // f32[16,8,16]
-  t19: buffers[63], // f32[8,16,128]
-  t20: buffers[64], // f32[8,16,128]
-  t21: buffers[65], // f32[8,16,512]
-  t22: buffers[66], // f32[8,128,512]
-  t23: buffers[67], // f32[8,512]
-  dC: buffers[54].subarray(0, 432), // f32[27,16]
+  dWx: buffers[52], // f32[16,512]
+  dWh: buffers[53], // f32[128,512]
+  db: buffers[54], // f32[512]
+  demb: buffers[55], // f32[16,8,16]
+  t19: buffers[56], // f32[8,16,128]
+  t20: buffers[57], // f32[8,16,128]
+  t21: buffers[58], // f32[8,16,512]
+  t22: buffers[59], // f32[8,128,512]
+  t23: buffers[60], // f32[8,512]
+  dC: buffers[47].subarray(0, 432), // f32[27,16]
   c0: buffers[10].subarray(0, 2048), // f32[16,128]
   c1: buffers[11], // f32[16,128]
   x0: buffers[12], // f32[16,16]
@@ -204,24 +197,17 @@ const buf = {
   Wx_2: buffers[9], // f32[16,512]
   Wh_2: buffers[10], // f32[128,512]
   b_2: buffers[30].subarray(0, 512), // f32[512]
-  di: buffers[31], // f32[16,128]
-  du: buffers[42], // f32[16,128]
-  df: buffers[43], // f32[16,128]
-  dc1_1: buffers[44], // f32[16,128]
-  dt7: buffers[45], // f32[16,128]
-  dgates_4: buffers[46], // f32[16,512]
-  dt6_1: buffers[47], // f32[16,128]
-  dgates_3: buffers[48], // f32[16,512]
-  dt5_1: buffers[49], // f32[16,128]
-  dgates_2: buffers[50], // f32[16,512]
-  dt4: buffers[51], // f32[16,128]
-  dgates_1: buffers[52], // f32[16,512]
-  dgates: buffers[53], // f32[16,512]
-  t13_1: buffers[54], // f32[512]
-  dc0_1: buffers[55], // f32[16,128]
-  t14_1: buffers[56], // f32[128,512]
-  dx0: buffers[57], // f32[16,16]
-  t15_1: buffers[58], // f32[16,512]
+  dc1_1: buffers[31], // f32[16,128]
+  dt7: buffers[42], // f32[16,128]
+  dt6_1: buffers[43], // f32[16,128]
+  dt5_1: buffers[44], // f32[16,128]
+  dt4: buffers[45], // f32[16,128]
+  dgates: buffers[46], // f32[16,512]
+  t13_1: buffers[47], // f32[512]
+  dc0_1: buffers[48], // f32[16,128]
+  t14_1: buffers[49], // f32[128,512]
+  dx0: buffers[50], // f32[16,16]
+  t15_1: buffers[51], // f32[16,512]
   _acc0: new Float64Array(512), // accumulators of column sums
 };
 
@@ -1025,18 +1011,11 @@ export function valueAndGrad(
     o_1,
     scan_residual_4,
     t10_2,
-    di,
-    du,
-    df,
     dc1_1,
     dt7,
-    dgates_4,
     dt6_1,
-    dgates_3,
     dt5_1,
-    dgates_2,
     dt4,
-    dgates_1,
     dgates,
     t13_1,
     demb,
@@ -1160,6 +1139,9 @@ export function valueAndGrad(
         // df = dc2 * c1_1   mul'  (lstm.ts:47)
         // dc1_1 = dc2 * f_1   mul'  (lstm.ts:47)
         // dt7 = do_ * (o_1 * (1 - o_1))   sigmoid'  (lstm.ts:46)
+        // dt6_1 = du * (1 - u_1²)   tanh'  (lstm.ts:45)
+        // dt5_1 = df * (f_1 * (1 - f_1))   sigmoid'  (lstm.ts:44)
+        // dt4 = di * (i__1 * (1 - i__1))   sigmoid'  (lstm.ts:43)
         //   %dh2: f32[16,128] = add %dc0, %dy0   lstm.ts:48  const h2 = o.mul(c2.tanh());
         //   %do_: f32[16,128] = mul %dh2, %t10_2   lstm.ts:48
         //   %dt10: f32[16,128] = mul %dh2, %o_1   lstm.ts:48
@@ -1174,121 +1156,58 @@ export function valueAndGrad(
         //   %t4_2: f32[16,128] = sub %t1_2, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
         //   %t5_2: f32[16,128] = mul %o_1, %t4_2   lstm.ts:46
         //   %dt7: f32[16,128] = mul %do_, %t5_2   lstm.ts:46
-        for (let i = 0; i < 2048; i++) {
-          const _dh2 = dc0[i] + dy0[i];
-          const _dc2 = dc1[i] + _dh2 * o_1[i] * (1 - t10_2[i] * t10_2[i]);
-          di[i] = _dc2 * u_1[i];
-          du[i] = _dc2 * i__1[i];
-          df[i] = _dc2 * c1_1[i];
-          dc1_1[i] = _dc2 * f_1[i];
-          dt7[i] = _dh2 * t10_2[i] * (o_1[i] * (1 - o_1[i]));
-        }
-
-        // dgates_4 = pad(dt7)   slice'  (lstm.ts:46)
-        //   %dgates_4: f32[16,512] = pad %dt7 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-        for (let i = 0; i < 16; i++) {
-          for (let j = 0; j < 384; j++) {
-            dgates_4[i * 512 + j] = 0;
-          }
-        }
-        for (let i = 0; i < 16; i++) {
-          for (let j = 0; j < 128; j++) {
-            dgates_4[384 + i * 512 + j] = dt7[i * 128 + j];
-          }
-        }
-
-        // dt6_1 = du * (1 - u_1²)   tanh'  (lstm.ts:45)
         //   %t6_2: f32[16,128] = square %u_1   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
         //   %t7_2: f32[16,128] = sub %t1_2, %t6_2   lstm.ts:45
         //   %dt6_1: f32[16,128] = mul %du, %t7_2   lstm.ts:45
-        for (let i = 0; i < 2048; i++) {
-          dt6_1[i] = du[i] * (1 - u_1[i] * u_1[i]);
-        }
-
-        // dgates_3 = pad(dt6_1)   slice'  (lstm.ts:45)
-        //   %dgates_3: f32[16,512] = pad %dt6_1 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-        for (let i = 0; i < 16; i++) {
-          for (let j = 0; j < 256; j++) {
-            dgates_3[i * 512 + j] = 0;
-          }
-        }
-        for (let i = 0; i < 16; i++) {
-          for (let j = 0; j < 128; j++) {
-            dgates_3[256 + i * 512 + j] = dt6_1[i * 128 + j];
-          }
-        }
-        for (let i = 0; i < 16; i++) {
-          for (let j = 0; j < 128; j++) {
-            dgates_3[384 + i * 512 + j] = 0;
-          }
-        }
-
-        // dt5_1 = df * (f_1 * (1 - f_1))   sigmoid'  (lstm.ts:44)
         //   %t8_2: f32[16,128] = sub %t1_2, %f_1   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
         //   %t9_2: f32[16,128] = mul %f_1, %t8_2   lstm.ts:44
         //   %dt5_1: f32[16,128] = mul %df, %t9_2   lstm.ts:44
-        for (let i = 0; i < 2048; i++) {
-          dt5_1[i] = df[i] * (f_1[i] * (1 - f_1[i]));
-        }
-
-        // dgates_2 = pad(dt5_1)   slice'  (lstm.ts:44)
-        //   %dgates_2: f32[16,512] = pad %dt5_1 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-        for (let i = 0; i < 16; i++) {
-          for (let j = 0; j < 128; j++) {
-            dgates_2[i * 512 + j] = 0;
-          }
-        }
-        for (let i = 0; i < 16; i++) {
-          for (let j = 0; j < 128; j++) {
-            dgates_2[128 + i * 512 + j] = dt5_1[i * 128 + j];
-          }
-        }
-        for (let i = 0; i < 16; i++) {
-          for (let j = 0; j < 256; j++) {
-            dgates_2[256 + i * 512 + j] = 0;
-          }
-        }
-
-        // dt4 = di * (i__1 * (1 - i__1))   sigmoid'  (lstm.ts:43)
         //   %t11_1: f32[16,128] = sub %t1_2, %i__1   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
         //   %t12_1: f32[16,128] = mul %i__1, %t11_1   lstm.ts:43
         //   %dt4: f32[16,128] = mul %di, %t12_1   lstm.ts:43
         for (let i = 0; i < 2048; i++) {
-          dt4[i] = di[i] * (i__1[i] * (1 - i__1[i]));
+          const _dh2 = dc0[i] + dy0[i];
+          const _dc2 = dc1[i] + _dh2 * o_1[i] * (1 - t10_2[i] * t10_2[i]);
+          dc1_1[i] = _dc2 * f_1[i];
+          dt7[i] = _dh2 * t10_2[i] * (o_1[i] * (1 - o_1[i]));
+          dt6_1[i] = _dc2 * i__1[i] * (1 - u_1[i] * u_1[i]);
+          dt5_1[i] = _dc2 * c1_1[i] * (f_1[i] * (1 - f_1[i]));
+          dt4[i] = _dc2 * u_1[i] * (i__1[i] * (1 - i__1[i]));
         }
 
-        // dgates_1 = pad(dt4)   slice'  (lstm.ts:43)
-        //   %dgates_1: f32[16,512] = pad %dt4 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+        // dgates = cat([dt4, dt5_1, dt6_1, dt7], 1)   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+        //   %dgates: f32[16,512] = concat %dt4, %dt5_1, %dt6_1, %dt7 {axis=1}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
         for (let i = 0; i < 16; i++) {
           for (let j = 0; j < 128; j++) {
-            dgates_1[i * 512 + j] = dt4[i * 128 + j];
+            dgates[i * 512 + j] = dt4[i * 128 + j];
           }
         }
         for (let i = 0; i < 16; i++) {
-          for (let j = 0; j < 384; j++) {
-            dgates_1[128 + i * 512 + j] = 0;
+          for (let j = 0; j < 128; j++) {
+            dgates[128 + i * 512 + j] = dt5_1[i * 128 + j];
+          }
+        }
+        for (let i = 0; i < 16; i++) {
+          for (let j = 0; j < 128; j++) {
+            dgates[256 + i * 512 + j] = dt6_1[i * 128 + j];
+          }
+        }
+        for (let i = 0; i < 16; i++) {
+          for (let j = 0; j < 128; j++) {
+            dgates[384 + i * 512 + j] = dt7[i * 128 + j];
           }
         }
 
-        // dgates_acc = dgates_4 + dgates_3   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-        // dgates_acc_1 = dgates_acc + dgates_2   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-        // dgates = dgates_acc_1 + dgates_1   fan-out: dgates += the gradient through each use  (lstm.ts:42)
         // db_1_1 = dgates.sum(0)   add'  (lstm.ts:42)
         // t13_1 = db_1 + db_1_1  (lstm.ts:62)
-        //   %dgates_acc: f32[16,512] = add %dgates_4, %dgates_3   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-        //   %dgates_acc_1: f32[16,512] = add %dgates_acc, %dgates_2   lstm.ts:42
-        //   %dgates: f32[16,512] = add %dgates_acc_1, %dgates_1   lstm.ts:42
-        //   %db_1_1: f32[512] = sum %dgates {axes=[0], keepDims=false}   lstm.ts:42
+        //   %db_1_1: f32[512] = sum %dgates {axes=[0], keepDims=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
         //   %t13_1: f32[512] = add %db_1, %db_1_1   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
         for (let i = 0; i < 512; i++) {
           _acc0[i] = 0;
         }
         for (let i = 0; i < 16; i++) {
           for (let j = 0; j < 512; j++) {
-            const _dgates =
-              dgates_4[i * 512 + j] + dgates_3[i * 512 + j] + dgates_2[i * 512 + j] + dgates_1[i * 512 + j];
-            dgates[i * 512 + j] = _dgates;
-            _acc0[j] += _dgates;
+            _acc0[j] += dgates[i * 512 + j];
           }
         }
         for (let i = 0; i < 512; i++) {
