@@ -20,14 +20,18 @@ export default model('nanmax', (g) => {
   const rmax = x.max(1);
   const mx = x.maximum(y);
   const mn = x.minimum(y);
+  // against constants (wasm: pmin/pmax where they give f32x4.min/max's lanes, NaN and ±0 included)
+  const cl = x.clamp(-0.5, 2);
+  const m0 = x.minimum(0);
+  const m1 = x.maximum(-1).minimum(-0);
   const pool2 = g.maxPool2d(p, 2);
   const pool3 = g.maxPool2d(p, 3, { stride: 1 });
-  return { loss: x.sum().mul(w), rmax, mx, mn, pool2, pool3 };
+  return { loss: x.sum().mul(w), rmax, mx, mn, cl, m0, m1, pool2, pool3 };
 });
 `;
 
 const N = NaN;
-const x = Float32Array.of(N, 1, 2, 0, -1, 0, 0, 0, N, N, N, N, N, N, N, N, 3, 1, 4, 1, 5, 9, 2, 6);
+const x = Float32Array.of(N, 1, 2, 0, -1, -0, 0, -3, N, N, N, N, N, N, N, N, 3, 1, 4, 1, 5, 9, 2, 6);
 const y = Float32Array.from(x, (_v, i) => i % 3);
 // NaN at the first tap of window (0,0) and at the last tap of window (0,1) of the 2×2 pooling
 const p = Float32Array.from({ length: 32 }, (_v, i) => (i === 0 || i === 11 ? NaN : i));
@@ -60,6 +64,13 @@ it('max skips NaN, maximum/minimum propagate it, max pooling as documented per t
   expect(out('rmax')).toEqual([2, -Infinity, 9]);
   expect(out('mx')).toEqual(mx);
   expect(out('mn')).toEqual(mn);
+  const signed = (v: ArrayLike<number>) => Array.from(v, (e) => (Object.is(e, -0) ? '-0' : e));
+  const consts = {
+    cl: Array.from(x, (v) => (Number.isNaN(v) ? NaN : Math.min(Math.max(v, -0.5), 2))),
+    m0: Array.from(x, (v) => (Number.isNaN(v) ? NaN : Math.min(v, 0))),
+    m1: Array.from(x, (v) => (Number.isNaN(v) ? NaN : Math.min(Math.max(v, -1), -0))),
+  };
+  for (const [k, want] of Object.entries(consts)) expect(signed(out(k)), k).toEqual(signed(want));
   // max pooling: the first tap of a window, then each greater one (a NaN first tap gives NaN)
   expect(out('pool2')).toEqual(pool(2, 2, 'first'));
   expect(out('pool2').slice(0, 2)).toEqual([NaN, 10]);
@@ -67,6 +78,7 @@ it('max skips NaN, maximum/minimum propagate it, max pooling as documented per t
   for (const [name, mod] of [['flat', flat], ['wasm', wasm]] as const) {
     const got = mod.forward(params, inputs);
     for (const k of ['rmax', 'mx', 'mn']) expect(Array.from(got[k] as Float32Array), `${name} ${k}`).toEqual(out(k));
+    for (const [k, want] of Object.entries(consts)) expect(signed(got[k] as Float32Array), `${name} ${k}`).toEqual(signed(want));
     // the wasm kernels' f32.max/f32x4.max give NaN where any tap is NaN
     for (const [k, size, stride] of [['pool2', 2, 2], ['pool3', 3, 1]] as const)
       expect(Array.from(got[k] as Float32Array), `${name} ${k}`).toEqual(name === 'wasm' ? pool(size, stride, 'propagate') : out(k));

@@ -66,13 +66,29 @@ export function alu(f: Body, n: FlatNode, nodes: readonly FlatNode[], res: reado
       f.get(a[0]!).i32(c.value).simd(SHIFT[n.op]);
       return true;
     }
-    default: {
-      const table = type(0) === 'i32' ? I32 : type(0) === 'bool' ? BOOL : F32;
-      const code = table[n.op];
-      if (code === undefined) return false;
-      for (const l of a) f.get(l);
-      f.simd(code);
+    case 'min':
+    case 'max': {
+      // against a constant: pmin(x, c) = c < x ? c : x (pmax: x < c ? c : x), one instruction on x64 where f32x4.min/max
+      // are several (their NaN and ±0 rules); the same lanes, a NaN x kept, except min(+0, −0) and max(−0, +0): so
+      // not for a constant −0 (min) or +0 (max)
+      const k = n.args.findIndex((i) => nodes[i]!.op === 'const');
+      const c = k < 0 ? undefined : (nodes[n.args[k]!] as { value: number }).value;
+      if (type(0) !== 'f32' || c === undefined || Number.isNaN(c) || Object.is(c, n.op === 'min' ? -0 : 0)) return binary(f, n.op, type(0), a);
+      f.get(a[1 - k]!).get(a[k]!).simd(n.op === 'min' ? PMIN : PMAX);
       return true;
     }
+    default:
+      return binary(f, n.op, type(0), a);
   }
+}
+
+const [PMIN, PMAX] = [0xea, 0xeb];
+
+/** A lane-wise instruction of the operands' type over the operands in order; false where it has none. */
+function binary(f: Body, op: NativeOp, dtype: EType, a: readonly Local[]): boolean {
+  const code = (dtype === 'i32' ? I32 : dtype === 'bool' ? BOOL : F32)[op];
+  if (code === undefined) return false;
+  for (const l of a) f.get(l);
+  f.simd(code);
+  return true;
 }

@@ -3,9 +3,9 @@
 // its arena in one growable WebAssembly.Memory. Its elementwise, reduction and layout groups (and
 // a convolution's epilogue) are kernels of the kernel form encoded once, at build time, whose
 // symbolic sizes, strides and addresses are read from a parameter block (codegen/wasm/symbolic-forms.ts);
-// so are its index routines and its softmaxes over rows of a static length (where their sizes
-// allow: symbolic-forms.ts), and the optimizer's update (codegen/wasm/symbolic-train.ts). Its matmul, convolution and pooling groups (and a softmax over rows
-// of a symbolic length) are wasm SIMD kernels encoded at run time: the first call that brings a
+// so are its index routines and its softmaxes over rows (where their sizes allow: symbolic-forms.ts),
+// and the optimizer's update (codegen/wasm/symbolic-train.ts). Its matmul, convolution and pooling
+// groups (and a softmax the forms do not take) are wasm SIMD kernels encoded at run time: the first call that brings a
 // set of sizes lays the memory out for them (growing it when they need more), writes the
 // parameter block, encodes those kernels for its sizes and addresses with the kernel generators
 // of codegen/wasm/*.ts, embedded in the module, and instantiates them; a later call with the same
