@@ -29,6 +29,12 @@ export { KernelUnsupported };
 export interface WasmKernel {
   readonly body: Body;
   readonly ranged?: { readonly body: Body; readonly split: Split };
+  /**
+   * A column sum split by rows (see ROW_CHUNKS): `ranged.body` computes the f64 partial totals of
+   * chunks [start, end) of its rows into `partialBytes` bytes at the partial area, `sum` (whole,
+   * run after it) adds the chunks' totals in order and computes and stores the results.
+   */
+  readonly rows?: { readonly sum: Body; readonly partialBytes: number };
 }
 
 /**
@@ -45,13 +51,25 @@ export interface RtParams {
  * `addr` gives the byte address of each array it reads or writes; with `rt` its symbolic sizes
  * are run-time values read from the parameter block (no ranged body: the symbolic module has no threads).
  */
-export function renderWasmKernel(k: Kernel, addr: (arg: string) => number | undefined, rt?: RtParams): WasmKernel {
+export function renderWasmKernel(k: Kernel, addr: (arg: string) => number | undefined, rt?: RtParams, partialAt?: number): WasmKernel {
   const flats = flatten(decompose(k, WASM_CAPABILITIES), addr, rt ? { rt: rt.rt } : {});
   const whole = new Body();
   for (const fk of flats) new Nest(whole, fk, k.name, rt?.param).emit();
   if (flats.length !== 1 || rt) return { body: whole };
   const fk = flats[0]! as StaticFlatKernel;
   const nest = new Nest(new Body(2), fk, k.name);
+  const rowsPer = partialAt !== undefined ? nest.rowChunk() : undefined;
+  if (rowsPer !== undefined) {
+    // a column sum over many rows: split by chunks of rows, then the chunks' totals added in order
+    const part = { at: partialAt!, rows: rowsPer };
+    const chunks = new Nest(new Body(2), fk, k.name, undefined, { ...part, phase: 'chunks' });
+    chunks.emit();
+    const sum = new Nest(new Body(), fk, k.name, undefined, { ...part, phase: 'sum' });
+    sum.emit();
+    const numel = fk.dims.reduce((a, b) => a * b, 1);
+    const work = numel * Math.max(1, chunks.live.filter(Boolean).length);
+    return { body: whole, ranged: { body: chunks.f, split: { extent: ROW_CHUNKS, align: 1, work } }, rows: { sum: sum.f, partialBytes: chunks.partialBytes() } };
+  }
   const outer = nest.order[0]!;
   if (fk.reduced[outer] || fk.dims[outer]! < 2) return { body: whole };
   nest.emit();
@@ -76,6 +94,17 @@ export const REDUCE_BLOCK = 16;
  * sums: 10–20 % slower).
  */
 export const REDUCE_MIN_ROWS = 256;
+/**
+ * The chunks of rows of a column sum split by rows: each chunk's f64 totals (its rows' blocks of
+ * REDUCE_BLOCK rows, as the whole kernel adds them) go to a partial area, and a kernel of their own
+ * (`…_sum`) adds the chunks' totals in order, so the results do not depend on the thread count (a
+ * fixed number of chunks, as the convolution's weight gradient: codegen/wasm/conv.ts). Split by
+ * columns instead, every thread read every row (docs/threads.md).
+ */
+export const ROW_CHUNKS = 8;
+/** The rows from which a column sum splits by rows (fewer: too little work for a thread). */
+export const ROW_SPLIT_MIN_ROWS = 1024;
+
 /** The vectors of a row a row sum adds in f32 (4 lanes each) before adding them into its f64 totals. */
 export const ROW_BLOCK = 64;
 
@@ -122,12 +151,17 @@ class Nest {
   private readonly rtLocal = new Map<string, Local>();
   /** Each node's rare block (codegen/wasm/kernel-rare.ts), on first use. */
   private only?: number[];
+  /** The chunks phase: the chunk's local, and its rows [start, end). */
+  private chunk?: Local;
+  private rowRange?: { readonly start: Local; readonly end: Local };
 
   constructor(
     readonly f: Body,
     private readonly k: FlatKernel,
     private readonly name: string,
     private readonly param?: (v: Rt) => number,
+    /** A column sum split by rows: the chunks' partial totals (`chunks`, a function of a range of chunks) or their sum (`sum`). */
+    private readonly part?: { readonly at: number; readonly rows: number; readonly phase: 'chunks' | 'sum' },
   ) {
     const axes = k.dims.map((_d, i) => i);
     this.red = k.reduced.some(Boolean);
@@ -211,9 +245,40 @@ class Nest {
     return columns !== undefined ? c : -1;
   }
 
+  /**
+   * The rows of a chunk where this kernel splits by rows (ROW_CHUNKS): a column sum (one kept axis,
+   * vectorised, and one reduced axis of at least ROW_SPLIT_MIN_ROWS rows, every reduction a
+   * blocked sum) of known sizes; a multiple of REDUCE_BLOCK, so that its blocks are the whole kernel's.
+   */
+  rowChunk(): number | undefined {
+    const k = this.k;
+    if (!this.count || this.order.length !== 2 || this.nKept !== 1 || this.vec !== this.order[0]) return undefined;
+    if (!this.reduces.every((r) => this.isSum(r)) || k.dims.some((d) => typeof d !== 'number')) return undefined;
+    const R = k.dims[this.inner] as number;
+    if (R < ROW_SPLIT_MIN_ROWS) return undefined;
+    return Math.ceil(R / ROW_CHUNKS / REDUCE_BLOCK) * REDUCE_BLOCK;
+  }
+
+  /** The bytes of the partial area: an f64 total per chunk, reduction and kept point. */
+  partialBytes(): number {
+    return ROW_CHUNKS * this.reduces.length * (this.k.dims[this.order[0]!] as number) * 8;
+  }
+
+  /** The byte address of chunk `c`'s total of reduction number `ri` at the kept point x (pushed: the chunk and x from locals, the rest a constant). */
+  private partialAddress(c: Local | number, ri: number): void {
+    const f = this.f;
+    const K = this.k.dims[this.order[0]!] as number;
+    const stride = this.reduces.length * K * 8;
+    if (typeof c === 'number') f.i32(this.part!.at + c * stride + ri * K * 8);
+    else f.get(c).i32(stride).i32Mul().i32(this.part!.at + ri * K * 8).i32Add();
+    f.get(this.x[this.order[0]!]!).i32(8).i32Mul().i32Add();
+  }
+
   emit(): void {
     if (this.k.dims.some((d) => d === 0)) return;
     this.readParams();
+    if (this.part?.phase === 'chunks') return this.chunks();
+    if (this.part?.phase === 'sum') return this.loop(0, undefined, () => this.combine());
     if (this.nKept === 0) this.reduction(() => this.nest(0));
     else this.nest(0);
   }
@@ -223,6 +288,66 @@ class Nest {
     this.loop(level, undefined, () => {
       if (level + 1 === this.nKept && this.red) this.reduction(() => this.nest(level + 1));
       else this.nest(level + 1);
+    });
+  }
+
+  /** The chunks [start, end) of rows: each chunk's totals, as reduction() adds them, into the partial area. */
+  private chunks(): void {
+    const f = this.f;
+    const { rows } = this.part!;
+    const R = this.k.dims[this.inner] as number;
+    const c = (this.chunk = f.local('i32'));
+    const start = f.local('i32');
+    const end = f.local('i32');
+    this.rowRange = { start, end };
+    f.get(f.param(0)).set(c);
+    f.loopUntil(
+      () => f.get(c).get(f.param(1)).i32GeS(),
+      () => {
+        f.get(c).i32(rows).i32Mul().tee(start).i32(rows).i32Add().set(end);
+        // the last chunks end at R (and may be empty)
+        f.i32(R).get(end).get(end).i32(R).i32GtS().select().set(end);
+        this.nest(0);
+        f.bump(c, 1);
+      },
+    );
+  }
+
+  /** The sum phase at a vector of kept points: the chunks' totals added in order, then the epilogue and its stores. */
+  private combine(): void {
+    const f = this.f;
+    this.each(() => {
+      this.reduces.forEach((r, ri) => {
+        const [t0, t1] = this.acc.get(r)!.totals!;
+        f.f32x4Const(0).set(t0).f32x4Const(0).set(t1);
+        for (let c = 0; c < ROW_CHUNKS; c++) {
+          const off = 32 * this.u;
+          if (this.mode === 4) {
+            f.get(t0);
+            this.partialAddress(c, ri);
+            f.v128Load(off).f64x2Add().set(t0);
+            f.get(t1);
+            this.partialAddress(c, ri);
+            f.v128Load(off + 16).f64x2Add().set(t1);
+          } else {
+            f.get(t0);
+            this.partialAddress(c, ri);
+            f.raw(0xfd, 0x5d, 0x03, 0x00); // v128.load64_zero
+            f.f64x2Add().set(t0);
+          }
+        }
+      });
+    });
+    this.each(() => this.finish());
+    this.epilogue();
+  }
+
+  /** The epilogue's nodes and the stores after the reduction, at the kept points. */
+  private epilogue(): void {
+    const at: Addr = (a) => this.address(a, (ax) => !this.k.reduced[ax]);
+    this.each(() => {
+      this.pass((i) => this.epi[i]! && this.k.nodes[i]!.op !== 'reduce', at);
+      for (const s of this.after) this.store(s, at);
     });
   }
 
@@ -238,11 +363,25 @@ class Nest {
     if (this.count) f.assign(this.count, this.block);
     loops();
     if (this.count || this.exact) this.flush();
+    if (this.part?.phase === 'chunks') return this.storeTotals();
     this.each(() => this.finish());
-    const at: Addr = (a) => this.address(a, (ax) => !this.k.reduced[ax]);
+    this.epilogue();
+  }
+
+  /** The chunk's totals at the vector of kept points, into the partial area (a single point: lane 0). */
+  private storeTotals(): void {
+    const f = this.f;
     this.each(() => {
-      this.pass((i) => this.epi[i]! && this.k.nodes[i]!.op !== 'reduce', at);
-      for (const s of this.after) this.store(s, at);
+      this.reduces.forEach((r, ri) => {
+        const [t0, t1] = this.acc.get(r)!.totals!;
+        const off = 32 * this.u;
+        this.partialAddress(this.chunk!, ri);
+        if (this.mode === 4) {
+          f.get(t0).v128Store(off);
+          this.partialAddress(this.chunk!, ri);
+          f.get(t1).v128Store(off + 16);
+        } else f.get(t0).raw(0xfd, 0x5b, 0x03, 0x00, 0x00); // v128.store64_lane, lane 0
+      });
     });
   }
 
@@ -251,10 +390,13 @@ class Nest {
     const f = this.f;
     const axis = this.order[level]!;
     const x = this.x[axis]!;
-    const ranged = level === 0 && this.f.params === 2;
+    const ranged = level === 0 && this.f.params === 2 && !this.part;
+    // a chunk of rows: the reduced loop over the chunk's rows
+    const rows = this.rowRange && axis === this.inner ? this.rowRange : undefined;
     if (ranged) f.get(f.param(0)).set(x);
+    else if (rows) f.get(rows.start).set(x);
     else f.assign(x, 0);
-    const end = () => (ranged ? f.get(f.param(1)) : this.push(this.k.dims[axis]!));
+    const end = () => (ranged ? f.get(f.param(1)) : rows ? f.get(rows.end) : this.push(this.k.dims[axis]!));
     prologue?.();
     if (axis === this.vec) {
       this.mode = 4;

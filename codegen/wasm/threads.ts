@@ -66,10 +66,11 @@ export const SOFTMAX_COST = 64;
  * split, 2026-12-02; the CIFAR ResNet's batch-norm sums over [32768,16], whose blocks of 8 columns
  * share every cache line and lose the renderer's 16-column unrolling, 1.1–3×, 2026-12-07).
  */
-export function formSplit(split: Split, domain: readonly (number | string)[], axes: readonly number[]): Split {
+export function formSplit(split: Split, domain: readonly (number | string)[], axes: readonly number[], byRows = false): Split {
   const numel = domain.reduce<number>((a, d) => a * (typeof d === 'number' ? d : 1), 1);
   const work = split.work + ELEMENT_COST * numel;
-  const columns = axes.length > 0 && domain.some((_, i) => i > axes[0]! && !axes.includes(i));
+  // (a column sum split by chunks of rows, codegen/wasm/kernel.ts's ROW_CHUNKS: each thread reads its own rows)
+  const columns = !byRows && axes.length > 0 && domain.some((_, i) => i > axes[0]! && !axes.includes(i));
   return { ...split, work: columns ? Math.floor(work / COLUMN_REDUCTION_COST) : work };
 }
 
