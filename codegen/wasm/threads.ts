@@ -3,7 +3,8 @@
 // import marked shared) on the calling thread and on N − 1 workers (Node's worker_threads, a
 // browser's Web Workers), and gives `instance()` (the module's arena and steps, see
 // codegen/wasm.ts) a `kernels` object whose large kernels run split: every kernel that splits is
-// a function of a range of rows (of columns, for a column reduction), and the blocks of a call
+// a function of a range of rows (of columns, for a column reduction over fewer than 1,024 rows; of
+// fixed chunks of rows with partial sums, added in order afterwards, over more), and the blocks of a call
 // write disjoint parts of their outputs and add in the order the whole kernel does, so that the
 // results are bit-identical to the single-threaded module's. A kernel below a measured amount
 // of work per thread runs whole on the calling thread.
