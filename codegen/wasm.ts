@@ -101,6 +101,8 @@ class StaticModule {
   private readonly training?: ReturnType<typeof trainLayout>;
   private readonly pages: number;
   private readonly kernels: Kernel[] = [];
+  /** Where the column sums split by rows keep their chunks' partial totals (see scratchLayout). */
+  private partialAt?: number;
 
   constructor(
     private readonly m: ModuleInfo,
@@ -134,7 +136,7 @@ class StaticModule {
   private formOf(u: Unit): Form | undefined {
     if (!this.forms.has(u)) {
       const launch = lowerUnitOf(this.plan, u).launch;
-      const rendered = launch?.kind === 'kernel' ? tryRender(launch, this.arrayAt) : undefined;
+      const rendered = launch?.kind === 'kernel' ? tryRender(launch, this.arrayAt, this.partialAt) : undefined;
       this.forms.set(u, launch?.kind === 'kernel' && rendered ? { launch, rendered } : undefined);
     }
     return this.forms.get(u);
@@ -187,6 +189,10 @@ class StaticModule {
         convAt.set(u, end);
         end += align(convScratch(d.kernel) * 4);
       }
+    // the partial totals of the column sums split by rows (one area: a kernel's `_sum` runs right after it)
+    this.partialAt = end;
+    const forms = allUnits(this.plan).flatMap((x) => this.parts.get(x) ?? [x]).filter((u) => !this.decisions.has(u));
+    end += align(Math.max(0, ...forms.map((u) => this.formOf(u)?.rendered.rows?.partialBytes ?? 0)));
     return { packAt, packAAt, productAt, productFloats, convAt, end };
   }
 
@@ -268,6 +274,12 @@ class StaticModule {
   private formKernel(name: string, k: FormKernel, what: string, addr: (arg: string) => number | undefined, rendered?: WasmKernel): string[] | undefined {
     const r = rendered ?? tryRender(k, addr);
     if (!r) return undefined;
+    if (r.rows && r.ranged) {
+      // a column sum split by chunks of rows, then the chunks' totals added in order
+      this.kernels.push({ name, body: r.ranged.body, split: formSplit(r.ranged.split, k.domain, k.axes, true), what: `${what}, by chunks of rows` });
+      this.kernels.push({ name: `${name}_sum`, body: r.rows.sum, what: `the chunks' partial sums of ${name}, added in order` });
+      return [`${member('kernels', name)}();`, `${member('kernels', `${name}_sum`)}();`];
+    }
     this.kernels.push(r.ranged ? { name, body: r.ranged.body, split: formSplit(r.ranged.split, k.domain, k.axes), what } : { name, body: r.body, what });
     return [`${member('kernels', name)}();`];
   }
@@ -367,9 +379,9 @@ class StaticModule {
 }
 
 /** A kernel of the kernel form rendered as wasm, or undefined where the renderer cannot render it yet. */
-function tryRender(k: FormKernel, addr: (arg: string) => number | undefined): WasmKernel | undefined {
+function tryRender(k: FormKernel, addr: (arg: string) => number | undefined, partialAt?: number): WasmKernel | undefined {
   try {
-    return renderWasmKernel(k, addr);
+    return renderWasmKernel(k, addr, undefined, partialAt);
   } catch (err) {
     if (err instanceof KernelUnsupported) return undefined;
     throw err;

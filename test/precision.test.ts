@@ -28,7 +28,7 @@ const BOUND = 3 * 3.1e-6;
 
 type Grads = { loss: number; grads: Record<string, Float32Array> };
 interface WasmModule extends GeneratedModule {
-  create(options: { threads: number; minWork?: number }): Promise<GeneratedModule & { destroy(): Promise<void> }>;
+  create(options: { threads: number; minWork?: number; adapt?: boolean }): Promise<GeneratedModule & { destroy(): Promise<void> }>;
 }
 
 async function build(name: string, file = path.join(ROOT, 'test/fixtures/precision', `${name}.ts`)) {
@@ -131,6 +131,18 @@ export default model('longsums', (g) => {
     for (const k of ['rows', 'cols', 'channels', 'product', 'probs']) expect(relErr(out[k] as Float32Array, ref.outputs[k]!.data), k).toBeLessThan(1.5e-7);
     const { grads } = wasm.valueAndGrad(params, inputs);
     expect(relErr(grads.k!, ref.grads.k!), 'd loss / d k').toBeLessThan(1.5e-7);
+    // on 2 threads the column sum splits by chunks of rows (each chunk's f64 totals, added in order
+    // afterwards): the same bits as the single-threaded module, so as close to float64
+    const threaded = await wasm.create({ threads: 2, minWork: 0, adapt: false });
+    try {
+      const two = threaded.forward(params, inputs);
+      for (const k of ['rows', 'cols', 'channels']) {
+        expect(relErr(two[k] as Float32Array, ref.outputs[k]!.data), `2 threads: ${k}`).toBeLessThan(1.5e-7);
+        expect(Buffer.from(Float32Array.from(two[k] as Float32Array).buffer).equals(Buffer.from(Float32Array.from(out[k] as Float32Array).buffer)), `2 threads: ${k} bit-identical`).toBe(true);
+      }
+    } finally {
+      await threaded.destroy();
+    }
   });
   it('a column sum over a symbolic batch (20,000 rows at the call) within 1.5e-7 of float64', async () => {
     const src = `import { model } from 'graphc';

@@ -107,7 +107,7 @@ describe('the thread count', () => {
 });
 
 describe('threads', () => {
-  it('split ragged rows and columns (13 rows; 27, 10 and 6 columns) without changing a bit', async () => {
+  it('split ragged rows and columns (13 rows; 27, 10 and 6 columns; a column sum over 1,037 rows by chunks of rows, the last of 29) without changing a bit', async () => {
     const file = modelFile(`
       import { model } from 'graphc';
       export default model('ragged', (g) => {
@@ -119,13 +119,15 @@ describe('threads', () => {
         const h = g.layerNorm(x.matmul(W1).add(b1), g.param('gain', [27], { init: 'ones' }), g.param('bias', [27], { init: 'zeros' })).tanh();
         const logits = h.matmul(W2);
         const probs = g.softmax(logits);
-        const loss = g.crossEntropy(logits, y).add(h.mul(h).mean()).add(h.sum(0).mean());
-        return { loss, probs };
+        const cols = g.input('z', [1037, 6]).mul(g.param('zw', [6], { scale: 0.5 })).sum(0);
+        const loss = g.crossEntropy(logits, y).add(h.mul(h).mean()).add(h.sum(0).mean()).add(cols.square().mean());
+        return { loss, probs, cols };
       });
     `);
     const out = tmp();
     const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'graphc.js'), 'build', file, '--target', 'wasm', '--out', out], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
+    expect(readFileSync(path.join(out, 'ragged.wasm.js'), 'utf8')).toMatch(/\[1037,6\] reducing axes 0 \(kernel form\), by chunks of rows$/m);
     const m = await load(path.join(out, 'ragged.wasm.js'));
     const params = m.initParams(5);
     const inputs = { ...inputsOf(m, 4), y: Int32Array.from({ length: 13 }, (_, i) => (i * 5) % 6) };
@@ -168,7 +170,7 @@ describe('threads', () => {
     }
   });
 
-  it('at the default minWork, splits an elementwise group over a large domain and softmax rows on 2 threads, not a column sum over 16 columns; no bit changes', async () => {
+  it('at the default minWork, splits an elementwise group over a large domain, softmax rows and a column sum over 32,768 rows of 16 columns (by chunks of rows) on 2 threads; no bit changes', async () => {
     const file = modelFile(`
       import { model } from 'graphc';
       export default model('wide', (g) => {
@@ -196,10 +198,11 @@ describe('threads', () => {
     // the gradient's broadcasts and products over [64,8192] (524,288 elements, a node or two each), the softmax of [3072,64]
     const wide = named(/^\/\/ {3}(kernel_\w+): .* {3}\[64,8192\] \(kernel form\)$/gm);
     const softmax = named(/^\/\/ {3}(softmax_\w+): /gm);
-    const narrow = named(/^\/\/ {3}(kernel_\w+): .* {3}\[32768,16\] reducing axes 0 \(kernel form\)$/gm);
+    // the column sums over [32768,16]: by chunks of rows (split by columns, both threads read every row), then the chunks' sums
+    const narrow = named(/^\/\/ {3}(kernel_\w+): .* {3}\[32768,16\] reducing axes 0 \(kernel form\), by chunks of rows$/gm);
     expect(wide.length && softmax.length && narrow.length).toBeGreaterThan(0);
-    for (const k of [...wide, ...softmax]) expect(blocks(k), k).toBe(2);
-    for (const k of narrow) expect(blocks(k), k).toBe(1);
+    expect(narrow.every((k) => src.includes(`//   ${k}_sum: the chunks' partial sums of ${k}, added in order`))).toBe(true);
+    for (const k of [...wide, ...softmax, ...narrow]) expect(blocks(k), k).toBe(2);
     const m = await load(path.join(out, 'wide.wasm.js'));
     const t = await m.create({ threads: 2, adapt: false });
     open.push(t);

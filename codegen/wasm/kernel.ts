@@ -24,11 +24,18 @@ import { rareBlocks, renderPass } from './kernel-rare.js';
 import type { Split } from './threads.js';
 
 export { KernelUnsupported };
+export { TileEpilogue, type TilePointer } from './tile-epilogue.js';
 
 /** A rendered kernel: its whole body, and where it splits over threads its ranged body and split. */
 export interface WasmKernel {
   readonly body: Body;
   readonly ranged?: { readonly body: Body; readonly split: Split };
+  /**
+   * A column sum split by rows (see ROW_CHUNKS): `ranged.body` computes the f64 partial totals of
+   * chunks [start, end) of its rows into `partialBytes` bytes at the partial area, `sum` (whole,
+   * run after it) adds the chunks' totals in order and computes and stores the results.
+   */
+  readonly rows?: { readonly sum: Body; readonly partialBytes: number };
 }
 
 /**
@@ -45,13 +52,25 @@ export interface RtParams {
  * `addr` gives the byte address of each array it reads or writes; with `rt` its symbolic sizes
  * are run-time values read from the parameter block (no ranged body: the symbolic module has no threads).
  */
-export function renderWasmKernel(k: Kernel, addr: (arg: string) => number | undefined, rt?: RtParams): WasmKernel {
+export function renderWasmKernel(k: Kernel, addr: (arg: string) => number | undefined, rt?: RtParams, partialAt?: number): WasmKernel {
   const flats = flatten(decompose(k, WASM_CAPABILITIES), addr, rt ? { rt: rt.rt } : {});
   const whole = new Body();
   for (const fk of flats) new Nest(whole, fk, k.name, rt?.param).emit();
   if (flats.length !== 1 || rt) return { body: whole };
   const fk = flats[0]! as StaticFlatKernel;
   const nest = new Nest(new Body(2), fk, k.name);
+  const rowsPer = partialAt !== undefined ? nest.rowChunk() : undefined;
+  if (rowsPer !== undefined) {
+    // a column sum over many rows: split by chunks of rows, then the chunks' totals added in order
+    const part = { at: partialAt!, rows: rowsPer };
+    const chunks = new Nest(new Body(2), fk, k.name, undefined, { ...part, phase: 'chunks' });
+    chunks.emit();
+    const sum = new Nest(new Body(), fk, k.name, undefined, { ...part, phase: 'sum' });
+    sum.emit();
+    const numel = fk.dims.reduce((a, b) => a * b, 1);
+    const work = numel * Math.max(1, chunks.live.filter(Boolean).length);
+    return { body: whole, ranged: { body: chunks.f, split: { extent: ROW_CHUNKS, align: 1, work } }, rows: { sum: sum.f, partialBytes: chunks.partialBytes() } };
+  }
   const outer = nest.order[0]!;
   if (fk.reduced[outer] || fk.dims[outer]! < 2) return { body: whole };
   nest.emit();
@@ -76,6 +95,17 @@ export const REDUCE_BLOCK = 16;
  * sums: 10–20 % slower).
  */
 export const REDUCE_MIN_ROWS = 256;
+/**
+ * The chunks of rows of a column sum split by rows: each chunk's f64 totals (its rows' blocks of
+ * REDUCE_BLOCK rows, as the whole kernel adds them) go to a partial area, and a kernel of their own
+ * (`…_sum`) adds the chunks' totals in order, so the results do not depend on the thread count (a
+ * fixed number of chunks, as the convolution's weight gradient: codegen/wasm/conv.ts). Split by
+ * columns instead, every thread read every row (docs/threads.md).
+ */
+export const ROW_CHUNKS = 8;
+/** The rows from which a column sum splits by rows (fewer: too little work for a thread). */
+export const ROW_SPLIT_MIN_ROWS = 1024;
+
 /** The vectors of a row a row sum adds in f32 (4 lanes each) before adding them into its f64 totals. */
 export const ROW_BLOCK = 64;
 
@@ -122,12 +152,17 @@ class Nest {
   private readonly rtLocal = new Map<string, Local>();
   /** Each node's rare block (codegen/wasm/kernel-rare.ts), on first use. */
   private only?: number[];
+  /** The chunks phase: the chunk's local, and its rows [start, end). */
+  private chunk?: Local;
+  private rowRange?: { readonly start: Local; readonly end: Local };
 
   constructor(
     readonly f: Body,
     private readonly k: FlatKernel,
     private readonly name: string,
     private readonly param?: (v: Rt) => number,
+    /** A column sum split by rows: the chunks' partial totals (`chunks`, a function of a range of chunks) or their sum (`sum`). */
+    private readonly part?: { readonly at: number; readonly rows: number; readonly phase: 'chunks' | 'sum' },
   ) {
     const axes = k.dims.map((_d, i) => i);
     this.red = k.reduced.some(Boolean);
@@ -211,9 +246,40 @@ class Nest {
     return columns !== undefined ? c : -1;
   }
 
+  /**
+   * The rows of a chunk where this kernel splits by rows (ROW_CHUNKS): a column sum (one kept axis,
+   * vectorised, and one reduced axis of at least ROW_SPLIT_MIN_ROWS rows, every reduction a
+   * blocked sum) of known sizes; a multiple of REDUCE_BLOCK, so that its blocks are the whole kernel's.
+   */
+  rowChunk(): number | undefined {
+    const k = this.k;
+    if (!this.count || this.order.length !== 2 || this.nKept !== 1 || this.vec !== this.order[0]) return undefined;
+    if (!this.reduces.every((r) => this.isSum(r)) || k.dims.some((d) => typeof d !== 'number')) return undefined;
+    const R = k.dims[this.inner] as number;
+    if (R < ROW_SPLIT_MIN_ROWS) return undefined;
+    return Math.ceil(R / ROW_CHUNKS / REDUCE_BLOCK) * REDUCE_BLOCK;
+  }
+
+  /** The bytes of the partial area: an f64 total per chunk, reduction and kept point. */
+  partialBytes(): number {
+    return ROW_CHUNKS * this.reduces.length * (this.k.dims[this.order[0]!] as number) * 8;
+  }
+
+  /** The byte address of chunk `c`'s total of reduction number `ri` at the kept point x (pushed: the chunk and x from locals, the rest a constant). */
+  private partialAddress(c: Local | number, ri: number): void {
+    const f = this.f;
+    const K = this.k.dims[this.order[0]!] as number;
+    const stride = this.reduces.length * K * 8;
+    if (typeof c === 'number') f.i32(this.part!.at + c * stride + ri * K * 8);
+    else f.get(c).i32(stride).i32Mul().i32(this.part!.at + ri * K * 8).i32Add();
+    f.get(this.x[this.order[0]!]!).i32(8).i32Mul().i32Add();
+  }
+
   emit(): void {
     if (this.k.dims.some((d) => d === 0)) return;
     this.readParams();
+    if (this.part?.phase === 'chunks') return this.chunks();
+    if (this.part?.phase === 'sum') return this.loop(0, undefined, () => this.combine());
     if (this.nKept === 0) this.reduction(() => this.nest(0));
     else this.nest(0);
   }
@@ -223,6 +289,66 @@ class Nest {
     this.loop(level, undefined, () => {
       if (level + 1 === this.nKept && this.red) this.reduction(() => this.nest(level + 1));
       else this.nest(level + 1);
+    });
+  }
+
+  /** The chunks [start, end) of rows: each chunk's totals, as reduction() adds them, into the partial area. */
+  private chunks(): void {
+    const f = this.f;
+    const { rows } = this.part!;
+    const R = this.k.dims[this.inner] as number;
+    const c = (this.chunk = f.local('i32'));
+    const start = f.local('i32');
+    const end = f.local('i32');
+    this.rowRange = { start, end };
+    f.get(f.param(0)).set(c);
+    f.loopUntil(
+      () => f.get(c).get(f.param(1)).i32GeS(),
+      () => {
+        f.get(c).i32(rows).i32Mul().tee(start).i32(rows).i32Add().set(end);
+        // the last chunks end at R (and may be empty)
+        f.i32(R).get(end).get(end).i32(R).i32GtS().select().set(end);
+        this.nest(0);
+        f.bump(c, 1);
+      },
+    );
+  }
+
+  /** The sum phase at a vector of kept points: the chunks' totals added in order, then the epilogue and its stores. */
+  private combine(): void {
+    const f = this.f;
+    this.each(() => {
+      this.reduces.forEach((r, ri) => {
+        const [t0, t1] = this.acc.get(r)!.totals!;
+        f.f32x4Const(0).set(t0).f32x4Const(0).set(t1);
+        for (let c = 0; c < ROW_CHUNKS; c++) {
+          const off = 32 * this.u;
+          if (this.mode === 4) {
+            f.get(t0);
+            this.partialAddress(c, ri);
+            f.v128Load(off).f64x2Add().set(t0);
+            f.get(t1);
+            this.partialAddress(c, ri);
+            f.v128Load(off + 16).f64x2Add().set(t1);
+          } else {
+            f.get(t0);
+            this.partialAddress(c, ri);
+            f.raw(0xfd, 0x5d, 0x03, 0x00); // v128.load64_zero
+            f.f64x2Add().set(t0);
+          }
+        }
+      });
+    });
+    this.each(() => this.finish());
+    this.epilogue();
+  }
+
+  /** The epilogue's nodes and the stores after the reduction, at the kept points. */
+  private epilogue(): void {
+    const at: Addr = (a) => this.address(a, (ax) => !this.k.reduced[ax]);
+    this.each(() => {
+      this.pass((i) => this.epi[i]! && this.k.nodes[i]!.op !== 'reduce', at);
+      for (const s of this.after) this.store(s, at);
     });
   }
 
@@ -238,11 +364,25 @@ class Nest {
     if (this.count) f.assign(this.count, this.block);
     loops();
     if (this.count || this.exact) this.flush();
+    if (this.part?.phase === 'chunks') return this.storeTotals();
     this.each(() => this.finish());
-    const at: Addr = (a) => this.address(a, (ax) => !this.k.reduced[ax]);
+    this.epilogue();
+  }
+
+  /** The chunk's totals at the vector of kept points, into the partial area (a single point: lane 0). */
+  private storeTotals(): void {
+    const f = this.f;
     this.each(() => {
-      this.pass((i) => this.epi[i]! && this.k.nodes[i]!.op !== 'reduce', at);
-      for (const s of this.after) this.store(s, at);
+      this.reduces.forEach((r, ri) => {
+        const [t0, t1] = this.acc.get(r)!.totals!;
+        const off = 32 * this.u;
+        this.partialAddress(this.chunk!, ri);
+        if (this.mode === 4) {
+          f.get(t0).v128Store(off);
+          this.partialAddress(this.chunk!, ri);
+          f.get(t1).v128Store(off + 16);
+        } else f.get(t0).raw(0xfd, 0x5b, 0x03, 0x00, 0x00); // v128.store64_lane, lane 0
+      });
     });
   }
 
@@ -251,10 +391,13 @@ class Nest {
     const f = this.f;
     const axis = this.order[level]!;
     const x = this.x[axis]!;
-    const ranged = level === 0 && this.f.params === 2;
+    const ranged = level === 0 && this.f.params === 2 && !this.part;
+    // a chunk of rows: the reduced loop over the chunk's rows
+    const rows = this.rowRange && axis === this.inner ? this.rowRange : undefined;
     if (ranged) f.get(f.param(0)).set(x);
+    else if (rows) f.get(rows.start).set(x);
     else f.assign(x, 0);
-    const end = () => (ranged ? f.get(f.param(1)) : this.push(this.k.dims[axis]!));
+    const end = () => (ranged ? f.get(f.param(1)) : rows ? f.get(rows.end) : this.push(this.k.dims[axis]!));
     prologue?.();
     if (axis === this.vec) {
       this.mode = 4;
@@ -481,100 +624,6 @@ class Nest {
       } else f.get(a.v);
       f.set(this.res[r]!);
     }
-  }
-}
-
-/** A pointer of a tile epilogue: `addr + 4·(i·si + j·sj)` at the tile's first row i and column j. */
-export interface TilePointer {
-  readonly local: Local;
-  readonly addr: number;
-  readonly si: number;
-  readonly sj: number;
-}
-
-/**
- * A matmul's epilogue of the kernel form (its routine's epilogue kernel over the product's
- * [M, N]), written at the points of the matmul kernel's register tile (codegen/wasm/matmul.ts):
- * a load of the product is the tile's accumulator there, any other load or store walks its array
- * from pointers the matmul sets at each tile (a column stride of 0 or 1: a splat or a vector).
- */
-export class TileEpilogue {
-  readonly pointers: TilePointer[] = [];
-  private readonly res: Local[];
-  private readonly ptrs: Local[];
-
-  private constructor(
-    private readonly f: Body,
-    private readonly k: StaticFlatKernel,
-    private readonly product: ReadonlySet<number>,
-    private readonly name: string,
-  ) {
-    this.res = k.nodes.map(() => f.local('v128'));
-    this.ptrs = k.accesses.map((a, i) => (product.has(i) ? (undefined as unknown as Local) : this.pointer(a.base, a.strides[0]!, a.strides[1]!)));
-  }
-
-  /**
-   * The epilogue `k` (its primitives decomposed) ready for the matmul's tiles, reading the product
-   * `product` as the accumulators; undefined where it cannot be written there (then it is a kernel
-   * of its own after the matmul).
-   */
-  static plan(k: Kernel, product: string, addr: (arg: string) => number | undefined): ((f: Body) => TileEpilogue) | undefined {
-    const d = decompose(k, WASM_CAPABILITIES);
-    if (d.domain.length !== 2 || d.axes.length || d.nodes.some((n) => n.op === 'coord' || n.op === 'dim' || n.op === 'reduce' || (n.op === 'load' && n.access.guards?.length))) return undefined;
-    let fk: StaticFlatKernel;
-    try {
-      [fk] = flatten(d, (arg) => (arg === product ? 0 : addr(arg)), { squeeze: false }) as [StaticFlatKernel];
-    } catch (err) {
-      if (err instanceof KernelUnsupported) return undefined;
-      throw err;
-    }
-    const N = fk.dims[1]!;
-    // the accesses of the product: at the point itself
-    const ofProduct = new Set(d.nodes.flatMap((n, i) => (n.op === 'load' && n.access.arg === product ? [(fk.nodes[i] as { a: number }).a] : [])));
-    if ([...ofProduct].some((a) => fk.accesses[a]!.base !== 0 || fk.accesses[a]!.strides[0] !== N || fk.accesses[a]!.strides[1] !== 1)) return undefined;
-    if (fk.stores.some((s) => ofProduct.has(s.a) || fk.accesses[s.a]!.strides[1] !== 1)) return undefined;
-    if (fk.accesses.some((a, i) => !ofProduct.has(i) && a.strides[1] !== 0 && a.strides[1] !== 1)) return undefined;
-    // every node native (a shift by a constant)
-    const trial = new TileEpilogue(new Body(), fk, ofProduct, k.name);
-    try {
-      trial.at(0, 0, 4, trial.f.local('v128'));
-    } catch (err) {
-      if (err instanceof KernelUnsupported) return undefined;
-      throw err;
-    }
-    return (f) => new TileEpilogue(f, fk, ofProduct, k.name);
-  }
-
-  private pointer(addr: number, si: number, sj: number): Local {
-    const p = this.pointers.find((q) => q.addr === addr && q.si === si && q.sj === sj);
-    if (p) return p.local;
-    const local = this.f.local('i32');
-    this.pointers.push({ local, addr, si, sj });
-    return local;
-  }
-
-  /** The epilogue at row r and vector v of the tile (4 columns, `lanes` of them stored), `acc` holding the product there. */
-  at(r: number, v: number, lanes: number, acc: Local): void {
-    const f = this.f;
-    const k = this.k;
-    k.nodes.forEach((n, i) => {
-      if (n.op === 'const') constant(f, n.dtype, n.value);
-      else if (n.op === 'load' && this.product.has(n.a)) f.get(acc);
-      else if (n.op === 'load') {
-        const [si, sj] = k.accesses[n.a]!.strides as [number, number];
-        f.get(this.ptrs[n.a]!);
-        if (sj === 0) f.v128Load32Splat(4 * r * si);
-        else f.v128Load(4 * (r * si + 4 * v));
-      } else if (!alu(f, n, k.nodes, this.res)) throw unsupported({ name: this.name }, `${n.op} has no WebAssembly SIMD form here (${n.dtype})`);
-      f.set(this.res[i]!);
-    });
-    for (const s of k.stores) this.store(this.ptrs[s.a]!, this.res[s.node]!, 4 * (r * k.accesses[s.a]!.strides[0]! + 4 * v), lanes);
-  }
-
-  /** Stores `lanes` lanes of a vector at ptr + off. */
-  store(ptr: Local, value: Local, off: number, lanes: number): void {
-    if (lanes === 4) this.f.get(ptr).get(value).v128Store(off);
-    else for (let lane = 0; lane < lanes; lane++) this.f.get(ptr).get(value).v128Store32Lane(off + 4 * lane, lane);
   }
 }
 

@@ -3,7 +3,8 @@
 // import marked shared) on the calling thread and on N − 1 workers (Node's worker_threads, a
 // browser's Web Workers), and gives `instance()` (the module's arena and steps, see
 // codegen/wasm.ts) a `kernels` object whose large kernels run split: every kernel that splits is
-// a function of a range of rows (of columns, for a column reduction), and the blocks of a call
+// a function of a range of rows (of columns, for a column reduction over fewer than 1,024 rows; of
+// fixed chunks of rows with partial sums, added in order afterwards, over more), and the blocks of a call
 // write disjoint parts of their outputs and add in the order the whole kernel does, so that the
 // results are bit-identical to the single-threaded module's. A kernel below a measured amount
 // of work per thread runs whole on the calling thread.
@@ -66,10 +67,11 @@ export const SOFTMAX_COST = 64;
  * split, 2026-12-02; the CIFAR ResNet's batch-norm sums over [32768,16], whose blocks of 8 columns
  * share every cache line and lose the renderer's 16-column unrolling, 1.1–3×, 2026-12-07).
  */
-export function formSplit(split: Split, domain: readonly (number | string)[], axes: readonly number[]): Split {
+export function formSplit(split: Split, domain: readonly (number | string)[], axes: readonly number[], byRows = false): Split {
   const numel = domain.reduce<number>((a, d) => a * (typeof d === 'number' ? d : 1), 1);
   const work = split.work + ELEMENT_COST * numel;
-  const columns = axes.length > 0 && domain.some((_, i) => i > axes[0]! && !axes.includes(i));
+  // (a column sum split by chunks of rows, codegen/wasm/kernel.ts's ROW_CHUNKS: each thread reads its own rows)
+  const columns = !byRows && axes.length > 0 && domain.some((_, i) => i > axes[0]! && !axes.includes(i));
   return { ...split, work: columns ? Math.floor(work / COLUMN_REDUCTION_COST) : work };
 }
 
