@@ -191,7 +191,10 @@ class StaticModule {
       }
     // the partial totals of the column sums split by rows (one area: a kernel's `_sum` runs right after it)
     this.partialAt = end;
-    const forms = allUnits(this.plan).flatMap((x) => this.parts.get(x) ?? [x]).filter((u) => !this.decisions.has(u));
+    // (of the units that are kernels: a scan is a loop of the host program, its scan_outs its results)
+    const forms = allUnits(this.plan)
+      .flatMap((x) => this.parts.get(x) ?? [x])
+      .filter((u) => !this.decisions.has(u) && u.insts[0]!.op !== 'scan' && u.insts[0]!.op !== 'scan_out');
     end += align(Math.max(0, ...forms.map((u) => this.formOf(u)?.rendered.rows?.partialBytes ?? 0)));
     return { packAt, packAAt, productAt, productFloats, convAt, end };
   }
