@@ -228,8 +228,13 @@ const VERBS: Record<string, Verb> = {
         if (opts.check) {
           const stale = staleFiles(dir, c.files);
           for (const s of stale) io.out(unifiedDiff(s.old, s.new, path.join(dir, s.name) + ' (on disk)', path.join(dir, s.name) + ' (rebuilt)', { color: io.color }));
+          // a target skipped (its warning above) rebuilds nothing: whatever files of it the folder holds are not checked
+          const skipped = c.warnings.flatMap((w) => /^the (\w+) target is skipped/.exec(w.message)?.[1] ?? []);
           if (stale.length) {
             io.err(`graphc build --check: ${stale.length} stale file(s) in ${dir}: ${stale.map((s) => s.name).join(', ')}\n  fix: run graphc build ${file}\n`);
+            status = Math.max(status, 1);
+          } else if (skipped.length) {
+            io.err(`graphc build --check: ${dir} is not checked for the ${skipped.join(' and ')} target (skipped, see the warning)\n  fix: make the model build for every target given, or leave ${skipped.join(' and ')} out of --target\n`);
             status = Math.max(status, 1);
           } else io.out(`${dir}: up to date\n`);
         } else {

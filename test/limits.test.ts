@@ -44,6 +44,14 @@ export default model('big', (g) => {
     const both = await run(['build', file, '--out', path.join(tmp(), 'out'), '--target', 'ts,wasm']);
     expect(both.err).toBe(msg.replace(': error: the wasm module', ': warning: the wasm target is skipped (the other targets are built): the wasm module'));
     expect(both.code).toBe(0);
+    // --check: the skipped target's files are not checked, so the folder is not called up to date
+    const out = path.join(tmp(), 'out');
+    await run(['build', file, '--out', out, '--target', 'ts,wasm']);
+    const check = await run(['build', file, '--out', out, '--target', 'ts,wasm', '--check']);
+    expect(check.err).toBe(`${both.err}graphc build --check: ${out} is not checked for the wasm target (skipped, see the warning)
+  fix: make the model build for every target given, or leave wasm out of --target
+`);
+    expect(check.code).toBe(1);
   });
 
   it('a symbolic wasm module called with a size past 4 GiB of memory: a RangeError naming the dimension, the size and the limit', async () => {
