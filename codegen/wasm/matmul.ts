@@ -517,6 +517,7 @@ export function packBody(k: MatmulKernel): Body {
   const [start, end] = [f.param(0), f.param(1)];
   f.get(start).set(j);
   f.i32(k.b).get(j).i32(4 * (k.transB ? K : N)).i32Mul().i32Add().set(src); // B's row j
+  if (!k.transB && N % 4 === 0) packBlocksOfRows(f, k, V, j, end, src, dst);
   f.loopUntil(
     () => f.get(j).get(end).i32GeS(),
     () => {
@@ -535,4 +536,44 @@ export function packBody(k: MatmulKernel): Body {
     },
   );
   return f;
+}
+
+/**
+ * Rows of B copied into panels a block of PACK_BLOCK_ROWS at a time (packBody's untransposed B):
+ * each panel's rows of the block (PACK_BLOCK_ROWS·16V contiguous bytes, whole lines) written one
+ * after another from the block's rows of B (PACK_BLOCK_ROWS·4N contiguous bytes, in L1). Row by row
+ * (copyRowIntoPanels) the N/4V panels take 16V bytes each per row, K·16V bytes apart: at the GPT's
+ * N = 512 (64 panels 24 KiB apart, all in one set of L1) every line was written back before its
+ * second half came, and [768,512] took 0.37 ms to pack (2026-12-07).
+ */
+const PACK_BLOCK_ROWS = 16;
+
+/** The rows p of [j, end) of an untransposed B into panels while a whole block of them remains, then the rest row by row; src is B's row j. */
+function packBlocksOfRows(f: Body, k: MatmulKernel, V: number, j: Local, end: Local, src: Local, dst: Local): void {
+  const { N, K } = k;
+  const w = 4 * V;
+  const full = Math.floor(N / w);
+  const [sp, dp, counter] = [f.local('i32'), f.local('i32'), f.local('i32')];
+  f.loopUntil(
+    () => f.get(j).i32(PACK_BLOCK_ROWS).i32Add().get(end).i32GtS(),
+    () => {
+      if (full > 0) {
+        // the full panels: panel n at pack + 16V·K·n, its row p at 16V·p further
+        f.get(src).set(sp);
+        f.i32(k.pack!).get(j).i32(4 * w).i32Mul().i32Add().set(dp);
+        f.repeat(counter, full, () => {
+          for (let r = 0; r < PACK_BLOCK_ROWS; r++) for (let v = 0; v < V; v++) f.get(dp).get(sp).v128Load(4 * N * r + 16 * v).v128Store(4 * w * r + 16 * v);
+          f.bump(sp, 4 * w).bump(dp, 4 * w * K);
+        });
+      }
+      const rest = N - full * w;
+      if (rest > 0) {
+        // the ragged last panel (rest columns, a multiple of 4) at pack + 4·j0·K, its row p at 4·rest·p further
+        const j0 = full * w;
+        f.i32(k.pack! + 4 * j0 * K).get(j).i32(4 * rest).i32Mul().i32Add().set(dp);
+        for (let r = 0; r < PACK_BLOCK_ROWS; r++) for (let v = 0; v < rest / 4; v++) f.get(dp).get(src).v128Load(4 * j0 + 4 * N * r + 16 * v).v128Store(4 * rest * r + 16 * v);
+      }
+      f.bump(src, 4 * N * PACK_BLOCK_ROWS).bump(j, PACK_BLOCK_ROWS);
+    },
+  );
 }
