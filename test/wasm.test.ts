@@ -225,8 +225,9 @@ describe('SIMD matmul kernels against a float64 reference', () => {
   });
 
   it('the ranged kernel after packBody, over uneven row blocks, computes what the whole kernel does, bit for bit', () => {
-    // K = 40: an untransposed B's rows [7, 40) packed in two blocks of 16 (full panels and the ragged one) and a last row
-    for (const [transB, K] of [[false, 19], [true, 19], [false, 40]] as const) {
+    // K = 40: an untransposed B's rows [7, 40) packed in two blocks of 16 (full panels and the ragged one) and a last row;
+    // a transposed B's rows [0, 7) in a 4 × 4 block and three single rows, [7, 20) one row and three blocks
+    for (const [transB, K] of [[false, 19], [true, 19], [false, 40], [true, 40]] as const) {
       const M = 22;
       const N = 20;
       const whole = runKernel({ M, N, K, batch: 1, transA: false, transB, aBatched: false, bBatched: false, packB: !transB }, () => [], 4);

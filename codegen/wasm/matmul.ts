@@ -488,17 +488,22 @@ function packBlocksInto(f: Body, k: MatmulKernel, tB: Local, src: Local, dst: Lo
   f.repeat(counterJ, N / 4, () => {
     packedColumn(f, k, V, j, step, off);
     f.set(dst);
-    f.repeat(counterP, K / 4, () => {
-      rows.forEach((r, n) => f.get(src).v128Load(4 * K * n).set(r));
-      // [a0 b0 a1 b1], [a2 b2 a3 b3], [c0 d0 c1 d1], [c2 d2 c3 d3]; then [a0 b0 c0 d0] … [a3 b3 c3 d3]
-      for (const [t, x, y, lanes] of [[0, 0, 1, [0, 4, 1, 5]], [1, 0, 1, [2, 6, 3, 7]], [2, 2, 3, [0, 4, 1, 5]], [3, 2, 3, [2, 6, 3, 7]]] as const) f.get(rows[x]!).get(rows[y]!).i32x4Shuffle(lanes).set(pairs[t]!);
-      for (const [x, y, lanes] of [[0, 2, [0, 1, 4, 5]], [0, 2, [2, 3, 6, 7]], [1, 3, [0, 1, 4, 5]], [1, 3, [2, 3, 6, 7]]] as const) {
-        f.get(dst).get(pairs[x]!).get(pairs[y]!).i32x4Shuffle(lanes).v128Store(0);
-        f.get(dst).get(step).i32Add().set(dst);
-      }
-      f.bump(src, 16);
-    });
+    transposeRows4(f, K, src, dst, step, counterP, rows, pairs);
     f.bump(src, 12 * K).bump(j, 4);
+  });
+}
+
+/** Four rows of B from src (K floats each, K a multiple of 4) down four columns of P from dst (`step` bytes between its rows), 4 × 4 blocks at a time; src ends one row further. */
+function transposeRows4(f: Body, K: number, src: Local, dst: Local, step: Local, counterP: Local, rows: readonly Local[], pairs: readonly Local[]): void {
+  f.repeat(counterP, K / 4, () => {
+    rows.forEach((r, n) => f.get(src).v128Load(4 * K * n).set(r));
+    // [a0 b0 a1 b1], [a2 b2 a3 b3], [c0 d0 c1 d1], [c2 d2 c3 d3]; then [a0 b0 c0 d0] … [a3 b3 c3 d3]
+    for (const [t, x, y, lanes] of [[0, 0, 1, [0, 4, 1, 5]], [1, 0, 1, [2, 6, 3, 7]], [2, 2, 3, [0, 4, 1, 5]], [3, 2, 3, [2, 6, 3, 7]]] as const) f.get(rows[x]!).get(rows[y]!).i32x4Shuffle(lanes).set(pairs[t]!);
+    for (const [x, y, lanes] of [[0, 2, [0, 1, 4, 5]], [0, 2, [2, 3, 6, 7]], [1, 3, [0, 1, 4, 5]], [1, 3, [2, 3, 6, 7]]] as const) {
+      f.get(dst).get(pairs[x]!).get(pairs[y]!).i32x4Shuffle(lanes).v128Store(0);
+      f.get(dst).get(step).i32Add().set(dst);
+    }
+    f.bump(src, 16);
   });
 }
 
@@ -518,23 +523,36 @@ export function packBody(k: MatmulKernel): Body {
   f.get(start).set(j);
   f.i32(k.b).get(j).i32(4 * (k.transB ? K : N)).i32Mul().i32Add().set(src); // B's row j
   if (!k.transB && N % 4 === 0) packBlocksOfRows(f, k, V, j, end, src, dst);
-  f.loopUntil(
-    () => f.get(j).get(end).i32GeS(),
-    () => {
-      if (k.transB) {
+  const oneRow = () => {
+    if (k.transB) {
+      packedColumn(f, k, V, j, step);
+      f.set(dst);
+      f.repeat(counterP, K, () => {
+        f.get(dst).get(src).f32Load(0).f32Store(0);
+        f.bump(src, 4).get(dst).get(step).i32Add().set(dst);
+      });
+    } else {
+      copyRowIntoPanels(f, k, V, j, src, dst);
+      f.bump(src, 4 * N);
+    }
+    f.bump(j, 1);
+  };
+  if (k.transB && K % 4 === 0 && N % 4 === 0) {
+    // a transposed B's rows one at a time up to a multiple of 4, then four at a time in 4 × 4 blocks (as packBlocksInto)
+    f.loopUntil(() => f.get(j).i32(3).raw(0x71).i32Eqz().get(j).get(end).i32GeS().raw(0x72), oneRow); // (j & 3) = 0 or j ≥ end
+    const rows = Array.from({ length: 4 }, () => f.local('v128'));
+    const pairs = Array.from({ length: 4 }, () => f.local('v128'));
+    f.loopUntil(
+      () => f.get(j).i32(4).i32Add().get(end).i32GtS(),
+      () => {
         packedColumn(f, k, V, j, step);
         f.set(dst);
-        f.repeat(counterP, K, () => {
-          f.get(dst).get(src).f32Load(0).f32Store(0);
-          f.bump(src, 4).get(dst).get(step).i32Add().set(dst);
-        });
-      } else {
-        copyRowIntoPanels(f, k, V, j, src, dst);
-        f.bump(src, 4 * N);
-      }
-      f.bump(j, 1);
-    },
-  );
+        transposeRows4(f, K, src, dst, step, counterP, rows, pairs);
+        f.bump(src, 12 * K).bump(j, 4);
+      },
+    );
+  }
+  f.loopUntil(() => f.get(j).get(end).i32GeS(), oneRow);
   return f;
 }
 
