@@ -129,6 +129,29 @@ describe('the kernel-form wasm renderer', () => {
     expect([...got.y!]).toEqual([...want.y!].map(Math.fround));
   });
 
+  it('computes a kernel of many nodes (a tanh, decomposed) four vectors side by side, then vectors, then single points', () => {
+    // rows of 45: two groups of four vectors, three vectors, one point; a coordinate, a load and a
+    // store that stride along the vectorised axis (lane by lane), each at the offset of its vector
+    const k = kernel(
+      'kernel k [3, 45]',
+      '%0: f32 = load x[45*d0 + d1]',
+      '%1: f32 = const 3',
+      '%2: f32 = mul %0, %1',
+      '%3: f32 = tanh %2',
+      '%4: f32 = load t[d0 + 3*d1]',
+      '%5: i32 = coord d1',
+      '%6: f32 = cast %5',
+      '%7: f32 = mul %4, %6',
+      '%8: f32 = add %3, %7',
+      'store y[45*d0 + d1] = %8',
+      'store z[d0 + 3*d1] = %3',
+    );
+    const { got, want, split } = check(k, { x: { n: 135 }, t: { n: 135 }, y: { n: 135 }, z: { n: 135 } });
+    expectClose(got.y!, want.y!, 2e-6);
+    expectClose(got.z!, want.z!, 2e-6);
+    expect(split).toBe(true);
+  });
+
   it('writes powers with constant exponents as products and square roots', () => {
     for (const e of [3, -2, 0.5, -1.5, 0, 1, 2.5]) {
       const k = kernel('kernel k [37]', '%0: f32 = load x[d0]', '%1: f32 = abs %0', `%2: f32 = const ${e}`, '%3: f32 = pow %1, %2', 'store y[d0] = %3');

@@ -225,10 +225,11 @@ describe('SIMD matmul kernels against a float64 reference', () => {
   });
 
   it('the ranged kernel after packBody, over uneven row blocks, computes what the whole kernel does, bit for bit', () => {
-    for (const transB of [false, true]) {
+    // K = 40: an untransposed B's rows [7, 40) packed in two blocks of 16 (full panels and the ragged one) and a last row;
+    // a transposed B's rows [0, 7) in a 4 × 4 block and three single rows, [7, 20) one row and three blocks
+    for (const [transB, K] of [[false, 19], [true, 19], [false, 40], [true, 40]] as const) {
       const M = 22;
       const N = 20;
-      const K = 19;
       const whole = runKernel({ M, N, K, batch: 1, transA: false, transB, aBatched: false, bBatched: false, packB: !transB }, () => [], 4);
       const kernel = { M, N, K, batch: 1, transA: false, transB, aBatched: false, bBatched: false, name: 'mm', epilogue: [] };
       // the same operands in the same memory: the whole kernel's addresses again (runKernel placed them from 0)
@@ -251,7 +252,7 @@ describe('SIMD matmul kernels against a float64 reference', () => {
       run('pack', 7, packRows);
       for (const [s, e] of [[0, 8], [8, 12], [12, 20], [20, 22]]) run('range', s, e);
       const got = new Float32Array(whole.memory.buffer, c, M * N);
-      expect(Buffer.from(got.buffer, got.byteOffset, got.byteLength).equals(Buffer.from(whole.got.buffer)), `transB ${transB}`).toBe(true);
+      expect(Buffer.from(got.buffer, got.byteOffset, got.byteLength).equals(Buffer.from(whole.got.buffer)), `transB ${transB} K ${K}`).toBe(true);
     }
   });
 

@@ -488,17 +488,22 @@ function packBlocksInto(f: Body, k: MatmulKernel, tB: Local, src: Local, dst: Lo
   f.repeat(counterJ, N / 4, () => {
     packedColumn(f, k, V, j, step, off);
     f.set(dst);
-    f.repeat(counterP, K / 4, () => {
-      rows.forEach((r, n) => f.get(src).v128Load(4 * K * n).set(r));
-      // [a0 b0 a1 b1], [a2 b2 a3 b3], [c0 d0 c1 d1], [c2 d2 c3 d3]; then [a0 b0 c0 d0] … [a3 b3 c3 d3]
-      for (const [t, x, y, lanes] of [[0, 0, 1, [0, 4, 1, 5]], [1, 0, 1, [2, 6, 3, 7]], [2, 2, 3, [0, 4, 1, 5]], [3, 2, 3, [2, 6, 3, 7]]] as const) f.get(rows[x]!).get(rows[y]!).i32x4Shuffle(lanes).set(pairs[t]!);
-      for (const [x, y, lanes] of [[0, 2, [0, 1, 4, 5]], [0, 2, [2, 3, 6, 7]], [1, 3, [0, 1, 4, 5]], [1, 3, [2, 3, 6, 7]]] as const) {
-        f.get(dst).get(pairs[x]!).get(pairs[y]!).i32x4Shuffle(lanes).v128Store(0);
-        f.get(dst).get(step).i32Add().set(dst);
-      }
-      f.bump(src, 16);
-    });
+    transposeRows4(f, K, src, dst, step, counterP, rows, pairs);
     f.bump(src, 12 * K).bump(j, 4);
+  });
+}
+
+/** Four rows of B from src (K floats each, K a multiple of 4) down four columns of P from dst (`step` bytes between its rows), 4 × 4 blocks at a time; src ends one row further. */
+function transposeRows4(f: Body, K: number, src: Local, dst: Local, step: Local, counterP: Local, rows: readonly Local[], pairs: readonly Local[]): void {
+  f.repeat(counterP, K / 4, () => {
+    rows.forEach((r, n) => f.get(src).v128Load(4 * K * n).set(r));
+    // [a0 b0 a1 b1], [a2 b2 a3 b3], [c0 d0 c1 d1], [c2 d2 c3 d3]; then [a0 b0 c0 d0] … [a3 b3 c3 d3]
+    for (const [t, x, y, lanes] of [[0, 0, 1, [0, 4, 1, 5]], [1, 0, 1, [2, 6, 3, 7]], [2, 2, 3, [0, 4, 1, 5]], [3, 2, 3, [2, 6, 3, 7]]] as const) f.get(rows[x]!).get(rows[y]!).i32x4Shuffle(lanes).set(pairs[t]!);
+    for (const [x, y, lanes] of [[0, 2, [0, 1, 4, 5]], [0, 2, [2, 3, 6, 7]], [1, 3, [0, 1, 4, 5]], [1, 3, [2, 3, 6, 7]]] as const) {
+      f.get(dst).get(pairs[x]!).get(pairs[y]!).i32x4Shuffle(lanes).v128Store(0);
+      f.get(dst).get(step).i32Add().set(dst);
+    }
+    f.bump(src, 16);
   });
 }
 
@@ -517,22 +522,76 @@ export function packBody(k: MatmulKernel): Body {
   const [start, end] = [f.param(0), f.param(1)];
   f.get(start).set(j);
   f.i32(k.b).get(j).i32(4 * (k.transB ? K : N)).i32Mul().i32Add().set(src); // B's row j
-  f.loopUntil(
-    () => f.get(j).get(end).i32GeS(),
-    () => {
-      if (k.transB) {
+  if (!k.transB && N % 4 === 0) packBlocksOfRows(f, k, V, j, end, src, dst);
+  const oneRow = () => {
+    if (k.transB) {
+      packedColumn(f, k, V, j, step);
+      f.set(dst);
+      f.repeat(counterP, K, () => {
+        f.get(dst).get(src).f32Load(0).f32Store(0);
+        f.bump(src, 4).get(dst).get(step).i32Add().set(dst);
+      });
+    } else {
+      copyRowIntoPanels(f, k, V, j, src, dst);
+      f.bump(src, 4 * N);
+    }
+    f.bump(j, 1);
+  };
+  if (k.transB && K % 4 === 0 && N % 4 === 0) {
+    // a transposed B's rows one at a time up to a multiple of 4, then four at a time in 4 × 4 blocks (as packBlocksInto)
+    f.loopUntil(() => f.get(j).i32(3).raw(0x71).i32Eqz().get(j).get(end).i32GeS().raw(0x72), oneRow); // (j & 3) = 0 or j ≥ end
+    const rows = Array.from({ length: 4 }, () => f.local('v128'));
+    const pairs = Array.from({ length: 4 }, () => f.local('v128'));
+    f.loopUntil(
+      () => f.get(j).i32(4).i32Add().get(end).i32GtS(),
+      () => {
         packedColumn(f, k, V, j, step);
         f.set(dst);
-        f.repeat(counterP, K, () => {
-          f.get(dst).get(src).f32Load(0).f32Store(0);
-          f.bump(src, 4).get(dst).get(step).i32Add().set(dst);
+        transposeRows4(f, K, src, dst, step, counterP, rows, pairs);
+        f.bump(src, 12 * K).bump(j, 4);
+      },
+    );
+  }
+  f.loopUntil(() => f.get(j).get(end).i32GeS(), oneRow);
+  return f;
+}
+
+/**
+ * Rows of B copied into panels a block of PACK_BLOCK_ROWS at a time (packBody's untransposed B):
+ * each panel's rows of the block (PACK_BLOCK_ROWS·16V contiguous bytes, whole lines) written one
+ * after another from the block's rows of B (PACK_BLOCK_ROWS·4N contiguous bytes, in L1). Row by row
+ * (copyRowIntoPanels) the N/4V panels take 16V bytes each per row, K·16V bytes apart: at the GPT's
+ * N = 512 (64 panels 24 KiB apart, all in one set of L1) every line was written back before its
+ * second half came, and [768,512] took 0.37 ms to pack (2026-12-07).
+ */
+const PACK_BLOCK_ROWS = 16;
+
+/** The rows p of [j, end) of an untransposed B into panels while a whole block of them remains, then the rest row by row; src is B's row j. */
+function packBlocksOfRows(f: Body, k: MatmulKernel, V: number, j: Local, end: Local, src: Local, dst: Local): void {
+  const { N, K } = k;
+  const w = 4 * V;
+  const full = Math.floor(N / w);
+  const [sp, dp, counter] = [f.local('i32'), f.local('i32'), f.local('i32')];
+  f.loopUntil(
+    () => f.get(j).i32(PACK_BLOCK_ROWS).i32Add().get(end).i32GtS(),
+    () => {
+      if (full > 0) {
+        // the full panels: panel n at pack + 16V·K·n, its row p at 16V·p further
+        f.get(src).set(sp);
+        f.i32(k.pack!).get(j).i32(4 * w).i32Mul().i32Add().set(dp);
+        f.repeat(counter, full, () => {
+          for (let r = 0; r < PACK_BLOCK_ROWS; r++) for (let v = 0; v < V; v++) f.get(dp).get(sp).v128Load(4 * N * r + 16 * v).v128Store(4 * w * r + 16 * v);
+          f.bump(sp, 4 * w).bump(dp, 4 * w * K);
         });
-      } else {
-        copyRowIntoPanels(f, k, V, j, src, dst);
-        f.bump(src, 4 * N);
       }
-      f.bump(j, 1);
+      const rest = N - full * w;
+      if (rest > 0) {
+        // the ragged last panel (rest columns, a multiple of 4) at pack + 4·j0·K, its row p at 4·rest·p further
+        const j0 = full * w;
+        f.i32(k.pack! + 4 * j0 * K).get(j).i32(4 * rest).i32Mul().i32Add().set(dp);
+        for (let r = 0; r < PACK_BLOCK_ROWS; r++) for (let v = 0; v < rest / 4; v++) f.get(dp).get(src).v128Load(4 * j0 + 4 * N * r + 16 * v).v128Store(4 * rest * r + 16 * v);
+      }
+      f.bump(src, 4 * N * PACK_BLOCK_ROWS).bump(j, PACK_BLOCK_ROWS);
     },
   );
-  return f;
 }
