@@ -123,8 +123,11 @@ export function findTorchPython() {
  * highest round median, the process's peak RSS, and where /proc tells: `busyCpu`, the cores it
  * used in its own rounds (CPU time / wall time), and `idleCpu`, the cores it used while the others
  * were timed (a process whose threads spin after its turn steals a core from the next contender).
+ * `settleMs`: after each turn, wait (at most that long) until the process that ran uses no more
+ * CPU, so that no thread of it still spinning is timed against the next; `settledMs`: the longest
+ * such wait.
  */
-export async function timeInTurns(list, { warmupMs, rounds, roundMs, minSteps = 1, reverse = false, log = () => {} }) {
+export async function timeInTurns(list, { warmupMs, rounds, roundMs, minSteps = 1, reverse = false, settleMs = 0, log = () => {} }) {
   for (const c of list) {
     const w = await c.worker.request({ cmd: 'round', ms: warmupMs, minSteps, record: false });
     log(`  warm-up ${c.label}: ${w.steps} steps`);
@@ -146,6 +149,7 @@ export async function timeInTurns(list, { warmupMs, rounds, roundMs, minSteps = 
       });
       samples[i].times.push(...times);
       samples[i].roundMedians.push(median(times));
+      if (settleMs) samples[i].settled = Math.max(samples[i].settled ?? 0, await settle(list[i].worker, settleMs));
     }
   }
   return Promise.all(
@@ -153,7 +157,21 @@ export async function timeInTurns(list, { warmupMs, rounds, roundMs, minSteps = 
       const s = samples[i];
       const { maxRssKb } = await c.worker.request({ cmd: 'rss' });
       const cores = ({ cpu, wall }) => (wall > 0 ? cpu / wall : undefined); // NaN off Linux
-      return { c, ms: median(s.times), steps: s.times.length, lo: Math.min(...s.roundMedians), hi: Math.max(...s.roundMedians), maxRssKb, busyCpu: cores(s.busy), idleCpu: cores(s.idle) };
+      return { c, ms: median(s.times), steps: s.times.length, lo: Math.min(...s.roundMedians), hi: Math.max(...s.roundMedians), maxRssKb, busyCpu: cores(s.busy), idleCpu: cores(s.idle), settledMs: s.settled };
     }),
   );
+}
+
+/** Waits until `worker`'s process uses less than a clock tick in 20 ms (its threads asleep), at most `maxMs`; returns the ms waited. */
+async function settle(worker, maxMs) {
+  const t0 = performance.now();
+  let cpu = worker.cpuMs();
+  if (cpu === undefined) return 0;
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 20));
+    const now = worker.cpuMs();
+    const waited = performance.now() - t0;
+    if (now - cpu < 10 || waited >= maxMs) return waited;
+    cpu = now;
+  }
 }
