@@ -211,10 +211,11 @@ function printModel(m, spec, rows, opts, log) {
     cores(r.busyCpu),
     cores(r.idleCpu),
     fmt.ms(r.settledMs),
+    Number.isFinite(r.faultsPerStep) ? r.faultsPerStep.toFixed(0) : '-',
   ]);
   log(`  median ms per step; GFLOP/s at ${fmt.flops(flops)} a step (the ${m.torch === 'resnet' ? 'convolutions' : 'matmuls'}, 3× the forward's)`);
-  log(indent(table(['contender', 'median ms', 'round medians', 'steps', '/ graphc wasm 1', '/ PyTorch 1', 'new / this', 'GFLOP/s', 'peak RSS', 'cores busy', 'cores idle', 'settled ms'], body), 2));
-  log('  cores busy: CPU time / wall time of the contender\'s process in its own rounds; cores idle: the same while the others were timed (above 0.05: it spins after its turn and steals a core); settled ms: the longest wait after its turn until its process used no more CPU (≤ 300), before the next contender ran');
+  log(indent(table(['contender', 'median ms', 'round medians', 'steps', '/ graphc wasm 1', '/ PyTorch 1', 'new / this', 'GFLOP/s', 'peak RSS', 'cores busy', 'cores idle', 'settled ms', 'faults/step'], body), 2));
+  log('  cores busy: CPU time / wall time of the contender\'s process in its own rounds; cores idle: the same while the others were timed (above 0.05: it spins after its turn and steals a core); settled ms: the longest wait after its turn until its process used no more CPU (≤ 300), before the next contender ran; faults/step: minor page faults a step (fresh pages: memory its allocator returned to the system and took again)');
   const n = opts.threads;
   const torchN = ms(`torch-${n}`);
   const line = (what, x, goal) => log(`  ${what}: ${x === undefined ? 'n/a' : fmt.ratio(x)}${goal ? `  (goal ${goal.text}: ${x === undefined ? 'n/a' : goal.pass(x) ? 'PASS' : 'FAIL'})` : ''}`);

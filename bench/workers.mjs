@@ -39,10 +39,20 @@ class Worker {
 
   /** CPU time (ms, every thread, user + system) the process has used so far; undefined off Linux. */
   cpuMs() {
+    const f = this.#stat();
+    return f && ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK;
+  }
+
+  /** Minor page faults of the process so far (fresh pages it touched); undefined off Linux. */
+  minorFaults() {
+    const f = this.#stat();
+    return f && Number(f[7]);
+  }
+
+  /** /proc/PID/stat's fields from the 3rd (state) on: minflt is [7], utime and stime [11] and [12]. */
+  #stat() {
     try {
-      // /proc/PID/stat: fields 14 and 15 (utime, stime) in clock ticks, after the ')' of the name
-      const f = readFileSync(`/proc/${this.child.pid}/stat`, 'utf8').split(')').pop().trim().split(' ');
-      return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK;
+      return readFileSync(`/proc/${this.child.pid}/stat`, 'utf8').split(')').pop().trim().split(' ');
     } catch {
       return undefined;
     }
@@ -79,13 +89,19 @@ export class JsWorker extends Worker {
  * unless this process's environment sets it: under libgomp's default, a thread that reaches the end
  * of a parallel region first spins for its partner, and on 2 cores with anything else running
  * (even the bench's idle contenders waking) a 2-thread PyTorch step took 7 to 20 times as long as
- * with PASSIVE (bench/README.md, "PyTorch's threads").
+ * with PASSIVE. And glibc's malloc keeps freed memory below 64 MiB (MALLOC_MMAP_THRESHOLD_,
+ * MALLOC_TRIM_THRESHOLD_, unless set): by default its mmap threshold moves with the sizes a process
+ * happened to free before, so one torch process served the ResNet's 2 MiB activations from fresh
+ * pages (1,700–3,200 page faults and 12–25 ms of system time a step, twice to 4 times the step) and
+ * its twin did not (bench/README.md, "PyTorch's processes").
  */
 export class PythonWorker extends Worker {
   constructor(label, python, { threads } = {}) {
     const env = { ...process.env };
     if (threads) for (const k of ['OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS']) env[k] = String(threads);
     env.OMP_WAIT_POLICY ??= 'PASSIVE';
+    env.MALLOC_MMAP_THRESHOLD_ ??= String(64 << 20);
+    env.MALLOC_TRIM_THRESHOLD_ ??= String(128 << 20);
     const child = spawn(python, ['-u', path.join(HERE, 'torch_worker.py')], { stdio: ['pipe', 'pipe', 'inherit'], env });
     super(label, child);
     createInterface({ input: child.stdout }).on('line', (line) => this.answered(decodeGrads(JSON.parse(line))));
@@ -122,7 +138,9 @@ export function findTorchPython() {
  * contender (in order), the median ms over every measured step, the step count, the lowest and
  * highest round median, the process's peak RSS, and where /proc tells: `busyCpu`, the cores it
  * used in its own rounds (CPU time / wall time), and `idleCpu`, the cores it used while the others
- * were timed (a process whose threads spin after its turn steals a core from the next contender).
+ * were timed (a process whose threads spin after its turn steals a core from the next contender),
+ * and `faultsPerStep`, the minor page faults a measured step took (memory the allocator gave back
+ * and took again).
  * `settleMs`: after each turn, wait (at most that long) until the process that ran uses no more
  * CPU, so that no thread of it still spinning is timed against the next; `settledMs`: the longest
  * such wait.
@@ -132,15 +150,17 @@ export async function timeInTurns(list, { warmupMs, rounds, roundMs, minSteps = 
     const w = await c.worker.request({ cmd: 'round', ms: warmupMs, minSteps, record: false });
     log(`  warm-up ${c.label}: ${w.steps} steps`);
   }
-  const samples = list.map(() => ({ times: [], roundMedians: [], busy: { cpu: 0, wall: 0 }, idle: { cpu: 0, wall: 0 } }));
+  const samples = list.map(() => ({ times: [], roundMedians: [], busy: { cpu: 0, wall: 0 }, idle: { cpu: 0, wall: 0 }, faults: 0 }));
   for (let r = 0; r < rounds; r++) {
     const order = list.map((_, i) => i);
     if (reverse && r % 2) order.reverse();
     for (const i of order) {
       const cpu0 = list.map((c) => c.worker.cpuMs());
+      const faults0 = list[i].worker.minorFaults();
       const t0 = performance.now();
       const { times } = await list[i].worker.request({ cmd: 'round', ms: roundMs, minSteps });
       const wall = performance.now() - t0;
+      samples[i].faults += list[i].worker.minorFaults() - faults0;
       list.forEach((c, j) => {
         const used = c.worker.cpuMs() - cpu0[j];
         const acc = j === i ? samples[j].busy : samples[j].idle;
@@ -157,7 +177,7 @@ export async function timeInTurns(list, { warmupMs, rounds, roundMs, minSteps = 
       const s = samples[i];
       const { maxRssKb } = await c.worker.request({ cmd: 'rss' });
       const cores = ({ cpu, wall }) => (wall > 0 ? cpu / wall : undefined); // NaN off Linux
-      return { c, ms: median(s.times), steps: s.times.length, lo: Math.min(...s.roundMedians), hi: Math.max(...s.roundMedians), maxRssKb, busyCpu: cores(s.busy), idleCpu: cores(s.idle), settledMs: s.settled };
+      return { c, ms: median(s.times), steps: s.times.length, lo: Math.min(...s.roundMedians), hi: Math.max(...s.roundMedians), maxRssKb, busyCpu: cores(s.busy), idleCpu: cores(s.idle), settledMs: s.settled, faultsPerStep: s.faults / s.times.length };
     }),
   );
 }
