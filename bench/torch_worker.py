@@ -4,13 +4,13 @@
 Speaks JSON lines over stdin/stdout with bench/run.mjs, one answer per command:
   {"cmd": "init", "cfg", "shapes", "params", "inputs", "model"?, "threads"?} -> {"info", "loss", "grads"}
   {"cmd": "round", "ms", "minSteps", "record"}         -> {"steps", "times"?} (ms per step)
-  {"cmd": "rss"}                                       -> {"maxRssKb", "minorFaults"}
+  {"cmd": "rss"}                                       -> {"maxRssKb"}
 Tensors travel as base64 of their little-endian bytes (float32, or int32 for inputs). With
 "threads", torch.set_num_threads(threads) (the parent also sets OMP_NUM_THREADS and
 OPENBLAS_NUM_THREADS for the process, so that the BLAS's own threads follow; without them
 Debian's OpenBLAS runs as many threads as cores under a 1-thread torch, and OMP_WAIT_POLICY=PASSIVE
-and glibc's malloc thresholds unless set: see bench/README.md). info says which BLAS the process loaded, its threads, and those
-variables as the process saw them.
+and glibc's malloc thresholds unless set: see bench/README.md). info says which BLAS the process
+loaded, its threads, and those variables as the process saw them.
 """
 import base64
 import json
@@ -105,8 +105,7 @@ def main():
             elif cmd == 'round':
                 reply = time_round(model.step, msg['ms'], msg.get('minSteps', 1), msg.get('record', True))
             elif cmd == 'rss':
-                usage = resource.getrusage(resource.RUSAGE_SELF)
-                reply = {'maxRssKb': usage.ru_maxrss, 'minorFaults': usage.ru_minflt}
+                reply = {'maxRssKb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
             else:
                 raise ValueError(f'unknown command {cmd}')
             reply['ok'] = True

@@ -88,7 +88,7 @@ export class JsWorker extends Worker {
  * when torch loads; send the same to init for torch.set_num_threads). OMP_WAIT_POLICY is PASSIVE
  * unless this process's environment sets it: under libgomp's default, a thread that reaches the end
  * of a parallel region first spins for its partner, and on 2 cores with anything else running
- * (even the bench's idle contenders waking) a 2-thread PyTorch step took 7 to 20 times as long as
+ * (2026-12-07: a CI run beside the bench) a 2-thread PyTorch step took 7 to 20 times as long as
  * with PASSIVE. And glibc's malloc keeps freed memory below 64 MiB (MALLOC_MMAP_THRESHOLD_,
  * MALLOC_TRIM_THRESHOLD_, unless set): by default its mmap threshold moves with the sizes a process
  * happened to free before, so one torch process served the ResNet's 2 MiB activations from fresh
