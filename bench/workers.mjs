@@ -149,6 +149,7 @@ export async function timeInTurns(list, { warmupMs, rounds, roundMs, minSteps = 
   for (const c of list) {
     const w = await c.worker.request({ cmd: 'round', ms: warmupMs, minSteps, record: false });
     log(`  warm-up ${c.label}: ${w.steps} steps`);
+    if (settleMs) await settle(c.worker, settleMs);
   }
   const samples = list.map(() => ({ times: [], roundMedians: [], busy: { cpu: 0, wall: 0 }, idle: { cpu: 0, wall: 0 }, faults: 0 }));
   for (let r = 0; r < rounds; r++) {
