@@ -144,7 +144,10 @@ function simdNote(list, opts, log) {
 function blasNote(list, log) {
   const t = list.find((c) => c.kind === 'torch');
   if (!t) return;
-  for (const c of list.filter((x) => x.kind === 'torch')) log(`  ${c.label}: torch ${c.info.torch} (Python ${c.info.python}), ${c.info.threads} thread(s), BLAS ${c.info.blas.kind} (built with BLAS_INFO=${c.info.blas.built})`);
+  for (const c of list.filter((x) => x.kind === 'torch')) {
+    const env = Object.entries(c.info.env ?? {}).map(([k, v]) => `${k}=${v}`).join(' ');
+    log(`  ${c.label}: torch ${c.info.torch} (Python ${c.info.python}), ${c.info.threads} thread(s), BLAS ${c.info.blas.kind} (built with BLAS_INFO=${c.info.blas.built}); ${env}`);
+  }
   log(`  libraries mapped: ${t.info.blas.libs.join(', ') || 'none'}`);
   if (t.info.blas.kind === 'reference')
     log(
@@ -180,8 +183,8 @@ async function runModel(key, opts, ctx) {
     simdNote(list, opts, log);
     blasNote(list, log);
     const plan = opts.quick ? { warmupMs: 600, rounds: 4, roundMs: 300 } : { warmupMs: 2000, rounds: 12, roundMs: 400 };
-    log(`  timing: warm-up ${fmt.s(plan.warmupMs)} each, then ${plan.rounds} rounds of ≥ ${plan.roundMs} ms (≥ 1 step) each, taking turns (order reversed every other round)`);
-    const rows = await timeInTurns(list, { ...plan, reverse: true });
+    log(`  timing: warm-up ${fmt.s(plan.warmupMs)} each, then ${plan.rounds} rounds of ≥ ${plan.roundMs} ms (≥ 1 step) each, taking turns (order reversed every other round; after each turn, until that process uses no more CPU)`);
+    const rows = await timeInTurns(list, { ...plan, reverse: true, settleMs: 300 });
     printModel(m, mod.spec, rows, opts, log);
     if (opts.kernels) log(indent(await kernelPeakReport(built.wasm, { rounds: opts.quick ? 5 : 20, params, inputs })));
     return { key, rows };
@@ -205,9 +208,14 @@ function printModel(m, spec, rows, opts, log) {
     r.c.baselineOf ? fmt.ratio(ms(r.c.baselineOf) / r.ms) : '',
     fmt.gflops(flops / (r.ms * 1e6)),
     fmt.mb(r.maxRssKb),
+    cores(r.busyCpu),
+    cores(r.idleCpu),
+    fmt.ms(r.settledMs),
+    Number.isFinite(r.faultsPerStep) ? r.faultsPerStep.toFixed(0) : '-',
   ]);
   log(`  median ms per step; GFLOP/s at ${fmt.flops(flops)} a step (the ${m.torch === 'resnet' ? 'convolutions' : 'matmuls'}, 3× the forward's)`);
-  log(indent(table(['contender', 'median ms', 'round medians', 'steps', '/ graphc wasm 1', '/ PyTorch 1', 'new / this', 'GFLOP/s', 'peak RSS'], body), 2));
+  log(indent(table(['contender', 'median ms', 'round medians', 'steps', '/ graphc wasm 1', '/ PyTorch 1', 'new / this', 'GFLOP/s', 'peak RSS', 'cores busy', 'cores idle', 'settled ms', 'faults/step'], body), 2));
+  log('  cores busy: CPU time / wall time of the contender\'s process in its own rounds; cores idle: the same while the others were timed (above 0.05: it spins after its turn and steals a core); settled ms: the longest wait after its turn until its process used no more CPU (≤ 300), before the next contender ran; faults/step: minor page faults a step (fresh pages: memory its allocator returned to the system and took again)');
   const n = opts.threads;
   const torchN = ms(`torch-${n}`);
   const line = (what, x, goal) => log(`  ${what}: ${x === undefined ? 'n/a' : fmt.ratio(x)}${goal ? `  (goal ${goal.text}: ${x === undefined ? 'n/a' : goal.pass(x) ? 'PASS' : 'FAIL'})` : ''}`);
@@ -246,6 +254,11 @@ export async function realisticSection({ models = ['gpt', 'cnn'], quick = false,
     for (const w of workers) w.close();
     rmSync(workDir, { recursive: true, force: true });
   }
+}
+
+/** A process's CPU time per wall time (from /proc; '-' elsewhere). */
+function cores(x) {
+  return Number.isFinite(x) ? x.toFixed(2) : '-';
 }
 
 function indent(s, n = 2) {

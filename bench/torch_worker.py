@@ -8,11 +8,13 @@ Speaks JSON lines over stdin/stdout with bench/run.mjs, one answer per command:
 Tensors travel as base64 of their little-endian bytes (float32, or int32 for inputs). With
 "threads", torch.set_num_threads(threads) (the parent also sets OMP_NUM_THREADS and
 OPENBLAS_NUM_THREADS for the process, so that the BLAS's own threads follow; without them
-Debian's OpenBLAS runs as many threads as cores under a 1-thread torch). info says which BLAS the
-process loaded, and its threads.
+Debian's OpenBLAS runs as many threads as cores under a 1-thread torch, and OMP_WAIT_POLICY=PASSIVE
+and glibc's malloc thresholds unless set: see bench/README.md). info says which BLAS the process
+loaded, its threads, and those variables as the process saw them.
 """
 import base64
 import json
+import os
 import resource
 import sys
 import time
@@ -92,6 +94,8 @@ def main():
                 if msg.get('threads'):
                     torch.set_num_threads(msg['threads'])
                 info = {'python': sys.version.split()[0], 'torch': torch.__version__, 'threads': torch.get_num_threads()}
+                # what the parent set before torch loaded (bench/workers.mjs's PythonWorker)
+                info['env'] = {k: os.environ.get(k, 'unset') for k in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS', 'OMP_WAIT_POLICY', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_')}
                 import realistic_torch
 
                 model_class = Makemore if msg.get('model', 'makemore') == 'makemore' else realistic_torch.MODELS[msg['model']]
