@@ -478,19 +478,24 @@ function packInto(f: Body, k: MatmulKernel, tB: Local, src: Local, dst: Local, d
  * attention's 48 × [64,32]ᵀ packs a sixth of the instructions.
  */
 function packBlocksInto(f: Body, k: MatmulKernel, tB: Local, src: Local, dst: Local, _dstRow: Local, counterJ: Local, counterP: Local, off?: Local): void {
-  const { K, N } = k;
   const { vecs: V } = k.tile ?? DEFAULT_TILE;
-  const [j, step] = [f.local('i32'), f.local('i32')];
+  const four = fourColumns(f, k, V, src, dst, counterP, off);
+  f.i32(k.b).get(tB).i32Add().set(src);
+  f.assign(four.j, 0);
+  f.repeat(counterJ, k.N / 4, four.pack);
+}
+
+/** Packs the four columns j…j+3 of P from four rows of a transposed B at src (src then four rows further, j + 4): `pack`, with its j. */
+function fourColumns(f: Body, k: MatmulKernel, V: number, src: Local, dst: Local, counterP: Local, off?: Local, j = f.local('i32'), step = f.local('i32')): { j: Local; pack: () => void } {
   const rows = Array.from({ length: 4 }, () => f.local('v128'));
   const pairs = Array.from({ length: 4 }, () => f.local('v128'));
-  f.i32(k.b).get(tB).i32Add().set(src);
-  f.assign(j, 0);
-  f.repeat(counterJ, N / 4, () => {
+  const pack = () => {
     packedColumn(f, k, V, j, step, off);
     f.set(dst);
-    transposeRows4(f, K, src, dst, step, counterP, rows, pairs);
-    f.bump(src, 12 * K).bump(j, 4);
-  });
+    transposeRows4(f, k.K, src, dst, step, counterP, rows, pairs);
+    f.bump(src, 12 * k.K).bump(j, 4);
+  };
+  return { j, pack };
 }
 
 /** Four rows of B from src (K floats each, K a multiple of 4) down four columns of P from dst (`step` bytes between its rows), 4 × 4 blocks at a time; src ends one row further. */
@@ -540,17 +545,7 @@ export function packBody(k: MatmulKernel): Body {
   if (k.transB && K % 4 === 0 && N % 4 === 0) {
     // a transposed B's rows one at a time up to a multiple of 4, then four at a time in 4 × 4 blocks (as packBlocksInto)
     f.loopUntil(() => f.get(j).i32(3).raw(0x71).i32Eqz().get(j).get(end).i32GeS().raw(0x72), oneRow); // (j & 3) = 0 or j ≥ end
-    const rows = Array.from({ length: 4 }, () => f.local('v128'));
-    const pairs = Array.from({ length: 4 }, () => f.local('v128'));
-    f.loopUntil(
-      () => f.get(j).i32(4).i32Add().get(end).i32GtS(),
-      () => {
-        packedColumn(f, k, V, j, step);
-        f.set(dst);
-        transposeRows4(f, K, src, dst, step, counterP, rows, pairs);
-        f.bump(src, 12 * K).bump(j, 4);
-      },
-    );
+    f.loopUntil(() => f.get(j).i32(4).i32Add().get(end).i32GtS(), fourColumns(f, k, V, src, dst, counterP, undefined, j, step).pack);
   }
   f.loopUntil(() => f.get(j).get(end).i32GeS(), oneRow);
   return f;
