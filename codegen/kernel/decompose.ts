@@ -264,8 +264,7 @@ const PH_CHUNKS = Array.from({ length: 7 }, (_c, j) => Array.from({ length: 5 },
 /** PH_TAIL[m]: the bits of 2/π past the chunks, rounded to f32. */
 const PH_TAIL = Array.from({ length: 5 }, (_m, m) => Math.fround(twoOverPiBits(m, 76, 76 + 60)));
 const F32_MIN_NORMAL = 2 ** -126;
-/** The largest f32 whose exp is finite in f32, and the x below which exp(x) rounds to 0. */
-const EXP_MAX = 88.72283172607422;
+/** The x below which exp(x) rounds to 0 in f32. */
 const EXP_MIN = -104;
 
 const neg = (b: Builder, x: number) => b.op('neg', x);
@@ -273,25 +272,28 @@ const neg = (b: Builder, x: number) => b.op('neg', x);
 /**
  * exp: n = floor(x·log2e + ½), r = x − n·ln2 (Cody–Waite), 2ⁿ·(1 + r + r²P(r)), 2ⁿ in two halves
  * (subnormal results), each from the bits of its exponent + 1.5·2²³ (twoTo): no float→int
- * conversion, which is a saturating truncation of several instructions on x64.
+ * conversion, which is a saturating truncation of several instructions on x64. x is clamped
+ * above at 89, where the product overflows to ∞ (from 88.72283, the largest f32 whose exp is finite, on: within the 1 ulp), and replaced
+ * by 0 below EXP_MIN, the result then 0: not clamped there, since 2ⁿ·p at −104 underflows, which
+ * costs x64 a microcode assist a lane, and a masked attention score (−1e9) is common. NaN stays NaN.
  */
 function expRule(b: Builder, [x]: readonly number[]): number {
-  const xc = b.op('min', b.op('max', x!, b.c(EXP_MIN)), b.c(89));
+  const low = b.lt(x!, b.c(EXP_MIN));
+  const xc = b.op('min', b.where(low, b.c(0), x!), b.c(89));
   const nf = b.op('floor', b.add2(b.mul(xc, b.c(LOG2E)), b.c(0.5)));
   const r = b.sub(b.sub(xc, b.mul(nf, b.c(LN2_HI))), b.mul(nf, b.c(LN2_LO)));
   const p = b.add2(b.c(1), b.add2(r, b.mul(b.mul(r, r), b.poly(r, EXP_P))));
   const n1 = b.op('floor', b.mul(nf, b.c(0.5)));
-  const y = b.mul(b.mul(p, twoTo(b, n1)), twoTo(b, b.sub(nf, n1)));
-  return b.where(b.lt(b.c(EXP_MAX), x!), b.c(Infinity), b.where(b.lt(x!, b.c(EXP_MIN)), b.c(0), y));
+  return b.where(low, b.c(0), b.mul(b.mul(p, twoTo(b, n1)), twoTo(b, b.sub(nf, n1))));
 }
 
 /**
- * 2ⁿ for an integer-valued f32 n in [−126, 127], from bits: n + 1.5·2²³ is exact and its bits
- * are bits(1.5·2²³) + n, which shifted into the exponent field wrap to n·2²³.
+ * 2ⁿ for an integer-valued f32 n in [−126, 127], from bits: n + 127 + 1.5·2²³ is exact and its
+ * bits are bits(1.5·2²³) + n + 127, which shifted left by 23 leave n + 127 (< 2⁸) alone, in the
+ * exponent field.
  */
 function twoTo(b: Builder, n: number): number {
-  const bits = b.op('bits', b.add2(n, b.c(1.5 * 2 ** 23)));
-  return b.op('frombits', b.add2(b.op('shl', bits, b.ci(23)), b.ci(127 << 23)));
+  return b.op('frombits', b.op('shl', b.op('bits', b.add2(n, b.c(1.5 * 2 ** 23 + 127))), b.ci(23)));
 }
 
 /** x > 0 as 2^e·m, m ∈ [√½, √2), by its bits (a subnormal x scaled by 2²³ first): e (i32) and m. */

@@ -1,10 +1,12 @@
 // Elementwise steps in WebAssembly SIMD: what a matmul kernel's epilogue and an elementwise
 // kernel compute at each position, four columns (one f32x4) at a time. Operands are the matmul's
 // accumulators, earlier steps, constants, or arrays read through broadcast strides; a step's
-// result may be stored. tanh, exp and sigmoid have no SIMD instruction and are computed with
-// the Cephes single-precision approximations (a polynomial on a reduced range; about 2 ulp).
+// result may be stored. tanh, exp and sigmoid have no SIMD instruction: exp is the kernel form's
+// decomposition of it (codegen/kernel/decompose.ts), tanh the Cephes single-precision
+// approximation (a polynomial on a reduced range; about 2 ulp).
 
 import type { Body, F32x4Op, Local } from './encode.js';
+import { unaryOnStack } from './kernel-alu.js';
 
 /** An operand of a step. */
 export type Operand =
@@ -51,14 +53,7 @@ export interface Pointer {
   readonly sj: number;
 }
 
-const LOG2E = 1.44269504088896341;
-const EXP_HI = 88.0; // exp above this is +Infinity here (the f32 limit is 88.72)
-// exp below this is 0 here: it lies just above ln of the smallest normal f32 (−87.3365), so that
-// n = −126 and r > 0 there and 2ⁿ·p(r) stays normal (a subnormal product is slow to compute)
-const EXP_LO = -87.33;
 const SIGN = -0x80000000;
-/** 1.5·2²³: a float of magnitude below 2²² added to it is rounded to an integer, held in the low mantissa bits. */
-const EXP_MAGIC = 12582912;
 
 /** Writes steps at one position; the kernel sets and advances the pointers. */
 export class StepWriter {
@@ -239,31 +234,9 @@ export class StepWriter {
 }
 
 /**
- * exp of the vector on the stack: 2ⁿ · p(x − n·ln 2), n = round(x·log₂e) (Cephes expf), with five
- * v128 temporaries.
+ * exp of the vector on the stack, as the kernel form's decomposition of exp computes it
+ * (codegen/kernel/decompose.ts, rendered by codegen/wasm/kernel-alu.ts), with five v128 temporaries.
  */
 export function f32x4Exp(f: Body, tmp: readonly Local[]): void {
-  const [x, xc, n, r, p] = tmp as [Local, Local, Local, Local, Local];
-  f.set(x);
-  // clamped with pmax/pmin (x < LO ? LO : x, HI < x ? HI : x: NaN stays NaN, as with max/min, which
-  // V8 lowers to several instructions each for their NaN and ±0 rules, pmax/pmin to one)
-  f.get(x).f32x4Const(EXP_LO).f32x4('pmax').f32x4Const(EXP_HI).f32x4('pmin').set(xc);
-  f.get(xc).f32x4Const(LOG2E).f32x4('mul').f32x4('nearest').set(n);
-  // r = xc − n·C1 − n·C2, ln 2 split in two for precision
-  f.get(xc).get(n).f32x4Const(0.693359375).f32x4('mul').f32x4('sub');
-  f.get(n).f32x4Const(-2.12194440e-4).f32x4('mul').f32x4('sub').set(r);
-  // p = ((((c0·r + c1)·r + c2)·r + c3)·r + c4)·r + c5, then p·r² + r + 1
-  f.f32x4Const(1.9875691500e-4);
-  for (const c of [1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1]) f.get(r).f32x4('mul').f32x4Const(c).f32x4('add');
-  f.get(r).f32x4('mul').get(r).f32x4('mul').get(r).f32x4('add').f32x4Const(1).f32x4('add').set(p);
-  // 2ⁿ from the exponent bits, n in [−126, 127]: n + 1.5·2²³ + 127 holds n + 127 in its low mantissa
-  // bits (exactly: an integer below 2²⁴), and shifted left by 23 those bits alone are left, as the
-  // exponent of 2ⁿ (one add where i32x4.trunc_sat_f32x4_s is several instructions on x64)
-  f.get(p).get(n).f32x4Const(EXP_MAGIC + 127).f32x4('add').i32(23).i32x4Shl().f32x4('mul');
-  // above EXP_HI: +Infinity; below EXP_LO: 0 (Math.exp gives at most 1.2e-38 there), so that a
-  // masked attention score of −1e9 costs what any other does. NaN stays NaN: the comparisons are
-  // false.
-  f.set(p);
-  f.f32x4Const(Infinity).get(p).get(x).f32x4Const(EXP_HI).f32x4('gt').v128Bitselect().set(p);
-  f.f32x4Const(0).get(p).get(x).f32x4Const(EXP_LO).f32x4('lt').v128Bitselect();
+  unaryOnStack(f, 'exp', tmp.slice(0, 5));
 }
