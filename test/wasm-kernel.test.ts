@@ -14,7 +14,8 @@ import { compile } from '../src/build.js';
 import { parseLaunch } from '../codegen/kernel/parse.js';
 import type { Kernel } from '../codegen/kernel/form.js';
 import { evalKernel } from '../codegen/kernel/eval.js';
-import { encodeModule } from '../codegen/wasm/encode.js';
+import { Body, encodeModule } from '../codegen/wasm/encode.js';
+import { f32x4Exp } from '../codegen/wasm/steps.js';
 import { renderWasmKernel } from '../codegen/wasm/kernel.js';
 import { WASM_CAPABILITIES } from '../codegen/wasm/kernel-alu.js';
 import { decompose } from '../codegen/kernel/decompose.js';
@@ -171,6 +172,31 @@ describe('the kernel-form wasm renderer', () => {
       (new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports.whole as () => void)();
       expect([...new Float32Array(memory.buffer, 32, 8)], `x^${e}`).toEqual(xs.map((x) => Math.fround(Math.pow(x, e))));
     }
+  });
+
+  it("the steps' exp (softmax, cross-entropy, epilogues: f32x4Exp) is the kernel's exp bit for bit: finite up to 88.7228, subnormal results, 0 below −104", () => {
+    const xs = [88.5, 88.72283172607422, 88.72283935546875, 89.5, Infinity, -87.5, -95.25, -103.9, -104.5, -1e9, -Infinity, NaN, 0, -0, 1, -2.75, 10.3, -50.1, 1e-30, 0.3465].map(Math.fround);
+    const n = xs.length; // a multiple of 4
+    // f32x4Exp over x, four lanes at a time, into y
+    const f = new Body();
+    const tmp = Array.from({ length: 5 }, () => f.local('v128'));
+    for (let o = 0; o < 4 * n; o += 16) {
+      f.i32(0).i32(0).v128Load(o);
+      f32x4Exp(f, tmp);
+      f.v128Store(4 * n + o);
+    }
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 });
+    new Float32Array(memory.buffer, 0, n).set(xs);
+    (new WebAssembly.Instance(new WebAssembly.Module(encodeModule(1, [{ name: 'exp', body: f }])), { env: { memory } }).exports.exp as () => void)();
+    const got = [...new Float32Array(memory.buffer, 4 * n, n)];
+    const { got: kernelGot } = check(kernel(`kernel k [${n}]`, '%0: f32 = load x[d0]', '%1: f32 = exp %0', 'store y[d0] = %1'), { x: { n, values: xs }, y: { n } });
+    expect(got).toEqual([...kernelGot.y!]);
+    const ulp = (v: number) => 2 ** (Math.max(Math.floor(Math.log2(Math.abs(v))), -126) - 23);
+    xs.forEach((x, i) => {
+      const want = Math.fround(Math.exp(x));
+      if (!Number.isFinite(want) || want === 0) expect(got[i], `exp(${x})`).toBe(want);
+      else expect(Math.abs(got[i]! - Math.exp(x)) / ulp(want), `exp(${x}) = ${got[i]}`).toBeLessThanOrEqual(1);
+    });
   });
 
   it('reduces rows in four lanes, combining them at the end, with the epilogue and a store during the reduction', () => {
