@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { mulberry32, ROOT } from './models.mjs';
-import { findTorchPython } from './workers.mjs';
+import { findTorchPython, torchEnv } from './workers.mjs';
 
 const load = (dir, f) => import(pathToFileURL(path.resolve(dir, f)).href);
 
@@ -164,9 +164,9 @@ export async function cnnStep({ reps = 20, tfjs = ['wasm', 'cpu'], tfjsReps = re
     writeFileSync(path.join(dir, 'labels.i32'), labels);
     writeFileSync(path.join(dir, 'spec.json'), JSON.stringify({ params: Object.fromEntries(Object.entries(flat.spec.params).map(([k, s]) => [k, s.shape])), x: [64, 1, 28, 28], reps }));
     const python = findTorchPython();
-    // 1 thread for OpenBLAS too: Debian's runs as many threads as cores under torch.set_num_threads(1)
-    const env = { ...process.env, OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1', MKL_NUM_THREADS: '1' };
-    const py = python ? spawnSync(python, [path.join(ROOT, 'bench/cnn_torch.py'), dir], { encoding: 'utf8', maxBuffer: 1 << 28, env }) : undefined;
+    // 1 thread for OpenBLAS too: Debian's runs as many threads as cores under torch.set_num_threads(1);
+    // OMP_WAIT_POLICY and malloc's thresholds as bench/workers.mjs gives every PyTorch process
+    const py = python ? spawnSync(python, [path.join(ROOT, 'bench/cnn_torch.py'), dir], { encoding: 'utf8', maxBuffer: 1 << 28, env: torchEnv(1) }) : undefined;
     if (!py) notes.push('no PyTorch row (skipped): torch is not importable (tried python3 and /usr/bin/python3; on Debian: apt-get install python3-torch)');
     else if (py.status === 0) {
       const t = JSON.parse(py.stdout);

@@ -97,12 +97,7 @@ export class JsWorker extends Worker {
  */
 export class PythonWorker extends Worker {
   constructor(label, python, { threads } = {}) {
-    const env = { ...process.env };
-    if (threads) for (const k of ['OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS']) env[k] = String(threads);
-    env.OMP_WAIT_POLICY ??= 'PASSIVE';
-    env.MALLOC_MMAP_THRESHOLD_ ??= String(64 << 20);
-    env.MALLOC_TRIM_THRESHOLD_ ??= String(128 << 20);
-    const child = spawn(python, ['-u', path.join(HERE, 'torch_worker.py')], { stdio: ['pipe', 'pipe', 'inherit'], env });
+    const child = spawn(python, ['-u', path.join(HERE, 'torch_worker.py')], { stdio: ['pipe', 'pipe', 'inherit'], env: torchEnv(threads) });
     super(label, child);
     createInterface({ input: child.stdout }).on('line', (line) => this.answered(decodeGrads(JSON.parse(line))));
     child.stdin.on('error', () => {}); // an exit is reported by the 'exit' handler
@@ -110,6 +105,16 @@ export class PythonWorker extends Worker {
   send(msg) {
     this.child.stdin.write(JSON.stringify(msg, (_k, v) => (ArrayBuffer.isView(v) ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') : v)) + '\n');
   }
+}
+
+/** The environment of a PyTorch process with `threads` OpenMP and BLAS threads (all of the library's when undefined): see PythonWorker. */
+export function torchEnv(threads) {
+  const env = { ...process.env };
+  if (threads) for (const k of ['OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS']) env[k] = String(threads);
+  env.OMP_WAIT_POLICY ??= 'PASSIVE';
+  env.MALLOC_MMAP_THRESHOLD_ ??= String(64 << 20);
+  env.MALLOC_TRIM_THRESHOLD_ ??= String(128 << 20);
+  return env;
 }
 
 function decodeGrads(reply) {
