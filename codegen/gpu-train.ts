@@ -14,7 +14,7 @@ import { hasModes, modesOf } from './modes.js';
 import type { UExpr, UStmt } from './optim.js';
 import { clipFactor, OPTIMIZERS, renderJs, scalarNames, slotsOf, updateStatements } from './optim.js';
 import type { GroupStep } from './ts/train.js';
-import { groupSteps, hyperDoc, hyperLiteral, learningRateDecl, lrLine, optStateParts, trainedParams, updateFunction } from './ts/train.js';
+import { groupSteps, hyperDecls, lrLine, optStateParts, trainedParams, updateFunction } from './ts/train.js';
 import type { GpuAccumNames } from './gpu-accum.js';
 import { givenLrCheck, gpuAccumDecls, gpuAccumInterface, gpuAccumNames } from './gpu-accum.js';
 
@@ -42,7 +42,6 @@ export function gpuTrainDecls(m: ModuleInfo, t: Typed, names: TrainNames | undef
   if (!m.optimizer || !names) return [];
   const spec = m.optimizer;
   const def = OPTIMIZERS[spec.name];
-  const slots = slotsOf(spec);
   const { stateType, checkState } = optStateParts(m, t);
   const sumSq = names.sumSq;
   return [
@@ -51,11 +50,7 @@ export function gpuTrainDecls(m: ModuleInfo, t: Typed, names: TrainNames | undef
     '// On a device trainStep keeps params and optimizer state in device buffers and updates them there',
     '// (readParams, readOptState bring them back); in gpu.js\'s cpu and webasm modes it runs this',
     '// update on the host, in the caller\'s arrays.',
-    hyperDoc(spec),
-    `export const hyper = ${hyperLiteral(spec)}${t(' as const')};`,
-    ...learningRateDecl(m, t),
-    '',
-    ...(t('x') ? [`/** The optimizer's state: the step count and, per param, ${slots.length ? slots.join(' and ') : 'nothing else'} (torch.optim's names). */`, `export interface OptState ${stateType}`, ''] : []),
+    ...hyperDecls(m, t, stateType),
     ...(t('x') ? ['/** An array on the device: a gpu.js pipeline handle (a WebGPU buffer, a GL texture). */', 'type DeviceArray = { toArray(): Float32Array | Promise<Float32Array>; delete(): void };', ''] : []),
     ...checkState,
     '',

@@ -287,7 +287,7 @@ function symbolicModule(p: ModuleParts): string[] {
 
 /** A module of static sizes (or a backend's instance): the arena and the steps at module level. */
 function staticModule(p: ModuleParts): string[] {
-  const { m, t, plan, entries, arrays, kernels, stageFn, forwardFn, outputsDecl, resultDecl, withGrad, common, extraDecls, modes, state, optionsParam, checkOptionsCall, gradArrays, gradCopies, lossSlot, lossName, codeName, backend, bwd, bwdCode, destructure } = p;
+  const { m, t, entries, arrays, kernels, stageFn, forwardFn, outputsDecl, resultDecl, withGrad, common, extraDecls, modes, state, optionsParam, checkOptionsCall, gradArrays, gradCopies, lossSlot, lossName, codeName, backend, bwd, bwdCode, destructure } = p;
   return instanced(backend?.instance, common, [...initDecl(m, t), ...initBuffersDecl(m, t), '', ...checkDecl(m, t)], [
     ...(backend ? backend.buffersDecl(arrays, t) : [`const buffers = [${arrays.join(', ')}]${t(' as const')};`]),
     'const buf = {',

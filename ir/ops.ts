@@ -13,7 +13,7 @@ import type { NDArray } from './ndarray.js';
 import { broadcastOrThrow, fmtShape, reducedShape, resolveReshape } from './shape.js';
 import type { Dim } from './dims.js';
 import { asDim, divSize, numelSize } from './dims.js';
-import type { ConcreteType, DType, TensorType, ValueId } from './types.js';
+import type { ConcreteType, TensorType, ValueId } from './types.js';
 import { formatType, sameShape } from './types.js';
 import type { ConvAttrs, ConvInputGradAttrs, ConvWeightGradAttrs, PoolAttrs, PoolGradAttrs } from './conv.js';
 import { erf } from './special.js';
@@ -638,4 +638,3 @@ export function isF32(t: TensorType): boolean {
   return t.dtype === 'f32';
 }
 
-export const DTYPES: readonly DType[] = ['f32', 'i32'];

@@ -351,8 +351,3 @@ export function emitBodyMap(g: Graph, body: Graph, args: readonly ValueId[], ins
 function missingArg(a: ValueId): never {
   throw new Error(`internal: a scan body reads value #${a.index}, which it does not define`);
 }
-
-/** Whether an op is one of the region's (for tables that list the ops a target lowers). */
-export function isRegionOp(op: string): boolean {
-  return op === 'scan' || op === 'scan_out';
-}

@@ -42,15 +42,6 @@ export function checkOptionKeys(op: string, call: string, o: object, accepted: r
 }
 
 /**
- * Options that are part of `call`'s contract but not built yet: a located error saying so, with
- * `fix` (what the call does instead, and how to get there), rather than "unknown option".
- */
-export function checkUnsupportedOptions(op: string, o: object, unsupported: readonly string[], fix: string): void {
-  const found = unsupported.filter((k) => Object.hasOwn(o, k));
-  if (found.length > 0) throw new CompileError(`${op}: the option${found.length > 1 ? 's' : ''} ${quoteList(found)} ${found.length > 1 ? 'are' : 'is'} not supported yet`, fix);
-}
-
-/**
  * An options argument: undefined (no options) or a plain object whose keys `call` reads, checked
  * as `checkOptionKeys` does; anything else is an error with `example`.
  */

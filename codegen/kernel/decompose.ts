@@ -89,9 +89,6 @@ export function decomposeProgram(p: HostProgram, caps: Capabilities): HostProgra
 
 type Rule = (b: Builder, args: readonly number[]) => number;
 
-/** A node's identity for hash-consing: ±∞, NaN and −0 are constants of their own (JSON makes them null and 0). */
-
-
 /** Builds the new DAG: original nodes kept in order, decompositions hash-consed. */
 class Builder {
   readonly nodes: Node[] = [];
@@ -654,6 +651,3 @@ const RULES: Partial<Record<AluOp, Rule>> = {
   max: (b, [x, y]) => b.where(b.lt(x!, y!), y!, x!),
   min: (b, [x, y]) => b.where(b.lt(y!, x!), y!, x!),
 };
-
-/** The primitives that have a decomposition (the others a target must have if a kernel uses them). */
-export const DECOMPOSABLE: ReadonlySet<AluOp> = new Set(Object.keys(RULES) as AluOp[]);

@@ -93,8 +93,6 @@ export type Node =
    */
   | { readonly op: 'reduce'; readonly dtype: EType; readonly red: ReduceOp; readonly acc: 'f32' | 'f64'; readonly args: readonly [number] };
 
-export type NodeOp = Node['op'];
-
 export interface Store {
   readonly node: number;
   readonly access: Access;

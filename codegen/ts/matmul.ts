@@ -3,7 +3,7 @@
 
 import type { Unit } from '../../ir/memplan.js';
 import type { Dim, Size } from '../../ir/dims.js';
-import { mulSize, numelSize, size, sizeEq, sizeText, stridesSize } from '../../ir/dims.js';
+import { mulSize, numelSize, sizeEq, sizeText, stridesSize } from '../../ir/dims.js';
 import type { InstOf, ValueId } from '../../ir/types.js';
 import * as E from '../expr.js';
 import { CompileError } from '../../ir/errors.js';
@@ -11,7 +11,7 @@ import type { Access } from '../kernel/form.js';
 import { lowerUnitOf } from '../kernel/lower.js';
 import { renderAt } from './render.js';
 import { formula } from '../formula.js';
-import { key, uniformConst } from '../module.js';
+import { uniformConst } from '../module.js';
 
 import type { Emitter } from './emitter.js';
 
@@ -19,7 +19,6 @@ import type { Emitter } from './emitter.js';
 export function matmulKernel(e: Emitter, u: Unit): { emitter: Emitter; body: string[]; doc: string } {
   const g = u.graph;
   const mm = u.insts[0] as InstOf<'matmul'>;
-  const epilogue = u.insts.slice(1);
   const [A, B] = mm.args as [ValueId, ValueId];
   const { transA, transB } = mm.attrs;
   const ta = g.type(A).shape;

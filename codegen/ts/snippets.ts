@@ -6,13 +6,11 @@ import type { Unit } from '../../ir/memplan.js';
 import type { RoutineOp } from '../kernel/form.js';
 import { mulSize, numelSize, sizeText, stridesSize } from '../../ir/dims.js';
 import type { InstOf, Shape, ValueId } from '../../ir/types.js';
-import * as E from '../expr.js';
 import type { Expr } from '../expr.js';
 import type { Access } from '../loops.js';
 import { factor, nest } from '../loops.js';
 import type { Typed } from '../module.js';
 import type { TrainBackend } from './train.js';
-import { header } from '../module.js';
 import { convLoops, poolLoops } from './conv.js';
 import { INDEX_ROUTINES } from './indexops.js';
 

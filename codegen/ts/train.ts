@@ -40,7 +40,7 @@ export interface TrainContext {
 }
 
 /** Hyperparameters as an object literal, in the order of the module's `hyper` contract. */
-export function hyperLiteral(spec: OptimizerSpec): string {
+function hyperLiteral(spec: OptimizerSpec): string {
   return `{ ${hyperKeys(spec).map((k) => `${k}: ${typeof spec.hyper[k] === 'string' ? `'${spec.hyper[k]}'` : String(spec.hyper[k])}`).join(', ')} }`;
 }
 
@@ -105,15 +105,31 @@ export function lrLine(spec: OptimizerSpec, given: string, step: string): string
   return `const lr = ${given} !== undefined && ${given}.lr !== undefined ? ${given}.lr : ${base};${spec.hyper.schedule ? ` // --schedule ${spec.hyper.schedule}` : ''}`;
 }
 
+/**
+ * What every target's --optimizer declares first: `hyper` (with its comment), the learning rate,
+ * and (typed modules) OptState's type.
+ */
+export function hyperDecls(m: ModuleInfo, t: Typed, stateType: string): string[] {
+  const spec = m.optimizer!;
+  const slots = slotsOf(spec);
+  return [
+    hyperDoc(spec),
+    `export const hyper = ${hyperLiteral(spec)}${t(' as const')};`,
+    ...learningRateDecl(m, t),
+    '',
+    ...(t('x') ? [`/** The optimizer's state: the step count and, per param, ${slots.length ? slots.join(' and ') : 'nothing else'} (torch.optim's names). */`, `export interface OptState ${stateType}`, ''] : []),
+  ];
+}
+
 /** The comment of the module's `hyper`. */
-export function hyperDoc(spec: OptimizerSpec): string {
+function hyperDoc(spec: OptimizerSpec): string {
   return spec.hyper.schedule
     ? `/** The build-time hyperparameters, the schedule's among them (learningRate); trainStep's options.lr replaces the scheduled rate for one call. */`
     : `/** The build-time hyperparameters; trainStep's options.lr overrides lr for one call (schedules). */`;
 }
 
 /** `learningRate(step)`, exported with a schedule: the rate of the update after `step` updates. */
-export function learningRateDecl(m: ModuleInfo, t: Typed): string[] {
+function learningRateDecl(m: ModuleInfo, t: Typed): string[] {
   const spec = m.optimizer!;
   if (!spec.hyper.schedule) return [];
   const s = scheduleExpr(spec.hyper, 'hyper.lr', 'step');
@@ -201,11 +217,7 @@ export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
   return [
     '',
     `// --optimizer ${spec.name}: ${commentText(def.summary)}.`,
-    hyperDoc(spec),
-    `export const hyper = ${hyperLiteral(spec)}${t(' as const')};`,
-    ...learningRateDecl(m, t),
-    '',
-    ...(t('x') ? [`/** The optimizer's state: the step count and, per param, ${slots.length ? slots.join(' and ') : 'nothing else'} (torch.optim's names). */`, `export interface OptState ${stateType}`, ''] : []),
+    ...hyperDecls(m, t, stateType),
     ...(c.backend?.decls ?? []),
     `/** A fresh optimizer state: step 0${slots.length ? `, ${slots.join(' and ')} zeros` : ''}. */`,
     `export function initOptState(params${t(': Params')})${t(': OptState')} {`,

@@ -311,16 +311,8 @@ export class Body {
   v128Bitselect(): this {
     return this.op(SIMD, ...uleb(0x52));
   }
-  /** f32 lanes to i32, rounding toward zero, saturating. */
-  i32x4TruncSatF32x4(): this {
-    return this.op(SIMD, ...uleb(0xf8));
-  }
   i32x4Add(): this {
     return this.op(SIMD, ...uleb(0xae));
-  }
-  /** Shifts each i32 lane left by an i32 operand. */
-  i32x4Shl(): this {
-    return this.op(SIMD, ...uleb(0xab));
   }
   f32x4(op: F32x4Op): this {
     return this.op(SIMD, ...uleb(F32X4[op]));
@@ -370,9 +362,6 @@ export class Body {
   }
   i32Eqz(): this {
     return this.op(0x45);
-  }
-  f32Min(): this {
-    return this.op(0x96);
   }
 
   /**

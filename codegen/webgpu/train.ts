@@ -21,7 +21,7 @@ import type { UExpr } from '../optim.js';
 import { OPTIMIZERS, scalarNames, slotsOf, updateStatements } from '../optim.js';
 import { givenLrCheck } from '../gpu-accum.js';
 import { gradsCheck, gradsType } from '../ts/accum.js';
-import { groupSteps, hyperDoc, hyperLiteral, learningRateDecl, lrLine, optStateParts, trainedParams } from '../ts/train.js';
+import { groupSteps, hyperDecls, lrLine, optStateParts, trainedParams } from '../ts/train.js';
 import type { Shader } from './wgsl.js';
 import { Bindings, PRELUDE, WG, entry1d, f32, js, sz } from './wgsl.js';
 
@@ -207,17 +207,12 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
 /** Module-level declarations of --optimizer: hyper, the learning rate, OptState, checkOptState. */
 function optimizerDecls(m: ModuleInfo, t: Typed): string[] {
   const spec = m.optimizer!;
-  const slots = slotsOf(spec);
   const { stateType, checkState } = optStateParts(m, t);
   return [
     '',
     `// --optimizer ${spec.name}: ${commentText(OPTIMIZERS[spec.name].summary)}. trainStep keeps params and optimizer state on the`,
     '// device and updates them there (readParams, readOptState bring them back).',
-    hyperDoc(spec),
-    `export const hyper = ${hyperLiteral(spec)}${t(' as const')};`,
-    ...learningRateDecl(m, t),
-    '',
-    ...(t('x') ? [`/** The optimizer's state: the step count and, per param, ${slots.length ? slots.join(' and ') : 'nothing else'} (torch.optim's names). */`, `export interface OptState ${stateType}`, ''] : []),
+    ...hyperDecls(m, t, stateType),
     ...checkState,
   ];
 }

@@ -9,7 +9,7 @@ import { isBufferOutput } from '../../codegen/modes.js';
 import { CompileError } from '../../ir/errors.js';
 import type { Graph } from '../../ir/graph.js';
 import type { Dim } from '../../ir/dims.js';
-import type { AttrsOf, OpKind } from '../../ir/ops.js';
+import type { OpKind } from '../../ir/ops.js';
 import type { DType, Inst, InstOf, TensorType, ValueId } from '../../ir/types.js';
 import { formatType, numel } from '../../ir/types.js';
 import { UsageError } from '../loader.js';
@@ -62,9 +62,6 @@ export interface LowerCtx {
 
 type Rule<K extends OpKind> = ((c: LowerCtx & { readonly inst: InstOf<K> }) => void) | string | null;
 
-const unary = (op: string): Rule<'neg'> => (c) => void c.node(op, [c.arg(0)], {}, c.out);
-const binary = (op: string): Rule<'add'> => (c) => void c.node(op, [c.arg(0), c.arg(1)], {}, c.out);
-/** a > b as an f32 mask: the comparison, then a cast to float. */
 /** An f32 0/1 mask; an i32 operand compared with an f32 one is cast to f32 (as the targets compare). */
 const compare = (op: string): Rule<'gt' | 'ge'> => (c) => {
   const [a, b] = c.inst.args.map((v, i) => (c.g.type(v).dtype !== 'f32' && c.g.type(c.inst.args[1 - i]!).dtype === 'f32' ? c.node('Cast', [c.arg(i)], { to: { i: DT.FLOAT } }) : c.arg(i)));
