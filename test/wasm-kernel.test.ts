@@ -17,7 +17,7 @@ import { evalKernel } from '../codegen/kernel/eval.js';
 import { Body, encodeModule } from '../codegen/wasm/encode.js';
 import { f32x4Exp } from '../codegen/wasm/steps.js';
 import { renderWasmKernel } from '../codegen/wasm/kernel.js';
-import { WASM_CAPABILITIES } from '../codegen/wasm/kernel-alu.js';
+import { WASM_CAPABILITIES, unaryOnStack } from '../codegen/wasm/kernel-alu.js';
 import { decompose } from '../codegen/kernel/decompose.js';
 import type { Arrays, GeneratedModule } from './helpers.js';
 import { interpGrads, modelFile, randomArgs, reference, relErr, rng, tmp, tracedModel } from './helpers.js';
@@ -174,7 +174,7 @@ describe('the kernel-form wasm renderer', () => {
     }
   });
 
-  it("the steps' exp (softmax, cross-entropy, epilogues: f32x4Exp) is the kernel's exp bit for bit: finite up to 88.7228, subnormal results, 0 below −104", () => {
+  it("the steps' exp (softmax, cross-entropy, epilogues: f32x4Exp) and tanh are the kernel's bit for bit: exp finite up to 88.7228, subnormal results, 0 below −104", () => {
     const xs = [88.5, 88.72283172607422, 88.72283935546875, 89.5, Infinity, -87.5, -95.25, -103.9, -104.5, -1e9, -Infinity, NaN, 0, -0, 1, -2.75, 10.3, -50.1, 1e-30, 0.3465].map(Math.fround);
     const n = xs.length; // a multiple of 4
     // f32x4Exp over x, four lanes at a time, into y
@@ -197,6 +197,17 @@ describe('the kernel-form wasm renderer', () => {
       if (!Number.isFinite(want) || want === 0) expect(got[i], `exp(${x})`).toBe(want);
       else expect(Math.abs(got[i]! - Math.exp(x)) / ulp(want), `exp(${x}) = ${got[i]}`).toBeLessThanOrEqual(1);
     });
+    // tanh (a matmul epilogue's step) likewise, in the eight locals the steps give it
+    const g = new Body();
+    const tmp8 = Array.from({ length: 8 }, () => g.local('v128'));
+    for (let o = 0; o < 4 * n; o += 16) {
+      g.i32(0).i32(0).v128Load(o);
+      unaryOnStack(g, 'tanh', tmp8);
+      g.v128Store(4 * n + o);
+    }
+    (new WebAssembly.Instance(new WebAssembly.Module(encodeModule(1, [{ name: 'tanh', body: g }])), { env: { memory } }).exports.tanh as () => void)();
+    const { got: tanhKernel } = check(kernel(`kernel k [${n}]`, '%0: f32 = load x[d0]', '%1: f32 = tanh %0', 'store y[d0] = %1'), { x: { n, values: xs }, y: { n } });
+    expect([...new Float32Array(memory.buffer, 4 * n, n)]).toEqual([...tanhKernel.y!]);
   });
 
   it('reduces rows in four lanes, combining them at the end, with the epilogue and a store during the reduction', () => {

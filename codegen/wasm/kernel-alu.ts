@@ -108,11 +108,11 @@ function binary(f: Body, op: NativeOp, dtype: EType, arity: number, arg: (k: num
 }
 
 /**
- * op (an f32 → f32 primitive: exp) of the vector on the stack, in its decomposition into this
+ * op (an f32 → f32 primitive: exp, tanh) of the vector on the stack, in its decomposition into this
  * renderer's primitives: one expression on the stack, each value used more than once in a local of
  * `tmp` (a local reused once its value is dead; the decomposition of exp needs five).
  */
-export function unaryOnStack(f: Body, op: 'exp', tmp: readonly Local[]): void {
+export function unaryOnStack(f: Body, op: 'exp' | 'tanh', tmp: readonly Local[]): void {
   const nodes = decomposedUnary(op);
   const uses = nodes.map(() => 0);
   nodes.forEach((n) => 'args' in n && n.args.forEach((a) => (uses[a] = uses[a]! + 1)));

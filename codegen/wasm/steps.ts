@@ -1,12 +1,12 @@
 // Elementwise steps in WebAssembly SIMD: what a matmul kernel's epilogue and an elementwise
 // kernel compute at each position, four columns (one f32x4) at a time. Operands are the matmul's
 // accumulators, earlier steps, constants, or arrays read through broadcast strides; a step's
-// result may be stored. tanh, exp and sigmoid have no SIMD instruction: exp is the kernel form's
-// decomposition of it (codegen/kernel/decompose.ts), tanh the Cephes single-precision
-// approximation (a polynomial on a reduced range; about 2 ulp).
+// result may be stored. tanh, exp and sigmoid have no SIMD instruction: exp and tanh are the
+// kernel form's decompositions of them (codegen/kernel/decompose.ts), written on the stack.
 
 import type { Body, F32x4Op, Local } from './encode.js';
 import { unaryOnStack } from './kernel-alu.js';
+import type { TilePointer } from './tile-epilogue.js';
 
 /** An operand of a step. */
 export type Operand =
@@ -45,19 +45,10 @@ export interface Step {
   readonly storeSi?: number;
 }
 
-/** A pointer local of a kernel: `addr + 4·(i·si + j·sj)` at the position being computed. */
-export interface Pointer {
-  readonly local: Local;
-  readonly addr: number;
-  readonly si: number;
-  readonly sj: number;
-}
-
-const SIGN = -0x80000000;
-
 /** Writes steps at one position; the kernel sets and advances the pointers. */
 export class StepWriter {
-  readonly pointers: Pointer[] = [];
+  /** The pointer locals (a tile epilogue's kind): `addr + 4·(i·si + j·sj)` at the position being computed. */
+  readonly pointers: TilePointer[] = [];
   private readonly results: Local[];
   private readonly tmp: Local[];
   private readonly storePtr = new Map<number, { local: Local; si: number }>();
@@ -208,28 +199,9 @@ export class StepWriter {
     f32x4Exp(this.f, this.tmp);
   }
 
-  /**
-   * tanh of the vector on the stack (Cephes tanhf): for |x| < 0.625 an odd polynomial, else
-   * 1 − 2 / (exp(2|x|) + 1) with the sign of x.
-   */
+  /** tanh of the vector on the stack: the kernel form's decomposition of it, as exp. */
   private tanh(): void {
-    const f = this.f;
-    const [x, small, large] = this.tmp.slice(5) as [Local, Local, Local];
-    f.set(x);
-    // small = x + x·z·poly(z), z = x²
-    f.f32x4Const(-5.70498872745e-3);
-    for (const c of [2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1]) f.get(x).get(x).f32x4('mul').f32x4('mul').f32x4Const(c).f32x4('add');
-    f.get(x).get(x).f32x4('mul').f32x4('mul').get(x).f32x4('mul').get(x).f32x4('add').set(small);
-    // large = 1 − 2 / (exp(2|x|) + 1), with the sign of x
-    f.f32x4Const(1).f32x4Const(2);
-    f.get(x).f32x4('abs').f32x4Const(2).f32x4('mul');
-    this.exp();
-    f.f32x4Const(1).f32x4('add').f32x4('div').f32x4('sub');
-    f.get(x).i32x4Const(SIGN).v128And().v128Or().set(large);
-    // |x| < 0.625 ? small : large
-    f.get(small).get(large);
-    f.get(x).f32x4('abs').f32x4Const(0.625).f32x4('lt');
-    f.v128Bitselect();
+    unaryOnStack(this.f, 'tanh', this.tmp);
   }
 }
 
