@@ -24,6 +24,13 @@
 // visited. A kernel's im2col scratch is its own and is written only at positions inside x: the
 // padded positions stay the zeros the memory starts with. Copies along a row are f32x4 when both
 // sides are contiguous (stride 1), scalar otherwise.
+//
+// Where output rows are whole 8-column panels (horizontal stride 1, Wo a multiple of 8 up to 64)
+// and Kg ≤ MATMUL_BLOCK, the forward and a stride-1 input gradient (a convolution of dy by the
+// flipped weights) run output row by output row (`convRows`): the row's col, Kg × Wo floats
+// written as the matmul's panels, stays in L1 for the 4×8 register tiles that store straight into
+// y (dx), so no image's col is written out and read back (the ResNet's 576 KB an image, beyond
+// L2). Same tiles and order of sums as the matmul kernel: the same bits.
 
 import type { Local } from './encode.js';
 import { Body } from './encode.js';
