@@ -658,8 +658,8 @@ function convRows(f: Body, k: Geometry, O: number, o: { a: number; aOff?: Local;
               const at = Math.floor((4 * v) / PANEL) * panelBytes + 4 * PANEL * (p * kW + q) + 4 * ((4 * v) % PANEL);
               if (lo === 4 * v && hi === 4 * v + 4) f.get(dc).get(sr).v128Load(4 * col(lo)).v128Store(at);
               else if (W >= 4) {
-                // 4 floats of x's row from s0, their lanes in place, zeros elsewhere
-                const s0 = col(lo) + 3 < W ? col(lo) : col(hi - 1) - 3;
+                // 4 floats of x's row from s0 (inside the row, and holding columns col(lo)..col(hi − 1)), their lanes in place, zeros elsewhere
+                const s0 = Math.min(col(lo), W - 4);
                 const lanes = [0, 1, 2, 3].map((l) => (4 * v + l >= lo && 4 * v + l < hi ? 4 + col(4 * v + l) - s0 : 0)) as [number, number, number, number];
                 f.get(dc).f32x4Const(0).get(sr).v128Load(4 * s0).i32x4Shuffle(lanes).v128Store(at);
               } else for (let s = lo; s < hi; s++) f.get(dc).get(sr).f32Load(4 * col(s)).f32Store(at + 4 * (s - 4 * v));
