@@ -65,6 +65,11 @@ const FORMS: Record<string, string> = {
   // the input gradient of a stride-1 convolution whose dx rows are whole panels (W = 16): a
   // convolution of dy by the flipped weights, dy's col in panels (more output than input channels)
   gemm_grad_in_panels: `const x = g.param('x', [2, 2, 5, 16]); const w = g.param('w', [6, 1, 2, 4]); const y = g.conv2d(x, w, { groups: 2, dilation: [2, 1], padding: 'same' });`,
+  // the forward and the input gradient row by output row (convRows): an x narrower than a vector
+  // (its inside lanes copied one by one), and a K of 270 > MATMUL_BLOCK (the forward's col in panels
+  // with its sums in blocks; its input gradient, K = 27, row by row)
+  gemm_rows_narrow_x: `const x = g.param('x', [1, 2, 3, 2]); const w = g.param('w', [2, 2, 3, 1]); const y = g.conv2d(x, w, { padding: [1, 3] });`,
+  gemm_rows_wide_k: `const x = g.param('x', [1, 30, 3, 8]); const w = g.param('w', [3, 30, 3, 3]); const y = g.conv2d(x, w, { padding: 1 });`,
   gemm_depthwise_multiplier: `const x = g.param('x', [2, 3, 5, 6]); const w = g.param('w', [6, 1, 3, 3]); const y = g.conv2d(x, w, { groups: 3, padding: 1, stride: 2 });`,
   // a conv group's epilogue operands: per channel (the bias), laid out as the output, as one
   // output plane ([Ho, Wo], broadcast over images and channels), and by rows alone ([Ho, 1])
