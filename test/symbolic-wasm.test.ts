@@ -174,6 +174,72 @@ export default model('opt_sym', (g) => {
     for (const k of ['W', 'b']) expect(relErr(qw[k] as Float32Array, qf[k] as Float32Array), `applyGradients: ${k}`).toBeLessThan(1e-6);
   }, 60_000);
 
+  it('no JS loop left: a matmul epilogue the matmul kernel does not fuse (a kernel of its own), a pad cut along axes of strides B·2 and 1, and the update of params whose gradients are not arrays of the arena (an input, a constant), at B = 3 and 37', async () => {
+    const file = modelFile(`import { model } from 'graphc';
+export default model('rest_sym', (g) => {
+  const x = g.input('x', ['B', 4]);
+  const W = g.param('W', [4, 5], { scale: 0.5 });
+  const b = g.param('b', [5]);
+  const v = g.param('v', [2]);
+  const s = g.input('s', [3, 'B', 2]);
+  const q = g.param('q', [3]);
+  const r = g.param('r', [3]);
+  const c = g.param('c', [4]);
+  const xs = g.input('xs', [3]);
+  const h = x.matmul(W).add(b).square().add(1).log(); // log: no step of the matmul kernel's epilogue
+  const pd = g.pad(s.mul(v).tanh(), [[1, 2], [0, 0], [0, 1]]); // boxes along axis 0 (stride B·2) and axis 2 (stride 1)
+  const loss = h.square().mean().add(pd.square().mean()).add(q.mul(xs).sum()).add(r.mul(xs).sum()).add(c.sum()); // dq = dr = xs, dc = 1
+  return { loss, h, pd };
+});
+`);
+    const c = await compile(file, { targets: ['ts', 'wasm'], optimizer: { name: 'adam', hyper: resolveHyper('adam', { lr: 0.05, weightDecay: 0.01, clipGradNorm: 0.5 }) } });
+    const dir = tmp();
+    for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+    type Train = WasmModule & {
+      initOptState(p: Arrays): Record<string, unknown> & { step: number };
+      trainStep(p: Arrays, s: object, i: Arrays): { loss: number };
+      applyGradients(p: Arrays, s: object, g: Arrays): void;
+    };
+    const load = async (name: string) => (await import(pathToFileURL(path.join(dir, name)).href)) as Train;
+    const code = c.files.find((f) => f.name === 'rest_sym.wasm.ts')!.content as string;
+    expect(jsLoopSteps(code)).toEqual([]);
+    expect(code).toMatch(/^ +kernels\.matmul_\w+\(\);\n +forms\.epilogue_\w+\(\);$/m); // the epilogue right after the matmul writes its product
+    expect(code).toContain('forms.kernel_pd();');
+    expect(code).not.toMatch(/^ +adamStep\(/m); // every param's update is the kernel's
+    for (const p of ['q', 'r', 'c']) expect(code).toMatch(new RegExp(`^ +optGrads\\.${p}\\.set\\(`, 'm'));
+    const [wasm, flat] = [await load('rest_sym.wasm.js'), await load('rest_sym.js')];
+    const names = ['W', 'b', 'v', 'q', 'r', 'c'];
+    const init = (): Arrays => Object.fromEntries(names.map((k) => [k, Float32Array.from({ length: { W: 20, b: 5, v: 2, q: 3, r: 3, c: 4 }[k]! }, (_, i) => Math.sin(i + k.charCodeAt(0)) * 0.5)]));
+    for (const B of [3, 37]) {
+      const at = `B = ${B}`;
+      const { params, inputs } = randomArgs(c.fwd, B, 0.5, { B });
+      const ref = reference(c.fwd, c.bwd, params, inputs);
+      const got = copyOf(wasm.valueAndGrad(params, inputs));
+      expect(relErr([got.loss], [ref.outputs.loss!.data[0]!]), `${at}: loss`).toBeLessThan(1e-5);
+      for (const [p, g] of Object.entries(ref.grads)) {
+        const err = relErr(got.grads[p]!, g);
+        expect(err, `${at}: d loss / d ${p}`).toBeLessThan(gradTolerance(g, () => reference(c.fwd, c.bwd, params, inputs, { float32: true }).grads[p]!, err));
+      }
+      const outs = wasm.forward(params, inputs);
+      for (const o of ['h', 'pd']) expect(relErr(outs[o] as Float32Array, ref.outputs[o]!.data), `${at}: ${o}`).toBeLessThan(1e-5);
+    }
+    // trainStep and applyGradients as the flat module's (its update a JS loop per param)
+    const [pw, pf] = [init(), init()];
+    const [sw, sf] = [wasm.initOptState(pw), flat.initOptState(pf)];
+    for (const [k, B] of [3, 37, 3].entries()) {
+      const { inputs } = randomArgs(c.fwd, 10 + k, 0.5, { B });
+      const [lw, lf] = [wasm.trainStep(pw, sw, inputs).loss, flat.trainStep(pf, sf, inputs).loss];
+      expect(relErr([lw], [lf]), `step ${k + 1}, B = ${B}: loss vs the flat module`).toBeLessThan(1e-5);
+    }
+    const grads: Arrays = Object.fromEntries(names.map((k) => [k, (pw[k] as Float32Array).map((x, i) => 0.1 * x + 0.01 * i)]));
+    wasm.applyGradients(pw, sw, grads);
+    flat.applyGradients(pf, sf, grads);
+    for (const k of names) {
+      expect(relErr(pw[k] as Float32Array, pf[k] as Float32Array), `${k}`).toBeLessThan(1e-5);
+      for (const slot of ['exp_avg', 'exp_avg_sq']) expect(relErr((sw[slot] as Arrays)[k] as Float32Array, (sf[slot] as Arrays)[k] as Float32Array), `${slot}.${k}`).toBeLessThan(1e-5);
+    }
+  }, 60_000);
+
   it('every elementwise, reduction and layout group is one kernel encoded at build time, its sizes read at run time: transposes, a mid axis, one-hot, [B,B], two symbols, concatenations and a pad (along an axis of a symbolic stride too), a constant, a pick; and the index routines over lines (argmax, argmin, cumsum, and softmax and log_softmax rows of a symbolic length too), argmax_mask (over a symbolic axis too) and max_pool_pick', async () => {
     const { c, mod } = await buildWasm(
       modelFile(`import { model } from 'graphc';
