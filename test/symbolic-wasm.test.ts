@@ -186,10 +186,12 @@ export default model('rest_sym', (g) => {
   const r = g.param('r', [3]);
   const c = g.param('c', [4]);
   const xs = g.input('xs', [3]);
-  const h = x.matmul(W).add(b).square().add(1).log(); // log: no step of the matmul kernel's epilogue
+  const h = x.matmul(W).add(b).square().add(1).log(); // log: no step of the matmul kernel's epilogue (its product in the product area)
+  const k = x.tanh().matmul(W); // an output: the epilogue reads the product's array
+  const hk = k.abs().add(1).log();
   const pd = g.pad(s.mul(v).tanh(), [[1, 2], [0, 0], [0, 1]]); // boxes along axis 0 (stride B·2) and axis 2 (stride 1)
-  const loss = h.square().mean().add(pd.square().mean()).add(q.mul(xs).sum()).add(r.mul(xs).sum()).add(c.sum()); // dq = dr = xs, dc = 1
-  return { loss, h, pd };
+  const loss = h.square().mean().add(hk.mean()).add(pd.square().mean()).add(q.mul(xs).sum()).add(r.mul(xs).sum()).add(c.sum()); // dq = dr = xs, dc = 1
+  return { loss, h, k, pd };
 });
 `);
     const c = await compile(file, { targets: ['ts', 'wasm'], optimizer: { name: 'adam', hyper: resolveHyper('adam', { lr: 0.05, weightDecay: 0.01, clipGradNorm: 0.5 }) } });
@@ -203,7 +205,7 @@ export default model('rest_sym', (g) => {
     const load = async (name: string) => (await import(pathToFileURL(path.join(dir, name)).href)) as Train;
     const code = c.files.find((f) => f.name === 'rest_sym.wasm.ts')!.content as string;
     expect(jsLoopSteps(code)).toEqual([]);
-    expect(code).toMatch(/^ +kernels\.matmul_\w+\(\);\n +forms\.epilogue_\w+\(\);$/m); // the epilogue right after the matmul writes its product
+    expect(code.match(/^ +kernels\.matmul_\w+\(\);\n +forms\.epilogue_\w+\(\);$/gm)).toHaveLength(2); // each epilogue right after the matmul writes its product
     expect(code).toContain('forms.kernel_pd();');
     expect(code).not.toMatch(/^ +adamStep\(/m); // every param's update is the kernel's
     for (const p of ['q', 'r', 'c']) expect(code).toMatch(new RegExp(`^ +optGrads\\.${p}\\.set\\(`, 'm'));
@@ -221,7 +223,7 @@ export default model('rest_sym', (g) => {
         expect(err, `${at}: d loss / d ${p}`).toBeLessThan(gradTolerance(g, () => reference(c.fwd, c.bwd, params, inputs, { float32: true }).grads[p]!, err));
       }
       const outs = wasm.forward(params, inputs);
-      for (const o of ['h', 'pd']) expect(relErr(outs[o] as Float32Array, ref.outputs[o]!.data), `${at}: ${o}`).toBeLessThan(1e-5);
+      for (const o of ['h', 'k', 'pd']) expect(relErr(outs[o] as Float32Array, ref.outputs[o]!.data), `${at}: ${o}`).toBeLessThan(1e-5);
     }
     // trainStep and applyGradients as the flat module's (its update a JS loop per param)
     const [pw, pf] = [init(), init()];
