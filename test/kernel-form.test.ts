@@ -24,6 +24,7 @@ import { parseLaunch, parseProgram } from '../codegen/kernel/parse.js';
 import { verifyLaunch, verifyProgram } from '../codegen/kernel/verify.js';
 import { Dag, LOWERING } from '../codegen/kernel/rules.js';
 import type { Kernel } from '../codegen/kernel/form.js';
+import { offsetTerms } from '../codegen/kernel/form.js';
 import { OPS } from '../ir/ops.js';
 import { CompileError } from '../ir/errors.js';
 import type { Inst } from '../ir/types.js';
@@ -369,10 +370,10 @@ function renderFunction(k: Kernel): string {
   const sizes: Size[] = [];
   for (const d of k.domain) if (typeof d === 'string') syms.add(d);
   for (const n of k.nodes) {
-    if (n.op === 'load') sizes.push(...n.access.strides, n.access.offset, ...(n.access.guards ?? []).map((g) => g.hi));
+    if (n.op === 'load') sizes.push(...n.access.strides, ...offsetTerms(n.access.offset), ...(n.access.guards ?? []).map((g) => g.hi));
     if (n.op === 'dim') syms.add(n.name);
   }
-  for (const s of k.stores) sizes.push(...s.access.strides, s.access.offset);
+  for (const s of k.stores) sizes.push(...s.access.strides, ...offsetTerms(s.access.offset));
   for (const s of sizes) for (const x of s.syms) syms.add(x);
   const kept = k.domain.filter((_d, i) => !k.axes.includes(i));
   const reduces = k.nodes.filter((n) => n.op === 'reduce').length;

@@ -242,7 +242,7 @@ export default model('rest_sym', (g) => {
     }
   }, 60_000);
 
-  it('every elementwise, reduction and layout group is one kernel encoded at build time, its sizes read at run time: transposes, a mid axis, one-hot, [B,B], two symbols, concatenations and a pad (along an axis of a symbolic stride too), a constant, a pick; and the index routines over lines (argmax, argmin, cumsum, and softmax and log_softmax rows of a symbolic length too), argmax_mask (over a symbolic axis too) and max_pool_pick', async () => {
+  it('every elementwise, reduction and layout group is one kernel encoded at build time, its sizes read at run time: transposes, a mid axis, one-hot, [B,B], two symbols, concatenations and a pad (along an axis of a symbolic stride too; along axes of strides of different symbols, B·2 and 1, B·T·6, T·3 and 1), a constant, a pick; and the index routines over lines (argmax, argmin, cumsum, and softmax and log_softmax rows of a symbolic length too), argmax_mask (over a symbolic axis too) and max_pool_pick', async () => {
     const { c, mod } = await buildWasm(
       modelFile(`import { model } from 'graphc';
 export default model('forms_sym', (g) => {
@@ -256,6 +256,7 @@ export default model('forms_sym', (g) => {
   const u = g.param('u', [5]);
   const p4 = g.input('p4', ['B', 2, 4, 4]);
   const u4 = g.param('u4', [4]);
+  const z5 = g.input('z5', [2, 'B', 2, 'T', 3]);
   const h = x.mul(w).tanh(); // [3,B,2]
   const a = h.transpose([1, 0, 2]).mul(v).sum(); // [B,3,2]: strides B·2, 2, 1
   const b = h.transpose([2, 1, 0]).square().mean(1); // [2,3]: a reduction over the middle, symbolic stride
@@ -287,8 +288,11 @@ export default model('forms_sym', (g) => {
   // a concatenation and a pad along axis 0 of [3,B,2], whose stride is B·2: boxes at run-time addresses
   const cp = g.concat([h, x.square()], 0).mul(g.const([1, 2, 3, 4, 5, 6]).reshape([6, 1, 1]));
   const pd = g.pad(h, [[1, 2], [0, 0], [0, 0]]);
+  // pads whose start is a sum of sizes of different symbols: 2·B + 1, and 6·B·T + 3·T + 1 (their gradients: slices from there)
+  const pd2 = g.pad(h.mul(v.sum(0)), [[1, 0], [0, 0], [1, 0]]);
+  const pd3 = g.pad(z5.mul(u4.sum()).sin(), [[1, 0], [0, 0], [1, 0], [0, 0], [1, 1]]);
   const loss = a.add(b.sum()).add(d.mean()).add(oh.square().mean()).add(e.mean()).add(k.sum()).add(pk.mean()).add(cs).add(sm).add(mx).add(mp).add(st);
-  return { loss: loss.add(csT).add(mxB).add(lsT.mean()).add(cp.sum()).add(pd.square().mean()).add(smT.square().sum()), b, d, e, k, am, an, amB, anT, cp, pd, lsT, smT };
+  return { loss: loss.add(csT).add(mxB).add(lsT.mean()).add(cp.sum()).add(pd.square().mean()).add(smT.square().sum()).add(pd2.square().mean()).add(pd3.square().mean()), b, d, e, k, am, an, amB, anT, cp, pd, pd2, pd3, lsT, smT };
 });
 `),
     );
@@ -317,7 +321,7 @@ export default model('forms_sym', (g) => {
         expect(err, `${at}: d loss / d ${p}`).toBeLessThan(gradTolerance(g, () => reference(c.fwd, c.bwd, params, inputs, { float32: true }).grads[p]!, err));
       }
       const outs = mod.forward(params, inputs);
-      for (const o of ['b', 'd', 'e', 'k', 'cp', 'pd', 'lsT', 'smT']) expect(relErr(outs[o] as Float32Array, ref.outputs[o]!.data), `${at}: ${o}`).toBeLessThan(1e-5);
+      for (const o of ['b', 'd', 'e', 'k', 'cp', 'pd', 'pd2', 'pd3', 'lsT', 'smT']) expect(relErr(outs[o] as Float32Array, ref.outputs[o]!.data), `${at}: ${o}`).toBeLessThan(1e-5);
       for (const o of ['am', 'an', 'amB', 'anT']) expect(Array.from(outs[o] as unknown as Int32Array), `${at}: ${o}`).toEqual(Array.from(ref.outputs[o]!.data));
       const key = `${B},${T}`;
       if (first.has(key)) expect(got, `${at} again`).toEqual(first.get(key));

@@ -9,9 +9,10 @@
 import type { Dim, Size } from '../../ir/dims.js';
 import { isStatic, mulSize, size, sizeText } from '../../ir/dims.js';
 import { CompileError } from '../../ir/errors.js';
+import type { Poly } from '../../ir/layout.js';
 import { polyAdd } from '../../ir/layout.js';
 import type { EType, Kernel, Node } from '../kernel/form.js';
-import { argsOf } from '../kernel/form.js';
+import { argsOf, offsetTerms } from '../kernel/form.js';
 
 /**
  * A run-time value (the symbolic module): an i32 the host computes for each set of sizes and
@@ -88,13 +89,15 @@ export function flatten(k: Kernel, addr: (arg: string) => number | undefined, op
     throw unsupported(k, `a symbolic size (${typeof s === 'string' ? s : s.syms.join('*')})`);
   };
   const dims = k.domain.map(num);
-  const accesses: { base: Val; strides: Val[]; guards: { axis: number; lo: number; hi: Val }[]; arg: string; offset: Size }[] = [];
+  const accesses: { base: Val; strides: Val[]; guards: { axis: number; lo: number; hi: Val }[]; arg: string; offset: Poly }[] = [];
   const access = (a: Extract<Node, { op: 'load' }>['access']) => {
-    const off = num(a.offset);
-    const at = rt ? rt.address(a.arg, size(a.offset)) : addr(a.arg);
+    const terms = offsetTerms(a.offset);
+    const off = rt ? 0 : terms.reduce((s, t) => s + (num(t) as number), 0);
+    // (an offset of terms of different symbols, `2*B + 1`: a sum of sizes from the parameter block)
+    const at = !rt ? addr(a.arg) : terms.length <= 1 ? rt.address(a.arg, terms[0] ?? size(0)) : rt.addressSum?.(a.arg, terms);
     if (at === undefined) throw unsupported(k, `array ${a.arg} is not in the memory`);
-    const base = rt ? at : (at as number) + 4 * (off as number);
-    accesses.push({ base, strides: a.strides.map(num), guards: (a.guards ?? []).map((g) => ({ axis: g.axis, lo: g.lo, hi: num(g.hi) })), arg: a.arg, offset: size(a.offset) });
+    const base = rt ? at : (at as number) + 4 * off;
+    accesses.push({ base, strides: a.strides.map(num), guards: (a.guards ?? []).map((g) => ({ axis: g.axis, lo: g.lo, hi: num(g.hi) })), arg: a.arg, offset: terms });
     return accesses.length - 1;
   };
   const nodes: FlatNode[] = [];
