@@ -321,6 +321,15 @@ describe('the verifier', () => {
     const text = kernel('kernel k0 [B, 8]', '%0: f32 = load x[d0 + 8*B*d1 - 2*B] if 2 <= d0 < 10, 0 <= d1 < B', '%1: f32 = dim B', '%2: f32 = mul %0, %1', 'store y[8*d0 + d1] = %2  # x * B');
     expect(printLaunch(parseLaunch(text))).toBe(text + '\n');
   });
+
+  it('parses back an offset that is a sum of sizes of different symbols (a pad of [3, B, 2] along axes 0 and 2, its gradient)', () => {
+    const pad = kernel('kernel k0 [4, B, 3]', '%0: f32 = load x[2*B*d0 + 2*d1 + d2 - 1 - 2*B] if 1 <= d0 < 4, 1 <= d2 < 3', 'store y[3*B*d0 + 3*d1 + d2] = %0  # x');
+    const k = parseLaunch(pad) as Kernel;
+    expect(k.nodes[0]).toMatchObject({ access: { offset: [size(-1), { coef: -2, syms: ['B'] }] } });
+    expect(printLaunch(k)).toBe(pad + '\n');
+    const slice = kernel('kernel k1 [3, B, 2]', '%0: f32 = load y[3*B*d0 + 3*d1 + d2 + 1 + 3*B + 6*B*T]', 'store x[2*B*d0 + 2*d1 + d2] = %0  # y');
+    expect(printLaunch(parseLaunch(slice))).toBe(slice + '\n');
+  });
 });
 
 // the ops that no example computes: average pooling and its gradient, max pooling's second

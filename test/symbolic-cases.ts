@@ -652,6 +652,20 @@ export const CASES: Case[] = [
   },
   // --- two symbolic dims
   {
+    name: 'two_BT_basic',
+    T: [1, 3, 7],
+    body: `
+  const x = g.input('x', [BB, TT]);
+  const y = g.input('y', [TT]);
+  const w = g.param('w', []);
+  const h = x.mul(y).mul(w).tanh(); // [B,T]
+  const a = h.sum(1); // [B]
+  const b = h.mean(0); // [T]
+  const c = h.max(1, true);
+  const loss = a.square().mean().add(b.sum()).add(c.mean());
+  return { loss, h, a, b };`,
+  },
+  {
     // pads whose start is a sum of sizes of different symbols (2·B + 1; 6·B·T + 3·T + 1), their gradients slices from there
     name: 'two_BT_pad_strides',
     T: [3],
@@ -665,20 +679,6 @@ export const CASES: Case[] = [
   const q = g.pad(z.mul(u).sin(), [[1, 0], [0, 0], [1, 0], [0, 0], [1, 1]]);
   const loss = p.square().mean().add(q.square().mean());
   return { loss, p, q };`,
-  },
-  {
-    name: 'two_BT_basic',
-    T: [1, 3, 7],
-    body: `
-  const x = g.input('x', [BB, TT]);
-  const y = g.input('y', [TT]);
-  const w = g.param('w', []);
-  const h = x.mul(y).mul(w).tanh(); // [B,T]
-  const a = h.sum(1); // [B]
-  const b = h.mean(0); // [T]
-  const c = h.max(1, true);
-  const loss = a.square().mean().add(b.sum()).add(c.mean());
-  return { loss, h, a, b };`,
   },
   {
     name: 'two_BT_softmax',
