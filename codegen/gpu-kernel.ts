@@ -22,7 +22,7 @@ import { CompileError } from '../ir/errors.js';
 import * as E from './expr.js';
 import type { Expr } from './expr.js';
 import type { Access, AluOp, BinaryOp, Kernel, UnaryOp } from './kernel/form.js';
-import { argsOf } from './kernel/form.js';
+import { argsOf, offsetTerms } from './kernel/form.js';
 import type { Capabilities } from './kernel/decompose.js';
 import { capabilities, decomposeMapped } from './kernel/decompose.js';
 import { storedAfterReduction } from './kernel/eval.js';
@@ -93,7 +93,7 @@ export interface GpuNames {
 }
 
 /** The flat index of an access at a point: offset + Σ stride·coordinate. */
-export function indexOf(a: { strides: readonly Size[]; offset: Size }, coords: readonly string[]): string {
+export function indexOf(a: { strides: readonly Size[]; offset: Size | readonly Size[] }, coords: readonly string[]): string {
   const terms: { neg: boolean; code: string }[] = [];
   a.strides.forEach((s, d) => {
     const c = coords[d]!;
@@ -101,7 +101,7 @@ export function indexOf(a: { strides: readonly Size[]; offset: Size }, coords: r
     const mag = kdim({ coef: Math.abs(s.coef), syms: s.syms });
     terms.push({ neg: s.coef < 0, code: mag === '1' ? c : `${wrapSum(c)} * ${mag}` });
   });
-  if (a.offset.coef !== 0) terms.push({ neg: a.offset.coef < 0, code: kdim({ coef: Math.abs(a.offset.coef), syms: a.offset.syms }) });
+  for (const o of offsetTerms(a.offset)) terms.push({ neg: o.coef < 0, code: kdim({ coef: Math.abs(o.coef), syms: o.syms }) });
   if (terms.length === 0) return '0';
   return terms.map((t, k) => (k === 0 ? (t.neg ? `-${t.code}` : t.code) : `${t.neg ? '-' : '+'} ${t.code}`)).join(' ');
 }

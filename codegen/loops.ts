@@ -16,8 +16,8 @@ type Extent = Dim | Size;
 export interface Access {
   /** Stride of each axis of the nest (0 where the operand is broadcast). */
   readonly strides: readonly Extent[];
-  /** Constant offset added to the index. */
-  readonly base?: Extent;
+  /** Constant offset added to the index (a sum of sizes of different symbols: `T * 2 + 1`). */
+  readonly base?: Extent | readonly Size[];
 }
 
 export interface Collapsed {
@@ -49,9 +49,9 @@ export function factor(code: string): string {
 }
 
 /** The index expression of an access, given loop variable names. */
-export function indexExpr(vars: readonly string[], strides: readonly Extent[], base: Extent = 0): string {
+export function indexExpr(vars: readonly string[], strides: readonly Extent[], base: Extent | readonly Size[] = 0): string {
   const terms: string[] = [];
-  if (!sizeEq(base, 0)) terms.push(sizeText(base));
+  for (const b of Array.isArray(base) ? base : [base as Extent]) if (!sizeEq(b, 0)) terms.push(sizeText(b));
   strides.forEach((s, d) => {
     if (sizeEq(s, 0)) return;
     terms.push(sizeEq(s, 1) ? vars[d]! : `${vars[d]} * ${sizeText(s)}`);

@@ -24,6 +24,7 @@ import { parseLaunch, parseProgram } from '../codegen/kernel/parse.js';
 import { verifyLaunch, verifyProgram } from '../codegen/kernel/verify.js';
 import { Dag, LOWERING } from '../codegen/kernel/rules.js';
 import type { Kernel } from '../codegen/kernel/form.js';
+import { offsetTerms } from '../codegen/kernel/form.js';
 import { OPS } from '../ir/ops.js';
 import { CompileError } from '../ir/errors.js';
 import type { Inst } from '../ir/types.js';
@@ -320,6 +321,15 @@ describe('the verifier', () => {
     const text = kernel('kernel k0 [B, 8]', '%0: f32 = load x[d0 + 8*B*d1 - 2*B] if 2 <= d0 < 10, 0 <= d1 < B', '%1: f32 = dim B', '%2: f32 = mul %0, %1', 'store y[8*d0 + d1] = %2  # x * B');
     expect(printLaunch(parseLaunch(text))).toBe(text + '\n');
   });
+
+  it('parses back an offset that is a sum of sizes of different symbols (a pad of [3, B, 2] along axes 0 and 2, its gradient)', () => {
+    const pad = kernel('kernel k0 [4, B, 3]', '%0: f32 = load x[2*B*d0 + 2*d1 + d2 - 1 - 2*B] if 1 <= d0 < 4, 1 <= d2 < 3', 'store y[3*B*d0 + 3*d1 + d2] = %0  # x');
+    const k = parseLaunch(pad) as Kernel;
+    expect(k.nodes[0]).toMatchObject({ access: { offset: [size(-1), { coef: -2, syms: ['B'] }] } });
+    expect(printLaunch(k)).toBe(pad + '\n');
+    const slice = kernel('kernel k1 [3, B, 2]', '%0: f32 = load y[3*B*d0 + 3*d1 + d2 + 1 + 3*B + 6*B*T]', 'store x[2*B*d0 + 2*d1 + d2] = %0  # y');
+    expect(printLaunch(parseLaunch(slice))).toBe(slice + '\n');
+  });
 });
 
 // the ops that no example computes: average pooling and its gradient, max pooling's second
@@ -369,10 +379,10 @@ function renderFunction(k: Kernel): string {
   const sizes: Size[] = [];
   for (const d of k.domain) if (typeof d === 'string') syms.add(d);
   for (const n of k.nodes) {
-    if (n.op === 'load') sizes.push(...n.access.strides, n.access.offset, ...(n.access.guards ?? []).map((g) => g.hi));
+    if (n.op === 'load') sizes.push(...n.access.strides, ...offsetTerms(n.access.offset), ...(n.access.guards ?? []).map((g) => g.hi));
     if (n.op === 'dim') syms.add(n.name);
   }
-  for (const s of k.stores) sizes.push(...s.access.strides, s.access.offset);
+  for (const s of k.stores) sizes.push(...s.access.strides, ...offsetTerms(s.access.offset));
   for (const s of sizes) for (const x of s.syms) syms.add(x);
   const kept = k.domain.filter((_d, i) => !k.axes.includes(i));
   const reduces = k.nodes.filter((n) => n.op === 'reduce').length;

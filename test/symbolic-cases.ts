@@ -666,6 +666,21 @@ export const CASES: Case[] = [
   return { loss, h, a, b };`,
   },
   {
+    // pads whose start is a sum of sizes of different symbols (2·B + 1; 6·B·T + 3·T + 1), their gradients slices from there
+    name: 'two_BT_pad_strides',
+    T: [3],
+    Bs: [2, 5],
+    body: `
+  const x = g.input('x', [3, BB, 2]);
+  const z = g.input('z', [2, BB, 2, TT, 3]);
+  const w = g.param('w', [2]);
+  const u = g.param('u', [3]);
+  const p = g.pad(x.mul(w).tanh(), [[1, 0], [0, 0], [1, 0]]);
+  const q = g.pad(z.mul(u).sin(), [[1, 0], [0, 0], [1, 0], [0, 0], [1, 1]]);
+  const loss = p.square().mean().add(q.square().mean());
+  return { loss, p, q };`,
+  },
+  {
     name: 'two_BT_softmax',
     T: [1, 3, 7],
     body: `

@@ -174,7 +174,75 @@ export default model('opt_sym', (g) => {
     for (const k of ['W', 'b']) expect(relErr(qw[k] as Float32Array, qf[k] as Float32Array), `applyGradients: ${k}`).toBeLessThan(1e-6);
   }, 60_000);
 
-  it('every elementwise, reduction and layout group is one kernel encoded at build time, its sizes read at run time: transposes, a mid axis, one-hot, [B,B], two symbols, concatenations and a pad (along an axis of a symbolic stride too), a constant, a pick; and the index routines over lines (argmax, argmin, cumsum, and softmax and log_softmax rows of a symbolic length too), argmax_mask (over a symbolic axis too) and max_pool_pick', async () => {
+  it('no JS loop left: a matmul epilogue the matmul kernel does not fuse (a kernel of its own), a pad cut along axes of strides B·2 and 1, and the update of params whose gradients are not arrays of the arena (an input, a constant), at B = 3 and 37', async () => {
+    const file = modelFile(`import { model } from 'graphc';
+export default model('rest_sym', (g) => {
+  const x = g.input('x', ['B', 4]);
+  const W = g.param('W', [4, 5], { scale: 0.5 });
+  const b = g.param('b', [5]);
+  const v = g.param('v', [2]);
+  const s = g.input('s', [3, 'B', 2]);
+  const q = g.param('q', [3]);
+  const r = g.param('r', [3]);
+  const c = g.param('c', [4]);
+  const xs = g.input('xs', [3]);
+  const h = x.matmul(W).add(b).square().add(1).log(); // log: no step of the matmul kernel's epilogue (its product in the product area)
+  const k = x.tanh().matmul(W); // an output: the epilogue reads the product's array
+  const hk = k.abs().add(1).log();
+  const pd = g.pad(s.mul(v).tanh(), [[1, 2], [0, 0], [0, 1]]); // boxes along axis 0 (stride B·2) and axis 2 (stride 1)
+  const loss = h.square().mean().add(hk.mean()).add(pd.square().mean()).add(q.mul(xs).sum()).add(r.mul(xs).sum()).add(c.sum()); // dq = dr = xs, dc = 1
+  return { loss, h, k, pd };
+});
+`);
+    const c = await compile(file, { targets: ['ts', 'wasm'], optimizer: { name: 'adam', hyper: resolveHyper('adam', { lr: 0.05, weightDecay: 0.01, clipGradNorm: 0.5 }) } });
+    const dir = tmp();
+    for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+    type Train = WasmModule & {
+      initOptState(p: Arrays): Record<string, unknown> & { step: number };
+      trainStep(p: Arrays, s: object, i: Arrays): { loss: number };
+      applyGradients(p: Arrays, s: object, g: Arrays): void;
+    };
+    const load = async (name: string) => (await import(pathToFileURL(path.join(dir, name)).href)) as Train;
+    const code = c.files.find((f) => f.name === 'rest_sym.wasm.ts')!.content as string;
+    expect(jsLoopSteps(code)).toEqual([]);
+    expect(code.match(/^ +kernels\.matmul_\w+\(\);\n +forms\.epilogue_\w+\(\);$/gm)).toHaveLength(2); // each epilogue right after the matmul writes its product
+    expect(code).toContain('forms.kernel_pd();');
+    expect(code).not.toMatch(/^ +adamStep\(/m); // every param's update is the kernel's
+    for (const p of ['q', 'r', 'c']) expect(code).toMatch(new RegExp(`^ +optGrads\\.${p}\\.set\\(`, 'm'));
+    const [wasm, flat] = [await load('rest_sym.wasm.js'), await load('rest_sym.js')];
+    const names = ['W', 'b', 'v', 'q', 'r', 'c'];
+    const init = (): Arrays => Object.fromEntries(names.map((k) => [k, Float32Array.from({ length: { W: 20, b: 5, v: 2, q: 3, r: 3, c: 4 }[k]! }, (_, i) => Math.sin(i + k.charCodeAt(0)) * 0.5)]));
+    for (const B of [3, 37]) {
+      const at = `B = ${B}`;
+      const { params, inputs } = randomArgs(c.fwd, B, 0.5, { B });
+      const ref = reference(c.fwd, c.bwd, params, inputs);
+      const got = copyOf(wasm.valueAndGrad(params, inputs));
+      expect(relErr([got.loss], [ref.outputs.loss!.data[0]!]), `${at}: loss`).toBeLessThan(1e-5);
+      for (const [p, g] of Object.entries(ref.grads)) {
+        const err = relErr(got.grads[p]!, g);
+        expect(err, `${at}: d loss / d ${p}`).toBeLessThan(gradTolerance(g, () => reference(c.fwd, c.bwd, params, inputs, { float32: true }).grads[p]!, err));
+      }
+      const outs = wasm.forward(params, inputs);
+      for (const o of ['h', 'k', 'pd']) expect(relErr(outs[o] as Float32Array, ref.outputs[o]!.data), `${at}: ${o}`).toBeLessThan(1e-5);
+    }
+    // trainStep and applyGradients as the flat module's (its update a JS loop per param)
+    const [pw, pf] = [init(), init()];
+    const [sw, sf] = [wasm.initOptState(pw), flat.initOptState(pf)];
+    for (const [k, B] of [3, 37, 3].entries()) {
+      const { inputs } = randomArgs(c.fwd, 10 + k, 0.5, { B });
+      const [lw, lf] = [wasm.trainStep(pw, sw, inputs).loss, flat.trainStep(pf, sf, inputs).loss];
+      expect(relErr([lw], [lf]), `step ${k + 1}, B = ${B}: loss vs the flat module`).toBeLessThan(1e-5);
+    }
+    const grads: Arrays = Object.fromEntries(names.map((k) => [k, (pw[k] as Float32Array).map((x, i) => 0.1 * x + 0.01 * i)]));
+    wasm.applyGradients(pw, sw, grads);
+    flat.applyGradients(pf, sf, grads);
+    for (const k of names) {
+      expect(relErr(pw[k] as Float32Array, pf[k] as Float32Array), `${k}`).toBeLessThan(1e-5);
+      for (const slot of ['exp_avg', 'exp_avg_sq']) expect(relErr((sw[slot] as Arrays)[k] as Float32Array, (sf[slot] as Arrays)[k] as Float32Array), `${slot}.${k}`).toBeLessThan(1e-5);
+    }
+  }, 60_000);
+
+  it('every elementwise, reduction and layout group is one kernel encoded at build time, its sizes read at run time: transposes, a mid axis, one-hot, [B,B], two symbols, concatenations and a pad (along an axis of a symbolic stride too; along axes of strides of different symbols, B·2 and 1, B·T·6, T·3 and 1), a constant, a pick; and the index routines over lines (argmax, argmin, cumsum, and softmax and log_softmax rows of a symbolic length too), argmax_mask (over a symbolic axis too) and max_pool_pick', async () => {
     const { c, mod } = await buildWasm(
       modelFile(`import { model } from 'graphc';
 export default model('forms_sym', (g) => {
@@ -188,6 +256,7 @@ export default model('forms_sym', (g) => {
   const u = g.param('u', [5]);
   const p4 = g.input('p4', ['B', 2, 4, 4]);
   const u4 = g.param('u4', [4]);
+  const z5 = g.input('z5', [2, 'B', 2, 'T', 3]);
   const h = x.mul(w).tanh(); // [3,B,2]
   const a = h.transpose([1, 0, 2]).mul(v).sum(); // [B,3,2]: strides B·2, 2, 1
   const b = h.transpose([2, 1, 0]).square().mean(1); // [2,3]: a reduction over the middle, symbolic stride
@@ -219,8 +288,11 @@ export default model('forms_sym', (g) => {
   // a concatenation and a pad along axis 0 of [3,B,2], whose stride is B·2: boxes at run-time addresses
   const cp = g.concat([h, x.square()], 0).mul(g.const([1, 2, 3, 4, 5, 6]).reshape([6, 1, 1]));
   const pd = g.pad(h, [[1, 2], [0, 0], [0, 0]]);
+  // pads whose start is a sum of sizes of different symbols: 2·B + 1, and 6·B·T + 3·T + 1 (their gradients: slices from there)
+  const pd2 = g.pad(h.mul(v.sum(0)), [[1, 0], [0, 0], [1, 0]]);
+  const pd3 = g.pad(z5.mul(u4.sum()).sin(), [[1, 0], [0, 0], [1, 0], [0, 0], [1, 1]]);
   const loss = a.add(b.sum()).add(d.mean()).add(oh.square().mean()).add(e.mean()).add(k.sum()).add(pk.mean()).add(cs).add(sm).add(mx).add(mp).add(st);
-  return { loss: loss.add(csT).add(mxB).add(lsT.mean()).add(cp.sum()).add(pd.square().mean()).add(smT.square().sum()), b, d, e, k, am, an, amB, anT, cp, pd, lsT, smT };
+  return { loss: loss.add(csT).add(mxB).add(lsT.mean()).add(cp.sum()).add(pd.square().mean()).add(smT.square().sum()).add(pd2.square().mean()).add(pd3.square().mean()), b, d, e, k, am, an, amB, anT, cp, pd, pd2, pd3, lsT, smT };
 });
 `),
     );
@@ -249,7 +321,7 @@ export default model('forms_sym', (g) => {
         expect(err, `${at}: d loss / d ${p}`).toBeLessThan(gradTolerance(g, () => reference(c.fwd, c.bwd, params, inputs, { float32: true }).grads[p]!, err));
       }
       const outs = mod.forward(params, inputs);
-      for (const o of ['b', 'd', 'e', 'k', 'cp', 'pd', 'lsT', 'smT']) expect(relErr(outs[o] as Float32Array, ref.outputs[o]!.data), `${at}: ${o}`).toBeLessThan(1e-5);
+      for (const o of ['b', 'd', 'e', 'k', 'cp', 'pd', 'pd2', 'pd3', 'lsT', 'smT']) expect(relErr(outs[o] as Float32Array, ref.outputs[o]!.data), `${at}: ${o}`).toBeLessThan(1e-5);
       for (const o of ['am', 'an', 'amB', 'anT']) expect(Array.from(outs[o] as unknown as Int32Array), `${at}: ${o}`).toEqual(Array.from(ref.outputs[o]!.data));
       const key = `${B},${T}`;
       if (first.has(key)) expect(got, `${at} again`).toEqual(first.get(key));

@@ -10,7 +10,7 @@ import type { NDArray } from '../../ir/ndarray.js';
 import { OPS } from '../../ir/ops.js';
 import type { ConcreteType } from '../../ir/types.js';
 import type { Access, Entry, HostProgram, Kernel, Launch, Routine, Step, StepSlice, View } from './form.js';
-import { ALU, REDUCE_INIT, REDUCE_STEP, argsOf, epilogueNodes, isAlu } from './form.js';
+import { ALU, REDUCE_INIT, REDUCE_STEP, argsOf, epilogueNodes, isAlu, offsetTerms } from './form.js';
 
 export type Dims = Readonly<Record<string, number>>;
 /** The array of each name. */
@@ -38,7 +38,7 @@ function boundAccess(a: Access, mem: Memory, dims: Dims): Bound {
   return {
     arr: mem(a.arg),
     strides: a.strides.map((s) => bind(s, dims)),
-    offset: bind(a.offset, dims),
+    offset: offsetTerms(a.offset).reduce((s, t) => s + bind(t, dims), 0),
     guards: (a.guards ?? []).map((g) => ({ axis: g.axis, lo: g.lo, hi: bind(g.hi, dims) })),
   };
 }

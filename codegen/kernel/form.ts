@@ -19,6 +19,8 @@
 // typing, float64 evaluation), shared by the verifier and the reference evaluator.
 
 import type { Dim, Size } from '../../ir/dims.js';
+import type { Poly } from '../../ir/layout.js';
+import { polyAdd } from '../../ir/layout.js';
 import type { AttrsOf } from '../../ir/ops.js';
 import { erf } from '../../ir/special.js';
 
@@ -33,9 +35,23 @@ export interface Access {
   /** The array read or written: a value name declared by the host program. */
   readonly arg: string;
   readonly strides: readonly Size[];
-  readonly offset: Size;
+  /**
+   * A size, or a sum of sizes of different symbols (ir/layout.ts's `Poly`, two terms or more): a
+   * pad's or slice's start along axes whose strides are products of different symbols (`2*B + 1`).
+   */
+  readonly offset: Size | Poly;
   /** A load with guards reads 0 where a guard fails (the padding of a pad or concat). */
   readonly guards?: readonly Guard[];
+}
+
+/** An offset as a sum of sizes (`[]` for 0). */
+export function offsetTerms(o: Size | Poly): Poly {
+  return 'coef' in o ? polyAdd(o) : o;
+}
+
+/** A sum of sizes as an offset: one size where the terms have one set of symbols (0 for none). */
+export function offsetOf(p: Poly): Size | Poly {
+  return p.length <= 1 ? (p[0] ?? { coef: 0, syms: [] }) : p;
 }
 
 /**

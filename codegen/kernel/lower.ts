@@ -15,6 +15,9 @@ import { printInst } from '../../ir/print.js';
 import { broadcastStridesSize } from '../../ir/shape.js';
 import type { Inst, InstOf, Shape, ValueId } from '../../ir/types.js';
 import { formatLoc } from '../../ir/types.js';
+import type { Poly } from '../../ir/layout.js';
+import { polyAdd } from '../../ir/layout.js';
+import { offsetOf } from './form.js';
 import type { Access, ArrayDecl, Entry, HostProgram, Kernel, Launch, LoopMoves, Routine, RoutineCall, Step, Store, View } from './form.js';
 import type { AluCtx, LayoutOp, Lowering } from './rules.js';
 import { Dag, LOWERING } from './rules.js';
@@ -208,7 +211,12 @@ function layoutKernel(L: Lowerer, g: Graph, inst: Extract<Inst, { op: LayoutOp }
 
 /** x placed at `starts` in a larger domain: read x[o − start] where it lies inside x, else 0. */
 function windowed(shape: Shape, st: readonly Size[], starts: readonly number[], out: Shape): Omit<Access, 'arg'> {
-  const guards = starts.flatMap((s, d) => (s === 0 && shape[d] === out[d] ? [] : [{ axis: d, lo: s, hi: sumOf([size(s), size(shape[d]!)]) }]));
+  const hiOf = (s: number, n: Dim): Size => {
+    const hi = sumOf([size(s), size(n)]);
+    if (!('coef' in hi)) throw new CompileError(`internal: a guard's bound mixes symbolic sizes`);
+    return hi;
+  };
+  const guards = starts.flatMap((s, d) => (s === 0 && shape[d] === out[d] ? [] : [{ axis: d, lo: s, hi: hiOf(s, shape[d]!) }]));
   return { strides: st, offset: sumOf(starts.map((s, d) => scale(st[d]!, -s))), guards };
 }
 
@@ -216,13 +224,9 @@ function scale(s: Size, k: number): Size {
   return { coef: s.coef * k, syms: s.syms };
 }
 
-/** A sum of sizes: one symbol set (terms of other symbols than the first non-zero term's are an internal error). */
-function sumOf(terms: readonly Size[]): Size {
-  const nz = terms.filter((t) => t.coef !== 0);
-  if (nz.length === 0) return ZERO;
-  const key = nz[0]!.syms.join('*');
-  if (!nz.every((t) => t.syms.join('*') === key)) throw new CompileError(`internal: an offset mixes symbolic sizes`);
-  return { coef: nz.reduce((a, t) => a + t.coef, 0), syms: nz[0]!.syms };
+/** A sum of sizes: an access's offset (terms of different symbols, `2*B + 1`, stay terms of their own). */
+function sumOf(terms: readonly Size[]): Size | Poly {
+  return offsetOf(polyAdd(...terms));
 }
 
 /** The launches of one unit of the plan. */

@@ -2,7 +2,10 @@
 // are skipped; comment lines inside a block are its notes. Errors name the line.
 
 import type { Dim, Size } from '../../ir/dims.js';
+import type { Poly } from '../../ir/layout.js';
+import { polyAdd } from '../../ir/layout.js';
 import type { Access, ArrayDecl, BufferDecl, EType, Entry, Guard, HostProgram, Kernel, Launch, Move, Node, Routine, RoutineCall, Step, StepSlice, Store, View } from './form.js';
+import { offsetOf } from './form.js';
 
 class Lines {
   private at = 0;
@@ -64,18 +67,18 @@ function parseDims(t: string): Dim[] {
 
 const ZERO: Size = { coef: 0, syms: [] };
 
-function parseAffine(t: string, rank: number): { strides: Size[]; offset: Size } {
+function parseAffine(t: string, rank: number): { strides: Size[]; offset: Size | Poly } {
   const strides = new Array<Size>(rank).fill(ZERO);
-  let offset = ZERO;
-  if (t.trim() === '0') return { strides, offset };
+  let offset: Poly = [];
+  if (t.trim() === '0') return { strides, offset: ZERO };
   for (const raw of t.replace(/ - /g, ' + -').split(' + ')) {
     const x = term(raw.trim());
     const s = { coef: x.coef, syms: x.syms };
-    if (x.axis === undefined) offset = s;
+    if (x.axis === undefined) offset = polyAdd(offset, s);
     else if (x.axis >= rank) throw new Error(`d${x.axis} is not a coordinate of a domain of rank ${rank}`);
     else strides[x.axis] = s;
   }
-  return { strides, offset };
+  return { strides, offset: offsetOf(offset) };
 }
 
 function parseAccess(t: string, rank: number): Access {

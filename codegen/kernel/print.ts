@@ -12,9 +12,10 @@
 //   end
 
 import type { Dim, Size } from '../../ir/dims.js';
+import type { Poly } from '../../ir/layout.js';
 import { fmtNumber } from '../../ir/print.js';
 import type { Access, ArrayDecl, HostProgram, Kernel, Launch, Node, Routine, Step, StepSlice, View } from './form.js';
-import { argsOf } from './form.js';
+import { argsOf, offsetTerms } from './form.js';
 
 /** A size as a product: `64`, `B`, `64*B`, `-2*B*T`. */
 export function fmtSize(s: Size): string {
@@ -31,15 +32,15 @@ export function fmtDims(ds: readonly Dim[]): string {
   return `[${ds.map(fmtDim).join(', ')}]`;
 }
 
-/** offset + Σ stride·d_k as `64*d0 + d1 - 128`; `0` when it is zero everywhere. */
-export function fmtAffine(strides: readonly Size[], offset: Size): string {
+/** offset + Σ stride·d_k as `64*d0 + d1 - 128` (`2*B*d0 + d2 - 2*B - 1`); `0` when it is zero everywhere. */
+export function fmtAffine(strides: readonly Size[], offset: Size | Poly): string {
   const terms: string[] = [];
   strides.forEach((s, d) => {
     if (s.coef === 0) return;
     const mag = fmtSize({ coef: Math.abs(s.coef), syms: s.syms });
     terms.push(`${s.coef < 0 ? '-' : ''}${mag === '1' ? '' : `${mag}*`}d${d}`);
   });
-  if (offset.coef !== 0) terms.push(fmtSize(offset));
+  for (const t of offsetTerms(offset)) terms.push(fmtSize(t));
   if (terms.length === 0) return '0';
   return terms.reduce((acc, t, i) => (i === 0 ? t : t.startsWith('-') ? `${acc} - ${t.slice(1)}` : `${acc} + ${t}`), '');
 }
@@ -47,6 +48,11 @@ export function fmtAffine(strides: readonly Size[], offset: Size): string {
 export function fmtAccess(a: Access): string {
   const guards = (a.guards ?? []).map((g) => `${g.lo} <= d${g.axis} < ${fmtSize(g.hi)}`);
   return `${a.arg}[${fmtAffine(a.strides, a.offset)}]${guards.length ? ` if ${guards.join(', ')}` : ''}`;
+}
+
+/** A sum of sizes as `2*B + 1`; `0` for none. */
+export function fmtPoly(p: Poly): string {
+  return fmtAffine([], p);
 }
 
 function fmtView(v: View): string {

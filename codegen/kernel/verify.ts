@@ -6,10 +6,12 @@
 
 import type { Dim, Size } from '../../ir/dims.js';
 import { isStatic, mulSize, size, sizeEq, staticSize } from '../../ir/dims.js';
+import type { Poly } from '../../ir/layout.js';
+import { polyAdd } from '../../ir/layout.js';
 import type { Access, ArrayDecl, HostProgram, Kernel, Launch, Routine, Step, View } from './form.js';
-import { ALU, argsOf, epilogueNodes, isAlu } from './form.js';
+import { ALU, argsOf, epilogueNodes, isAlu, offsetTerms } from './form.js';
 import { storedAfterReduction } from './eval.js';
-import { fmtAccess, fmtDims, fmtSize } from './print.js';
+import { fmtAccess, fmtDims, fmtPoly, fmtSize } from './print.js';
 
 export type ArrayInfo = Pick<ArrayDecl, 'dtype' | 'numel'>;
 export type Arrays = (name: string) => ArrayInfo | undefined;
@@ -17,9 +19,9 @@ export type Arrays = (name: string) => ArrayInfo | undefined;
 const fmtArray = (name: string, a: ArrayInfo) => `${name}: ${a.dtype}[${fmtSize(a.numel)}]`;
 
 /** The lowest and highest index an access reaches over a box, when every size is known. */
-function reach(strides: readonly Size[], offset: Size, domain: readonly Dim[], guards: Access['guards'] = []): [number, number] | undefined {
-  if (![...strides, offset, ...domain].every(isStatic)) return undefined;
-  let lo = staticSize(offset);
+function reach(strides: readonly Size[], offset: Poly, domain: readonly Dim[], guards: Access['guards'] = []): [number, number] | undefined {
+  if (![...strides, ...offset, ...domain].every(isStatic)) return undefined;
+  let lo = offset.reduce((s, t) => s + staticSize(t), 0);
   let hi = lo;
   for (let d = 0; d < domain.length; d++) {
     const g = guards.find((x) => x.axis === d);
@@ -37,7 +39,7 @@ function reach(strides: readonly Size[], offset: Size, domain: readonly Dim[], g
   return [lo, hi];
 }
 
-function bounds(what: string, strides: readonly Size[], offset: Size, domain: readonly Dim[], arg: string, a: ArrayInfo, guards?: Access['guards']): string | undefined {
+function bounds(what: string, strides: readonly Size[], offset: Poly, domain: readonly Dim[], arg: string, a: ArrayInfo, guards?: Access['guards']): string | undefined {
   const r = reach(strides, offset, domain, guards);
   if (!r || !isStatic(a.numel)) return undefined;
   const n = staticSize(a.numel);
@@ -49,7 +51,7 @@ function bounds(what: string, strides: readonly Size[], offset: Size, domain: re
  * Whether the axes `over` of a box, with these strides, visit each index of [0, numel) exactly
  * once: after dropping size-1 axes, the strides are a permutation of row-major strides.
  */
-function coverage(strides: readonly Size[], offset: Size, domain: readonly Dim[], over: readonly number[], numel: Size): string | undefined {
+function coverage(strides: readonly Size[], offset: Poly, domain: readonly Dim[], over: readonly number[], numel: Size): string | undefined {
   const live = over.filter((d) => !sizeEq(domain[d]!, 1));
   const zero = live.find((d) => strides[d]!.coef === 0);
   if (zero !== undefined) return `writes each element more than once (stride 0 along d${zero} of size ${domain[zero]})`;
@@ -61,7 +63,7 @@ function coverage(strides: readonly Size[], offset: Size, domain: readonly Dim[]
     cur = mulSize(cur, domain[left[k]!]!);
     left.splice(k, 1);
   }
-  if (offset.coef !== 0 || !sizeEq(cur, numel)) return `covers ${fmtSize(cur)} elements from ${fmtSize(offset)} of an array of ${fmtSize(numel)}`;
+  if (offset.length !== 0 || !sizeEq(cur, numel)) return `covers ${fmtSize(cur)} elements from ${fmtPoly(offset)} of an array of ${fmtSize(numel)}`;
   return undefined;
 }
 
@@ -96,7 +98,7 @@ function checkNodes(k: Kernel, arrays: Arrays, bad: (m: string) => void): void {
       if (a.dtype !== n.dtype) bad(`%${i} is typed ${n.dtype} but ${n.access.arg} holds ${a.dtype}`);
       const guardAxis = (n.access.guards ?? []).find((g) => g.axis >= rank);
       if (guardAxis) return bad(`%${i} guards d${guardAxis.axis}, which is not a coordinate of the domain`);
-      const oob = bounds(`%${i} = load ${fmtAccess(n.access)}`, n.access.strides, n.access.offset, k.domain, n.access.arg, a, n.access.guards);
+      const oob = bounds(`%${i} = load ${fmtAccess(n.access)}`, n.access.strides, offsetTerms(n.access.offset), k.domain, n.access.arg, a, n.access.guards);
       if (oob) bad(oob);
     } else if (n.op === 'coord') {
       if (!(n.axis >= 0 && n.axis < rank)) bad(`%${i} is the coordinate d${n.axis} of a domain of rank ${rank}`);
@@ -157,7 +159,7 @@ export function verifyKernel(k: Kernel, arrays: Arrays, prefix = `${k.name}: `):
     const over = k.domain.map((_d, i) => i).filter((d) => !after || !k.axes.includes(d));
     const along = after ? k.axes.find((d) => varies[s.node]!.has(d) && !sizeEq(k.domain[d]!, 1)) : undefined;
     if (along !== undefined) bad(`${what} is written once per kept point but %${s.node} varies along the reduced axis d${along}`);
-    const cover = coverage(s.access.strides, s.access.offset, k.domain, over, a.numel);
+    const cover = coverage(s.access.strides, offsetTerms(s.access.offset), k.domain, over, a.numel);
     if (cover) bad(`${what} ${cover}`);
   }
   return out;
@@ -168,10 +170,10 @@ function checkView(prefix: string, what: string, v: View, arrays: Arrays, dense:
   if (!a) return [`${prefix}${what} ${v.arg} is not declared`];
   if (v.strides.length !== v.shape.length) return [`${prefix}${what} ${v.arg} has ${v.strides.length} strides for the shape ${fmtDims(v.shape)}`];
   const out: string[] = [];
-  const oob = bounds(`${what} ${v.arg} ${fmtDims(v.shape)}`, v.strides, v.offset, v.shape, v.arg, a);
+  const oob = bounds(`${what} ${v.arg} ${fmtDims(v.shape)}`, v.strides, polyAdd(v.offset), v.shape, v.arg, a);
   if (oob) out.push(prefix + oob);
   if (dense) {
-    const cover = coverage(v.strides, v.offset, v.shape, v.shape.map((_d, i) => i), a.numel);
+    const cover = coverage(v.strides, polyAdd(v.offset), v.shape, v.shape.map((_d, i) => i), a.numel);
     if (cover) out.push(`${prefix}${what} ${v.arg} ${cover}`);
   }
   return out;

@@ -26,6 +26,7 @@ import { LOWERING } from '../kernel/rules.js';
 import type { Names } from './render.js';
 import { renderAt, renderKernel } from './render.js';
 import type { Access } from '../kernel/form.js';
+import { offsetTerms } from '../kernel/form.js';
 import type { Kernels } from './matmul.js';
 import { matmulKernel } from './matmul.js';
 import { convLoops } from './conv.js';
@@ -197,7 +198,7 @@ export class Emitter {
     const flat1 = (st: readonly Size[]) => st.map((x, d) => (shape[d] === 1 ? size(0) : x));
     const outStrides = flat1(stridesSize(shape));
     // the epilogue's operands: one per array and index map (the product is the conv's sum)
-    const keyOf = (a: Access) => `${a.arg}:${a.strides.map(sizeText).join(',')}+${sizeText(a.offset)}`;
+    const keyOf = (a: Access) => `${a.arg}:${a.strides.map(sizeText).join(',')}+${offsetTerms(a.offset).map(sizeText).join('+')}`;
     const ext = new Map<string, { a: Access; st: Size[]; arr: string }>();
     epi.nodes.forEach((n, i) => {
       if (n.op === 'load' && n.access.arg !== product && !ext.has(keyOf(n.access)))

@@ -8,6 +8,7 @@ import type { InstOf, ValueId } from '../../ir/types.js';
 import * as E from '../expr.js';
 import { CompileError } from '../../ir/errors.js';
 import type { Access } from '../kernel/form.js';
+import { offsetTerms } from '../kernel/form.js';
 import { lowerUnitOf } from '../kernel/lower.js';
 import { renderAt } from './render.js';
 import { formula } from '../formula.js';
@@ -58,8 +59,8 @@ export function matmulKernel(e: Emitter, u: Unit): { emitter: Emitter; body: str
     // an operand is read at the product's row and column, and at its batch when it varies along it
     const index = (a: Access): string => {
       const batch = a.strides.slice(0, -2);
-      if (batch.every((s, d) => sizeEq(s, batchStrides[d]!)) && sizeEq(a.offset, 0)) return `${cOff}${at(a.strides.slice(-2))}`;
-      if (batch.every((s) => sizeEq(s, 0)) && sizeEq(a.offset, 0)) return at(a.strides.slice(-2));
+      if (batch.every((s, d) => sizeEq(s, batchStrides[d]!)) && offsetTerms(a.offset).length === 0) return `${cOff}${at(a.strides.slice(-2))}`;
+      if (batch.every((s) => sizeEq(s, 0)) && offsetTerms(a.offset).length === 0) return at(a.strides.slice(-2));
       throw new CompileError(`the flat TypeScript target cannot render matmul's epilogue: ${a.arg} is read along the batch axes with strides [${batch.map(sizeText).join(', ')}]`);
     };
     const lines: string[] = [];

@@ -10,12 +10,14 @@
 import type { Size } from '../../ir/dims.js';
 import { numelSize, size, sizeText, stridesSize } from '../../ir/dims.js';
 import { CompileError } from '../../ir/errors.js';
+import type { Poly } from '../../ir/layout.js';
+import { polyAdd } from '../../ir/layout.js';
 import * as E from '../expr.js';
 import type { Expr } from '../expr.js';
 import type { Access as LoopAccess } from '../loops.js';
 import { nest } from '../loops.js';
 import type { Access, AluOp, BinaryOp, Kernel, Node, Store, UnaryOp } from '../kernel/form.js';
-import { argsOf, epilogueNodes } from '../kernel/form.js';
+import { argsOf, epilogueNodes, offsetOf, offsetTerms } from '../kernel/form.js';
 import { storedAfterReduction } from '../kernel/eval.js';
 import type { Capabilities } from '../kernel/decompose.js';
 import { capabilities, decomposeMapped } from '../kernel/decompose.js';
@@ -177,19 +179,19 @@ function load(a: Access, array: string, names: Names, at: Point): Expr {
 
 /** The accesses of a loop nest, deduplicated by index map; coordinates are accesses too (stride 1 on their axis). */
 class Accesses {
-  readonly list: LoopAccess[] = [];
+  readonly list: (LoopAccess & { base: Poly })[] = [];
   private readonly keys = new Map<string, number>();
 
-  add(strides: readonly Size[], offset: Size = size(0)): void {
-    const key = `${strides.map(sizeText).join(',')}+${sizeText(offset)}`;
+  add(strides: readonly Size[], offset: Size | Poly = []): void {
+    const key = `${strides.map(sizeText).join(',')}+${offsetTerms(offset).map(sizeText).join('+')}`;
     if (!this.keys.has(key)) {
       this.keys.set(key, this.list.length);
-      this.list.push({ strides, base: offset });
+      this.list.push({ strides, base: offsetTerms(offset) });
     }
   }
 
-  at(idx: readonly string[], strides: readonly Size[], offset: Size = size(0)): string {
-    return idx[this.keys.get(`${strides.map(sizeText).join(',')}+${sizeText(offset)}`)!]!;
+  at(idx: readonly string[], strides: readonly Size[], offset: Size | Poly = []): string {
+    return idx[this.keys.get(`${strides.map(sizeText).join(',')}+${offsetTerms(offset).map(sizeText).join('+')}`)!]!;
   }
 }
 
@@ -247,12 +249,6 @@ export function renderKernel(kernel: Kernel, kernelNames: Names, acc: (n: number
   return renderReduction(k, names, acc);
 }
 
-/** a + b, where both have one set of symbols (else undefined). */
-function addSize(a: Size, b: Size): Size | undefined {
-  if (a.coef === 0) return b;
-  if (b.coef === 0) return a;
-  return a.syms.join('*') === b.syms.join('*') ? { coef: a.coef + b.coef, syms: a.syms } : undefined;
-}
 
 /**
  * A copy whose loads have guards (pad, concat) as boxes of its domain in which each guard holds
@@ -277,8 +273,8 @@ function boxes(k: Kernel, names: Names): { k: Kernel; names: Names }[] | undefin
     const hi = new Map(gAxes.map((d, j) => [d, cuts[j]![pick[j]! + 1]!]));
     const shift = (a: Access): Access | undefined =>
       gAxes.reduce<Access | undefined>((acc, d) => {
-        const off = acc && addSize(acc.offset, { coef: a.strides[d]!.coef * lo.get(d)!, syms: a.strides[d]!.syms });
-        return off && { arg: a.arg, strides: a.strides, offset: off };
+        const off = acc && polyAdd(acc.offset, { coef: a.strides[d]!.coef * lo.get(d)!, syms: a.strides[d]!.syms });
+        return off && { arg: a.arg, strides: a.strides, offset: offsetOf(off) };
       }, { arg: a.arg, strides: a.strides, offset: a.offset });
     const nodes: Node[] = [];
     const map: number[] = [];
@@ -357,8 +353,8 @@ function renderReduction(k: Kernel, names: Names, accArray: (n: number) => strin
   // kept axes outermost: a scalar accumulator per reduction
   const scalar = (r: number) => `_${reduces[r]!.red}${r}`;
   const outer = new Accesses();
-  for (const a of bodyAcc.list) outer.add(kept.map((d) => size(a.strides[d]!)), size(a.base ?? 0));
-  for (const a of epiAcc.list) outer.add(a.strides.map((s) => size(s)), size(a.base ?? 0));
+  for (const a of bodyAcc.list) outer.add(kept.map((d) => size(a.strides[d]!)), a.base);
+  for (const a of epiAcc.list) outer.add(a.strides.map((s) => size(s)), a.base);
   const inner = new Accesses();
   for (const a of bodyAcc.list) inner.add(k.axes.map((d) => size(a.strides[d]!)));
   const keptOf = (st: readonly Size[]) => kept.map((d) => st[d]!);
@@ -376,8 +372,8 @@ function renderReduction(k: Kernel, names: Names, accArray: (n: number) => strin
           inner.list,
           (iIdx) => {
             const plus = (o: string, i: string) => (o === '0' ? i : i === '0' ? o : `${o} + ${i}`);
-            const at = (st: readonly Size[], off: Size) => plus(outer.at(oIdx, keptOf(st), off), inner.at(iIdx, redOf(st)));
-            const p: Point = { index: (a) => at(a.strides, a.offset), coord: (d) => at(unit(k.domain.length, d), size(0)) };
+            const at = (st: readonly Size[], off: Size | Poly) => plus(outer.at(oIdx, keptOf(st), off), inner.at(iIdx, redOf(st)));
+            const p: Point = { index: (a) => at(a.strides, a.offset), coord: (d) => at(unit(k.domain.length, d), []) };
             const { lines, exprs } = statements(k, body, false, names, p, reserved());
             return [...lines, ...reduces.flatMap((r, j) => accumulate(scalar(j), exprs[r.x]!, j))];
           },

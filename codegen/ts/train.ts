@@ -19,8 +19,11 @@ export interface TrainBackend {
   readonly covered: ReadonlySet<string>;
   /** The kernel's copy of the state arrays in the memory: `resident.exp_avg.W1` etc. (an expression). */
   readonly resident: string;
-  /** Code that runs the kernel, given each param group's scalars (expressions) in the order of its `scalarNames`. */
-  run(scalars: readonly (readonly string[])[]): string[];
+  /**
+   * Code that runs the kernel, given each param group's scalars (expressions) in the order of its
+   * `scalarNames`, and the array each covered param's gradient is in (an expression).
+   */
+  run(scalars: readonly (readonly string[])[], grad: (param: string) => string): string[];
   /** The kernel's copy of a covered param in the memory (valueAndGrad stages it there). */
   readonly staged: (param: string) => string;
   /**
@@ -327,7 +330,7 @@ export function updateLines(m: ModuleInfo, t: Typed, c: TrainContext, n: StepNam
       : []),
     ...n.steps.flatMap((s, k) => [...s.lines.map((l) => `  ${l}`), ...s.values.map((v, j) => `  ${n.scalarArrays[k]}[${j}] = ${v};`)]),
     ...residentCopies('in'),
-    ...(c.backend && covered.size ? c.backend.run(n.steps.map((s) => s.values)).map((l) => `  ${l}`) : []),
+    ...(c.backend && covered.size ? c.backend.run(n.steps.map((s) => s.values), grad).map((l) => `  ${l}`) : []),
     ...jsParams.map((p) => {
       const k = groupOf(p.name);
       const s = n.steps[k]!;

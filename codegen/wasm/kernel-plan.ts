@@ -7,10 +7,12 @@
 // that every access walks as one are merged.
 
 import type { Dim, Size } from '../../ir/dims.js';
-import { isStatic, mulSize, size, sizeEq, sizeText, sumSizes } from '../../ir/dims.js';
+import { isStatic, mulSize, size, sizeText } from '../../ir/dims.js';
 import { CompileError } from '../../ir/errors.js';
+import type { Poly } from '../../ir/layout.js';
+import { polyAdd } from '../../ir/layout.js';
 import type { EType, Kernel, Node } from '../kernel/form.js';
-import { argsOf } from '../kernel/form.js';
+import { argsOf, offsetTerms } from '../kernel/form.js';
 
 /**
  * A run-time value (the symbolic module): an i32 the host computes for each set of sizes and
@@ -31,6 +33,8 @@ export type Val = number | Rt;
 export interface RtSizes {
   /** The byte address of element `offset` of array `arg`, undefined where it is not in the memory. */
   address(arg: string, offset: Size): Val | undefined;
+  /** The byte address of the element at a sum of sizes of other symbols (a box of a guarded copy shifted along axes of such strides). */
+  addressSum?(arg: string, offset: readonly Size[]): Val | undefined;
 }
 
 /** A size as a value: a number where static, else the run-time value keyed by its text. */
@@ -85,13 +89,15 @@ export function flatten(k: Kernel, addr: (arg: string) => number | undefined, op
     throw unsupported(k, `a symbolic size (${typeof s === 'string' ? s : s.syms.join('*')})`);
   };
   const dims = k.domain.map(num);
-  const accesses: { base: Val; strides: Val[]; guards: { axis: number; lo: number; hi: Val }[]; arg: string; offset: Size }[] = [];
+  const accesses: { base: Val; strides: Val[]; guards: { axis: number; lo: number; hi: Val }[]; arg: string; offset: Poly }[] = [];
   const access = (a: Extract<Node, { op: 'load' }>['access']) => {
-    const off = num(a.offset);
-    const at = rt ? rt.address(a.arg, size(a.offset)) : addr(a.arg);
+    const terms = offsetTerms(a.offset);
+    const off = rt ? 0 : terms.reduce((s, t) => s + (num(t) as number), 0);
+    // (an offset of terms of different symbols, `2*B + 1`: a sum of sizes from the parameter block)
+    const at = !rt ? addr(a.arg) : terms.length <= 1 ? rt.address(a.arg, terms[0] ?? size(0)) : rt.addressSum?.(a.arg, terms);
     if (at === undefined) throw unsupported(k, `array ${a.arg} is not in the memory`);
-    const base = rt ? at : (at as number) + 4 * (off as number);
-    accesses.push({ base, strides: a.strides.map(num), guards: (a.guards ?? []).map((g) => ({ axis: g.axis, lo: g.lo, hi: num(g.hi) })), arg: a.arg, offset: size(a.offset) });
+    const base = rt ? at : (at as number) + 4 * off;
+    accesses.push({ base, strides: a.strides.map(num), guards: (a.guards ?? []).map((g) => ({ axis: g.axis, lo: g.lo, hi: num(g.hi) })), arg: a.arg, offset: terms });
     return accesses.length - 1;
   };
   const nodes: FlatNode[] = [];
@@ -116,10 +122,11 @@ export function flatten(k: Kernel, addr: (arg: string) => number | undefined, op
   if (![...gAxes].every((d) => isNum(dims[d]!)) || !accesses.every((a) => (rt || [...gAxes].every((d) => isNum(a.strides[d]!))) && a.guards.every((g) => isNum(g.hi))))
     throw unsupported(k, 'a guarded load (pad, concat) along a symbolic axis');
   // an address shifted along an axis of a run-time stride (the symbolic module): the address of the shifted element, a run-time value of its own
+  // (along two axes whose strides are different products of symbols: a sum of sizes)
   const shifted = (a: (typeof accesses)[number], lo: ReadonlyMap<number, number>): Val => {
-    const terms = [a.offset, ...[...lo].map(([d, x]) => mulSize(typeof a.strides[d] === 'number' ? size(a.strides[d] as number) : (a.strides[d] as Rt).size!, x))].filter((t) => t.coef !== 0);
-    const at = terms.every((t) => sizeEq({ coef: 1, syms: t.syms }, { coef: 1, syms: terms[0]!.syms })) ? rt!.address(a.arg, sumSizes(terms).coef === 0 ? size(0) : sumSizes(terms)) : undefined;
-    if (at === undefined) throw unsupported(k, 'a guarded load (pad, concat) whose shifted address is not one size');
+    const terms = polyAdd(a.offset, ...[...lo].map(([d, x]) => mulSize(typeof a.strides[d] === 'number' ? size(a.strides[d] as number) : (a.strides[d] as Rt).size!, x)));
+    const at = terms.length <= 1 ? rt!.address(a.arg, terms[0] ?? size(0)) : rt!.addressSum?.(a.arg, terms);
+    if (at === undefined) throw unsupported(k, 'a guarded load (pad, concat) whose shifted address is not in the memory');
     return at;
   };
   return plain(boxes(dims, nodes, accesses as ((typeof accesses)[number] & { guards: { axis: number; lo: number; hi: number }[] })[], stores, shifted));

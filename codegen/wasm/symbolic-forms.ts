@@ -37,8 +37,11 @@ export interface SymForms {
   readonly fns: readonly { readonly name: string; readonly body: Body }[];
   /** The parameter block's length (i32s). */
   readonly count: number;
-  /** Its values as polynomials in the symbols, given the arrays' offsets of the final layout. */
-  params(offsets: readonly Poly[]): Poly[];
+  /**
+   * Its values as polynomials in the symbols, given the arrays' offsets of the final layout and
+   * the product area's (where a matmul whose epilogue is a kernel of its own writes its product).
+   */
+  params(offsets: readonly Poly[], productAt?: Poly): Poly[];
 }
 
 /** A conv group's epilogue (bias, activation) as a group of its own, where it has one. */
@@ -50,18 +53,25 @@ function convEpilogue(u: Unit): Unit | undefined {
  * The kernels of the kernel form of `units`, where the renderer has them (the others run as the
  * static decisions' kernels or the flat module's loops: codegen/wasm/symbolic.ts). `paramAt`: the
  * parameter block's byte address; `staticAt`: a static buffer's byte offset (undefined for a
- * symbolic one, whose offset is a run-time value); `constAt`: a constant array's.
+ * symbolic one, whose offset is a run-time value); `constAt`: a constant array's; `epilogues`: the
+ * matmul groups whose epilogue the matmul kernel does not fuse (a kernel of its own after it, reading
+ * the product where the matmul wrote it: its array, else the product area).
  */
-export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number, staticAt: (id: number) => number | undefined, constAt: (name: string) => number | undefined): SymForms {
+export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number, staticAt: (id: number) => number | undefined, constAt: (name: string) => number | undefined, epilogues: ReadonlySet<Unit> = new Set()): SymForms {
   const slots = new Map<string, { v: Rt; index: number }>();
-  const addresses = new Map<string, { id: number; off: Size }>();
+  const addresses = new Map<string, { id: number; off: Size; more?: readonly Size[] }>();
   const param = (v: Rt): number => {
     let s = slots.get(v.key);
     if (!s) slots.set(v.key, (s = { v, index: slots.size }));
     return paramAt + 4 * s.index;
   };
+  let product: string | undefined; // the product a matmul epilogue's kernel reads from the product area, while it renders
   const rt = {
     address(arg: string, off: Size): Val | undefined {
+      if (arg === product) {
+        addresses.set(`@product+${sizeText(off)}`, { id: -1, off });
+        return { key: `@product+${sizeText(off)}` };
+      }
       const id = m.plan.bufferOf.get(arg);
       if (id === undefined) {
         const at = constAt(arg);
@@ -73,6 +83,13 @@ export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number,
       addresses.set(key, { id, off });
       return { key };
     },
+    addressSum(arg: string, offs: readonly Size[]): Val | undefined {
+      const id = m.plan.bufferOf.get(arg);
+      if (id === undefined || arg === product) return undefined;
+      const key = `@${id}+${offs.map(sizeText).join(' + ')}`;
+      addresses.set(key, { id, off: offs[0]!, more: offs.slice(1) });
+      return { key };
+    },
   };
   const byUnit = new Map<Unit, FormKernel & { epilogue: boolean }>();
   const fns: { name: string; body: Body }[] = [];
@@ -82,6 +99,21 @@ export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number,
     const part = convEpilogue(u);
     const launch = lowerUnitOf(m.plan, part ?? u).launch;
     const name = `kernel_${valueName(u.graph, u.insts[u.insts.length - 1]!.result)}`;
+    if (launch?.kind === 'routine' && launch.epilogue && epilogues.has(u)) {
+      // a matmul's epilogue the matmul kernel does not fuse: a kernel of its own after it
+      product = m.plan.bufferOf.has(launch.output.arg) ? undefined : launch.output.arg;
+      try {
+        const ename = `epilogue_${valueName(u.graph, u.insts[u.insts.length - 1]!.result)}`;
+        const body = renderWasmKernel(launch.epilogue, () => undefined, { rt, param }).body;
+        byUnit.set(u, { name: ename, what: `the epilogue of ${commentText(docOf(m, u))}   [${launch.epilogue.domain.join(',')}]`, epilogue: true });
+        fns.push({ name: ename, body });
+      } catch (err) {
+        if (!(err instanceof KernelUnsupported)) throw err;
+      } finally {
+        product = undefined;
+      }
+      continue;
+    }
     if (launch?.kind === 'routine' && !part) {
       // an index routine with a symbolic number of rows (codegen/wasm/index-kernels.ts)
       const ik = indexRoutine(launch, rt.address, (v) => (typeof v === 'number' ? v : { push: (f) => void (f.i32(0).i32Load(param(v)), v.plus && f.i32(v.plus).i32Add()), text: v.key }));
@@ -109,10 +141,11 @@ export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number,
     get count() {
       return slots.size;
     },
-    params: (offsets) =>
+    params: (offsets, productAt) =>
       [...slots.values()].map(({ v }) => {
         const a = addresses.get(v.key);
-        if (a) return polyAdd(offsets[a.id]!, { coef: 4 * a.off.coef, syms: a.off.syms });
+        if (a && a.id < 0 && !productAt) throw new Error('internal: a matmul epilogue\'s kernel reads the product area, whose offset is not given');
+        if (a) return polyAdd(a.id < 0 ? productAt! : offsets[a.id]!, ...[a.off, ...(a.more ?? [])].map((t) => ({ coef: 4 * t.coef, syms: t.syms })));
         if (!v.size) throw new Error(`internal: the run-time value ${v.key} is neither a size nor an address`);
         return polyAdd(v.size);
       }),

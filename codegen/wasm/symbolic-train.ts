@@ -6,7 +6,10 @@
 // (after the convolutions' scratch): every address of the kernel is a constant. The memory grows
 // for larger sizes, which detaches the views of it: the state the caller holds is plain arrays
 // (initOptState never hands out the memory's own), copied in before the kernel and back out after
-// it; relayout() views the memory's state anew.
+// it; relayout() views the memory's state anew. A gradient that is not an array of the arena (a
+// forward value passed through, a constant, one shared with another param: the flat module's copy
+// of it, codegen/ts.ts gradientArrays) is copied into an area of its own after the state, which
+// the kernel reads.
 
 import { valueName } from '../../ir/memplan.js';
 import { numelSize } from '../../ir/dims.js';
@@ -28,14 +31,15 @@ export interface SymTrain {
   readonly backend: TrainBackend;
   /** The update kernel, where a param is covered. */
   readonly fn?: { readonly name: string; readonly body: Body; readonly what: string };
-  /** relayout()'s lines that view the memory's state anew (after the memory grew). */
+  /** relayout()'s lines that view the memory's state (and gradient copies) anew (after the memory grew). */
   readonly views: readonly string[];
 }
 
 /**
  * The state area from `start` (a constant) and the update kernel over the params whose staged
- * copy and gradient are arrays of the static part of the memory (`address`: their constant
- * addresses); the others take the flat module's loop. `syms`: the model's symbols.
+ * copy is an array of the static part of the memory (`address`: their constant addresses), their
+ * gradients too or else copied into the area; the others take the flat module's loop. `syms`: the
+ * model's symbols.
  */
 export function symTrain(m: ModuleInfo, address: Address, start: number, syms: readonly string[], t: Typed): SymTrain {
   const spec = m.optimizer!;
@@ -46,17 +50,25 @@ export function symTrain(m: ModuleInfo, address: Address, start: number, syms: r
   const covered = new Set<string>();
   const owned = new Set<string>();
   const fields = new Map<string, string[]>(slots.map((s) => [s, []]));
+  const copied: string[] = []; // the gradients copied into the area: views of their copies
+  const copies: string[] = []; // and the params
   for (const o of m.bwd.outputs) {
     const p = m.fwd.insts.find((i) => i.op === 'param' && i.attrs.name === o.name);
     if (!p) continue; // the gradient of an input: no update
     const n = numelSize(m.fwd.type(p.result).shape).coef;
     const name = valueName(m.bwd, o.value);
     const inArena = m.plan.storage.get(name)?.kind === 'buffer' && m.bwd.def(o.value).op !== 'fwd' && !owned.has(name);
-    const g = address(m.bwd, o.value);
     const staged = address(m.fwd, p.result);
     const k = groups.findIndex((x) => x.params.includes(o.name));
-    if (!inArena || g === undefined || staged === undefined || k < 0) continue;
-    owned.add(name);
+    if (staged === undefined || k < 0) continue;
+    let g = inArena ? address(m.bwd, o.value) : undefined;
+    if (g === undefined) {
+      // (the flat module's copy of the gradient, a JS array: copied into the area before the kernel)
+      g = end;
+      copied.push(`${key(o.name)}: new Float32Array(memory.buffer, ${end}, ${n})`);
+      copies.push(o.name);
+      end += arrayBytes(size(n)).coef;
+    } else owned.add(name);
     covered.add(o.name);
     const at: Record<string, number> = {};
     for (const s of slots) {
@@ -79,7 +91,13 @@ export function symTrain(m: ModuleInfo, address: Address, start: number, syms: r
   };
   const scalarsName = (k: number) => `optScalars${groups.length > 1 ? `_${k + 1}` : ''}`;
   const scalarViews = groups.map((x, k) => `new Float32Array(memory.buffer, ${scalarsAt[k]}, ${Math.max(1, scalarCount[k]!)})`);
-  const views = targets.length ? ['  optMemory = optViews(); // the optimizer state\'s arrays in the memory, viewed anew', ...groups.map((_, k) => `  ${scalarsName(k)} = ${scalarViews[k]};`)] : [];
+  const views = targets.length
+    ? [
+        '  optMemory = optViews(); // the optimizer state\'s arrays in the memory, viewed anew',
+        ...(copied.length ? ['  optGrads = gradViews();'] : []),
+        ...groups.map((_, k) => `  ${scalarsName(k)} = ${scalarViews[k]};`),
+      ]
+    : [];
   const backend: TrainBackend = {
     decls: [
       `// The optimizer state in the memory, where the update kernel (forms.update) reads and writes it: a`,
@@ -89,6 +107,15 @@ export function symTrain(m: ModuleInfo, address: Address, start: number, syms: r
       `  return { ${slots.map((s) => `${s}: { ${fields.get(s)!.join(', ')} }`).join(', ')} };`,
       `}`,
       `let optMemory = optViews();`,
+      ...(copied.length
+        ? [
+            `/** The gradients that are not arrays of the arena (the flat module's copies of them), copied here for the update kernel. */`,
+            `function gradViews() {`,
+            `  return { ${copied.join(', ')} };`,
+            `}`,
+            `let optGrads = gradViews();`,
+          ]
+        : []),
       `/** Before the update kernel: a state's array into the memory. */`,
       `function optIn(_k${t(': number')}, mine${t(': Float32Array')}, theirs${t(': Float32Array')})${t(': void')} {`,
       `  mine.set(theirs);`,
@@ -104,13 +131,14 @@ export function symTrain(m: ModuleInfo, address: Address, start: number, syms: r
     resident: 'optMemory',
     handsOut: false,
     staged: stagedOf,
-    run: (values) => [
+    run: (values, grad) => [
       // a step before any call (applyGradients): the params and gradients staged into the arena's arrays move into the memory
       `if (!inMemory) {`,
       ...syms.map((d) => `  dims.${d} = 1;`),
       '  layout();',
       '}',
       ...values.flatMap((vs, g) => vs.map((s, k) => `${scalarsName(g)}[${k}] = ${s};`)),
+      ...copies.map((p) => `${member('optGrads', p)}.set(${grad(p)}); // the gradient of ${commentText(p)}, not an array of the arena: into the memory`),
       'forms.update();',
       ...[...covered].map((p) => `${member('params', p)}.set(${stagedOf(p)}); // the updated ${commentText(p)}, back to the caller's array`),
     ],

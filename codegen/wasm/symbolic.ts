@@ -97,6 +97,8 @@ interface SymLayout {
 interface MatmulAreas {
   readonly pack: ReadonlySet<Unit>;
   readonly product: ReadonlySet<Unit>;
+  /** Those whose epilogue the kernel does not fuse (a kernel of the kernel form after it: symbolic-forms.ts). */
+  readonly epilogue: ReadonlySet<Unit>;
 }
 
 /**
@@ -108,13 +110,15 @@ function matmulAreas(m: ModuleInfo, units: readonly Unit[], dims: Dims): MatmulA
   const address = addresses(m.plan, symLayout(m, units).offsets.map((p) => polyEval(p, dims)));
   const pack = new Set<Unit>();
   const product = new Set<Unit>();
+  const epilogue = new Set<Unit>();
   for (const u of units) {
     if (u.insts[0]!.op !== 'matmul') continue;
     const d = decideMatmul(m, { ...u, graph: bound(u.graph, dims) }, address);
     if (d?.kernel.transB) pack.add(u);
     if (d && !d.productStored && !d.fusedEpilogue) product.add(u);
+    if (d && !d.fusedEpilogue) epilogue.add(u);
   }
-  return { pack, product };
+  return { pack, product, epilogue };
 }
 
 /** A conv group's parts: the convolution, then its epilogue (bias, activation) as a group of its own. */
@@ -439,7 +443,7 @@ function layoutAll(m: ModuleInfo, units: readonly Unit[], areas: MatmulAreas, sy
   const optBytes = train?.bytes ?? 0;
   const consts = constArrays(m, symLayout(m, units, areas, 0, 0, optBytes).paramAt);
   const L0 = symLayout(m, units, areas, 0, consts.bytes, optBytes);
-  const forms = symForms(m, units, L0.paramAt, (id) => (isStatic(m.plan.buffers[id]!.size) ? polyEval(L0.offsets[id]!, {}) : undefined), consts.at);
+  const forms = symForms(m, units, L0.paramAt, (id) => (isStatic(m.plan.buffers[id]!.size) ? polyEval(L0.offsets[id]!, {}) : undefined), consts.at, areas.epilogue);
   const L = symLayout(m, units, areas, forms.count, consts.bytes, optBytes);
   const formFns = [...forms.fns.map((f) => ({ ...f, what: [...forms.byUnit.values()].find((k) => k.name === f.name)!.what })), ...(train?.fn ? [train.fn] : [])];
   return { train, consts, forms, L, formFns };
@@ -454,7 +458,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   const points = [...grid(syms, deg), Object.fromEntries(syms.map((d) => [d, CHECK]))];
   const areas = matmulAreas(m, units, points[0]!);
   const { train, consts, forms, L, formFns } = layoutAll(m, units, areas, syms, typed);
-  const params = forms.params(L.offsets);
+  const params = forms.params(L.offsets, L.productAt);
   const probes = points.map((p) => probe(m, units, L, p, forms));
   const fitNum = (values: number[]) => {
     const p = fit(syms, deg, points.slice(0, -1), values.slice(0, -1));
@@ -463,7 +467,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   const { kernels, byUnit } = fitKernels(units, probes, fitNum);
   // matmul and convolution kernels have multiply-adds: fused (f32x4.relaxed_madd) where the runtime has relaxed SIMD
   const madds = kernels.some(({ k }) => k.gen === 'matmulBody' || k.gen === 'convBody');
-  const needsProduct = kernels.some(({ k }) => k.d.kind === 'matmul' && !k.d.productStored && !k.d.fusedEpilogue);
+  const needsProduct = kernels.some(({ u, k }) => k.d.kind === 'matmul' && !k.d.productStored && !k.d.fusedEpilogue && !forms.byUnit.has(u));
   const sizes = syms.map((d) => `${d}${T(': number')}`).join(', ');
   const buffers = m.plan.buffers;
   const ARRAY = { f32: 'Float32Array', i32: 'Int32Array' } as const;
@@ -573,6 +577,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
         return convParts(u)?.[1].insts.length && ks.length < 2 ? [...calls, ...e.epilogueLoop(u, e.arrOf(u.graph, u.insts[0]!.result))] : calls;
       }
       if (d.kind !== 'matmul' || d.fusedEpilogue) return calls;
+      if (form) return [...calls, `forms.${form.name}();`]; // its epilogue, a kernel of its own reading the product
       const mm = u.insts[0]!;
       if (!d.productStored) e.use('_product');
       return [...calls, ...e.epilogueLoop(u, d.productStored ? e.arrOf(u.graph, mm.result) : '_product')];

@@ -9,6 +9,7 @@ import type { Dim, Size } from '../../ir/dims.js';
 import { mulSize, numelSize, size } from '../../ir/dims.js';
 import { CompileError } from '../../ir/errors.js';
 import type { Routine, View } from '../kernel/form.js';
+import { offsetTerms } from '../kernel/form.js';
 import type { Shader } from './wgsl.js';
 import type { Gemm, Operand } from './gemm.js';
 import { gemmShader, mult4 } from './gemm.js';
@@ -87,7 +88,7 @@ const unitAt = (s: readonly Size[], d: number) => s[d]!.coef === 1 && s[d]!.syms
 
 /** Every store of the routine's epilogue (if any) has strides that `ok` accepts and an offset that is a multiple of 4. */
 function epilogueRowsOf4(r: Routine, ok: (strides: readonly Size[]) => boolean): boolean {
-  return (r.epilogue?.stores ?? []).every((st) => mult4(st.access.offset) && ok(st.access.strides));
+  return (r.epilogue?.stores ?? []).every((st) => offsetTerms(st.access.offset).every(mult4) && ok(st.access.strides));
 }
 
 /** Softmax or log-softmax along an axis: an invocation per row (max, Σ exp, normalise). */

@@ -16,7 +16,7 @@ import { numelSize, size } from '../../ir/dims.js';
 import { CompileError } from '../../ir/errors.js';
 import type { Access, AluOp, EType, Kernel } from '../kernel/form.js';
 import { capabilities } from '../kernel/decompose.js';
-import { argsOf, epilogueNodes } from '../kernel/form.js';
+import { argsOf, epilogueNodes, offsetTerms } from '../kernel/form.js';
 import { storedAfterReduction } from '../kernel/eval.js';
 import { isRare, rareOnly, rarePlan } from '../kernel/rare.js';
 
@@ -166,9 +166,9 @@ export function unflatten(flat: string, dims: readonly (Dim | Size)[], names: re
 }
 
 /** An index expression: offset + Σ strides[d] · x_d. */
-export function indexOf(strides: readonly Size[], offset: Size, coord: (d: number) => string): string {
+export function indexOf(strides: readonly Size[], offset: Size | readonly Size[], coord: (d: number) => string): string {
   const terms: string[] = [];
-  if (offset.coef !== 0) terms.push(sz(offset));
+  for (const o of offsetTerms(offset)) terms.push(sz(o));
   strides.forEach((s, d) => {
     if (s.coef === 0) return;
     terms.push(s.coef === 1 && s.syms.length === 0 ? coord(d) : `${sz(s)} * ${coord(d)}`);
