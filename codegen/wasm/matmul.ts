@@ -172,6 +172,59 @@ export function matmulBody(k: MatmulKernel, opts: { ranged?: boolean; batches?: 
   return matmulInto(new Body(opts.ranged || opts.batches ? 2 : 0), k, opts);
 }
 
+/** matmulInto's options (see there). */
+interface IntoOptions {
+  readonly ranged?: boolean;
+  readonly batches?: boolean;
+  readonly offsets?: { readonly a?: Local; readonly b: Local; readonly c: Local; readonly panel?: Local };
+  readonly prepacked?: boolean;
+}
+
+/**
+ * One kernel's emission state: the body, the kernel, its options and the locals every step shares
+ * (allocated up front in one order, so that the emitted module does not depend on how the steps
+ * are split).
+ */
+interface Emit {
+  readonly f: Body;
+  readonly k: MatmulKernel;
+  readonly opts: IntoOptions;
+  readonly R: number;
+  readonly V: number;
+  readonly ranged: boolean;
+  readonly prepacked: boolean;
+  /** A batch split over threads (`batches`) packs matrix t's B at pack + 4·t·K·N (see `packFloats`); a prepacked B's offset. */
+  readonly packOff: Local | undefined;
+  readonly tA: Local;
+  readonly tB: Local;
+  readonly tC: Local;
+  readonly i: Local;
+  readonly j: Local;
+  readonly aPtr: Local;
+  readonly bPtr: Local;
+  readonly cPtr: Local;
+  readonly counterT: Local;
+  readonly counterJ: Local;
+  readonly counterI: Local;
+  readonly counterP: Local;
+  readonly src: Local;
+  readonly dst: Local;
+  /** The R·V accumulators, row-major; with K > MATMUL_BLOCK their f64 totals (two f64x2 each) and the blocks' counter. */
+  readonly acc: readonly Local[];
+  readonly outer: readonly (readonly [Local, Local])[];
+  readonly counterB: Local | undefined;
+  readonly bv: readonly Local[];
+  readonly av: Local;
+  readonly epilogue: Pick<StepWriter, 'pointers' | 'at' | 'store'>;
+  /** B as [K,N]. */
+  readonly bRows: number;
+  readonly layout: ReturnType<typeof panelled>;
+  readonly panelAt: Local | undefined;
+  /** A transposed A packed in row tiles (`packsA`): the full tiles read it from there, a ragged last tile from A. */
+  readonly packedA: boolean;
+  readonly fullRows: number;
+}
+
 /**
  * The kernel's code appended to `f` (a convolution's kernel runs its matmuls after its im2col).
  * With `ranged`, `f` has the two parameters [start, end) of the rows (see `matmulBody`). With
@@ -179,160 +232,12 @@ export function matmulBody(k: MatmulKernel, opts: { ranged?: boolean; batches?: 
  * (a convolution's image), and of A where given. With `prepacked` (and offsets), B is already in
  * panels at k.pack + offsets.b (a convolution's col written as panels): nothing is packed.
  */
-export function matmulInto(
-  f: Body,
-  k: MatmulKernel,
-  opts: { ranged?: boolean; batches?: boolean; offsets?: { readonly a?: Local; readonly b: Local; readonly c: Local; readonly panel?: Local }; prepacked?: boolean } = {},
-): Body {
-  const { M, N, K, batch, transA, transB } = k;
-  const { rows: R, vecs: V } = k.tile ?? DEFAULT_TILE;
-  const ranged = opts.ranged ?? false;
-  if ((ranged || opts.offsets) && batch !== 1) throw new Error('internal: a ranged or offset matmul over a batch');
+export function matmulInto(f: Body, k: MatmulKernel, opts: IntoOptions = {}): Body {
+  const { M, N, K, batch } = k;
+  if ((opts.ranged || opts.offsets) && batch !== 1) throw new Error('internal: a ranged or offset matmul over a batch');
   if (M * N * batch === 0) return f;
-  // a batch split over threads (`batches`) packs matrix t's B at pack + 4·t·K·N (see `packFloats`)
-  // `prepacked` (one matrix, with offsets): B is already in panels at k.pack + offsets.b (a convolution's col written in panels)
-  const prepacked = opts.prepacked === true;
-  if (prepacked && (!opts.offsets || opts.batches || opts.ranged || k.pack === undefined || batch !== 1 || panelled(k) !== 'panels')) throw new Error('internal: a prepacked B needs offsets and panels');
-  const packOff = prepacked ? opts.offsets!.b : opts.batches && batch > 1 && k.pack !== undefined ? f.local('i32') : undefined;
-  const i32 = () => f.local('i32');
-  const [tA, tB, tC, i, j, aPtr, bPtr, cPtr, counterT, counterJ, counterI, counterP, src, dst, dstRow] = Array.from({ length: 15 }, i32);
-  const acc = Array.from({ length: R * V }, () => f.local('v128'));
-  const outer = K > MATMUL_BLOCK ? Array.from({ length: R * V }, () => [f.local('v128'), f.local('v128')] as const) : [];
-  const counterB = K > MATMUL_BLOCK ? f.local('i32') : undefined;
-  const bv = Array.from({ length: V }, () => f.local('v128'));
-  const av = f.local('v128');
-  const epilogue = k.epilogueWriter?.(f) ?? new StepWriter(f, k.epilogue, N);
-  const bRows = transB ? k.pack! : k.b; // B as [K,N]
-  const layout = panelled(k);
-  const panelAt = layout === 'panel' ? f.local('i32') : undefined;
-  // a transposed A packed in row tiles (`packsA`): the full tiles read it from there, a ragged last tile from A
-  const packedA = k.packA !== undefined && packsA(k) && !(opts.batches && batch > 1);
-  const fullRows = M - (M % R);
-
-  /** ptr = base + i·si·4 + j·sj·4 */
-  const setPtr = (ptr: Local, base: number, si: number, sj: number, extra?: Local) => {
-    f.i32(base);
-    if (extra) f.get(extra).i32Add();
-    if (si) f.get(i).i32(4 * si).i32Mul().i32Add();
-    if (sj) f.get(j).i32(4 * sj).i32Mul().i32Add();
-    f.set(ptr);
-  };
-
-  const tile = (rows: number, vecs: number, lastLanes: number) => {
-    const fromPack = packedA && rows === R;
-    const aRowStride = fromPack || transA ? 4 : 4 * K; // bytes between A[i,p] and A[i+1,p]
-    const aStepP = fromPack ? 4 * R : transA ? 4 * M : 4; // bytes between A[i,p] and A[i,p+1]
-    // A[i, 0] and B[0, j] of this batch matrix
-    if (fromPack) setPtr(aPtr, k.packA!, K, 0);
-    else setPtr(aPtr, k.a, transA ? 1 : K, 0, tA);
-    if (layout === 'rows') setPtr(bPtr, bRows, 0, 1, transB ? packOff : tB);
-    else if (layout === 'panels') setPtr(bPtr, k.pack!, 0, K, packOff);
-    else f.get(panelAt!).set(bPtr);
-    const bStep = layout === 'rows' ? 4 * N : 16 * vecs; // bytes from B[p, j] to B[p+1, j]
-    const used = [...Array(rows * vecs).keys()].map((n) => Math.floor(n / vecs) * V + (n % vecs));
-    for (const n of used) f.f32x4Const(0).set(acc[n]!);
-    const products = (count: number) =>
-      f.repeat(counterP, count, () => {
-        for (let v = 0; v < vecs; v++) f.get(bPtr).v128Load(16 * v).set(bv[v]!);
-        for (let r = 0; r < rows; r++) {
-          f.get(aPtr).v128Load32Splat(r * aRowStride).set(av);
-          for (let v = 0; v < vecs; v++) {
-            const c = acc[r * V + v]!;
-            f.get(av).get(bv[v]!).madd(c).set(c);
-          }
-        }
-        f.bump(aPtr, aStepP).bump(bPtr, bStep);
-      });
-    if (K > MATMUL_BLOCK) {
-      // blocks of MATMUL_BLOCK products, each block's sums added into the outer sums
-      // blocks of MATMUL_BLOCK products, each block's sums added into f64 totals (two f64x2 per accumulator)
-      const flush = () => {
-        for (const n of used) {
-          const [lo, hi] = outer[n]!;
-          const c = acc[n]!;
-          f.get(lo).get(c).f64x2PromoteLowF32x4().f64x2Add().set(lo);
-          f.get(hi).get(c).get(c).i32x4Shuffle([2, 3, 2, 3]).f64x2PromoteLowF32x4().f64x2Add().set(hi);
-          f.f32x4Const(0).set(c);
-        }
-      };
-      for (const n of used) f.f32x4Const(0).set(outer[n]![0]).f32x4Const(0).set(outer[n]![1]);
-      f.repeat(counterB!, Math.floor(K / MATMUL_BLOCK), () => {
-        products(MATMUL_BLOCK);
-        flush();
-      });
-      if (K % MATMUL_BLOCK) {
-        products(K % MATMUL_BLOCK);
-        flush();
-      }
-      for (const n of used) {
-        const [lo, hi] = outer[n]!;
-        f.get(lo).f32x4DemoteF64x2Zero().get(hi).f32x4DemoteF64x2Zero().i32x4Shuffle([0, 1, 4, 5]).set(acc[n]!);
-      }
-    } else if (K > 0) products(K);
-    if (k.c !== undefined) setPtr(cPtr, k.c, N, 1, tC);
-    for (const p of epilogue.pointers) setPtr(p.local, p.addr, p.si, p.sj);
-    for (let r = 0; r < rows; r++)
-      for (let v = 0; v < vecs; v++) {
-        const lanes = v === vecs - 1 ? lastLanes : 4;
-        if (k.c !== undefined) epilogue.store(cPtr, acc[r * V + v]!, 4 * (r * N + 4 * v), lanes);
-        epilogue.at(r, v, lanes, acc[r * V + v]!);
-      }
-  };
-
-  /** The row tiles of one column run: all of them, or those of [start, end). */
-  const rowTiles = (cr: Run) => {
-    if (!ranged) {
-      for (const rr of rowRuns(M, R)) {
-        f.assign(i, rr.start);
-        f.repeat(counterI, rr.count, () => {
-          tile(rr.size, cr.size, cr.lastLanes);
-          f.bump(i, rr.size);
-        });
-      }
-      return;
-    }
-    const [start, end] = [f.param(0), f.param(1)];
-    f.get(start).set(i);
-    // whole tiles while i + R ≤ end, then the ragged last tile when end is M
-    f.loopUntil(
-      () => f.get(i).i32(R).i32Add().get(end).i32GtS(),
-      () => {
-        tile(R, cr.size, cr.lastLanes);
-        f.bump(i, R);
-      },
-    );
-    if (M % R) f.when(() => f.get(i).get(end).i32LtS(), () => tile(M % R, cr.size, cr.lastLanes));
-  };
-
-  const matrix = () => {
-    if (packedA && K > 0) {
-      // the full row tiles of the rows this call computes: [0, fullRows), or [start, min(end, fullRows))
-      const endL = f.local('i32');
-      if (ranged) {
-        f.get(f.param(0)).set(i).get(f.param(1)).set(endL);
-        f.when(() => f.get(endL).i32(fullRows).i32GtS(), () => f.assign(endL, fullRows));
-      } else f.assign(i, 0).assign(endL, fullRows);
-      packATiles(f, k, R, i, endL, src, dst, counterP);
-    }
-    if (k.pack !== undefined && K > 0 && !ranged && !prepacked) {
-      if (transB) (N % 4 === 0 && K % 4 === 0 ? packBlocksInto : packInto)(f, k, tB, src, dst, dstRow, counterJ, counterP, packOff);
-      else packRowsInto(f, k, V, tB, j, src, dst, counterJ, packOff);
-    }
-    if (panelAt) {
-      f.i32(k.panel!);
-      if (opts.offsets?.panel) f.get(opts.offsets.panel).i32Add();
-      f.set(panelAt);
-    }
-    for (const cr of columnRuns(N, V)) {
-      f.assign(j, cr.start);
-      f.repeat(counterJ, cr.count, () => {
-        if (panelAt) copyPanel(f, k, cr.size, tB, j, panelAt, src, dst, counterP);
-        rowTiles(cr);
-        f.bump(j, 4 * cr.size);
-      });
-    }
-  };
-
+  const e = emitState(f, k, opts);
+  const { tA, tB, tC, packOff, prepacked } = e;
   const strideA = k.strides ? k.strides.a : k.aBatched ? 4 * M * K : 0;
   const strideB = k.strides ? k.strides.b : k.bBatched ? 4 * K * N : 0;
   const strideC = k.strides ? k.strides.c : 4 * M * N;
@@ -348,7 +253,7 @@ export function matmulInto(
     f.loopUntil(
       () => f.get(t).get(end).i32GeS(),
       () => {
-        matrix();
+        emitMatrix(e);
         next();
         f.bump(t, 1);
       },
@@ -360,11 +265,189 @@ export function matmulInto(
   if (packOff && !prepacked) f.assign(packOff, 0);
   if (opts.offsets) f.get(opts.offsets.b).set(tB).get(opts.offsets.c).set(tC);
   else f.assign(tB, 0).assign(tC, 0);
-  f.repeat(counterT, batch, () => {
-    matrix();
+  f.repeat(e.counterT, batch, () => {
+    emitMatrix(e);
     next();
   });
   return f;
+}
+
+/** Checks matmulInto's options against the kernel and allocates the locals its steps share. */
+function emitState(f: Body, k: MatmulKernel, opts: IntoOptions): Emit {
+  const { M, K, batch, transB } = k;
+  const { rows: R, vecs: V } = k.tile ?? DEFAULT_TILE;
+  // `prepacked` (one matrix, with offsets): B is already in panels at k.pack + offsets.b (a convolution's col written in panels)
+  const prepacked = opts.prepacked === true;
+  if (prepacked && (!opts.offsets || opts.batches || opts.ranged || k.pack === undefined || batch !== 1 || panelled(k) !== 'panels')) throw new Error('internal: a prepacked B needs offsets and panels');
+  const packOff = prepacked ? opts.offsets!.b : opts.batches && batch > 1 && k.pack !== undefined ? f.local('i32') : undefined;
+  const i32 = () => f.local('i32');
+  const [tA, tB, tC, i, j, aPtr, bPtr, cPtr, counterT, counterJ, counterI, counterP, src, dst] = Array.from({ length: 14 }, i32);
+  i32(); // a scratch local no step uses (kept: the locals' numbering, so the emitted modules, stay as they were)
+  const acc = Array.from({ length: R * V }, () => f.local('v128'));
+  const outer = K > MATMUL_BLOCK ? Array.from({ length: R * V }, () => [f.local('v128'), f.local('v128')] as const) : [];
+  const counterB = K > MATMUL_BLOCK ? f.local('i32') : undefined;
+  const bv = Array.from({ length: V }, () => f.local('v128'));
+  const av = f.local('v128');
+  const epilogue = k.epilogueWriter?.(f) ?? new StepWriter(f, k.epilogue, k.N);
+  const layout = panelled(k);
+  const panelAt = layout === 'panel' ? f.local('i32') : undefined;
+  return {
+    f, k, opts, R, V, ranged: opts.ranged ?? false, prepacked, packOff,
+    tA, tB, tC, i, j, aPtr, bPtr, cPtr, counterT, counterJ, counterI, counterP, src, dst,
+    acc, outer, counterB, bv, av, epilogue,
+    bRows: transB ? k.pack! : k.b,
+    layout, panelAt,
+    packedA: k.packA !== undefined && packsA(k) && !(opts.batches && batch > 1),
+    fullRows: M - (M % R),
+  };
+}
+
+/** ptr = base + i·si·4 + j·sj·4 (+ extra) */
+function setPtr(e: Emit, ptr: Local, base: number, si: number, sj: number, extra?: Local): void {
+  const { f, i, j } = e;
+  f.i32(base);
+  if (extra) f.get(extra).i32Add();
+  if (si) f.get(i).i32(4 * si).i32Mul().i32Add();
+  if (sj) f.get(j).i32(4 * sj).i32Mul().i32Add();
+  f.set(ptr);
+}
+
+/** One matrix of the batch: A's row tiles and B packed where they are, then the tiles column run by column run. */
+function emitMatrix(e: Emit): void {
+  const { f, k, i, j, src, dst, counterJ, counterP, tB, packOff, panelAt, V } = e;
+  const { N, K } = k;
+  if (e.packedA && K > 0) {
+    // the full row tiles of the rows this call computes: [0, fullRows), or [start, min(end, fullRows))
+    const endL = f.local('i32');
+    if (e.ranged) {
+      f.get(f.param(0)).set(i).get(f.param(1)).set(endL);
+      f.when(() => f.get(endL).i32(e.fullRows).i32GtS(), () => f.assign(endL, e.fullRows));
+    } else f.assign(i, 0).assign(endL, e.fullRows);
+    packATiles(f, k, e.R, i, endL, src, dst, counterP);
+  }
+  if (k.pack !== undefined && K > 0 && !e.ranged && !e.prepacked) {
+    if (!k.transB) packRowsInto(f, k, V, tB, j, src, dst, counterJ, packOff);
+    else if (N % 4 === 0 && K % 4 === 0) packBlocksInto(f, k, tB, src, dst, counterJ, counterP, packOff);
+    else packInto(f, k, tB, src, dst, counterJ, counterP, packOff);
+  }
+  if (panelAt) {
+    f.i32(k.panel!);
+    if (e.opts.offsets?.panel) f.get(e.opts.offsets.panel).i32Add();
+    f.set(panelAt);
+  }
+  for (const cr of columnRuns(N, V)) {
+    f.assign(j, cr.start);
+    f.repeat(counterJ, cr.count, () => {
+      if (panelAt) copyPanel(f, k, cr.size, tB, j, panelAt, src, dst, counterP);
+      emitRowTiles(e, cr);
+      f.bump(j, 4 * cr.size);
+    });
+  }
+}
+
+/** The row tiles of one column run: all of them, or those of [start, end). */
+function emitRowTiles(e: Emit, cr: Run): void {
+  const { f, i, R } = e;
+  const M = e.k.M;
+  if (!e.ranged) {
+    for (const rr of rowRuns(M, R)) {
+      f.assign(i, rr.start);
+      f.repeat(e.counterI, rr.count, () => {
+        emitTile(e, rr.size, cr.size, cr.lastLanes);
+        f.bump(i, rr.size);
+      });
+    }
+    return;
+  }
+  const [start, end] = [f.param(0), f.param(1)];
+  f.get(start).set(i);
+  // whole tiles while i + R ≤ end, then the ragged last tile when end is M
+  f.loopUntil(
+    () => f.get(i).i32(R).i32Add().get(end).i32GtS(),
+    () => {
+      emitTile(e, R, cr.size, cr.lastLanes);
+      f.bump(i, R);
+    },
+  );
+  if (M % R) f.when(() => f.get(i).get(end).i32LtS(), () => emitTile(e, M % R, cr.size, cr.lastLanes));
+}
+
+/** One register tile of `rows` × `vecs`: its pointers, its sums over K (in f32 blocks added into f64 where K is long), its epilogue and stores. */
+function emitTile(e: Emit, rows: number, vecs: number, lastLanes: number): void {
+  const { f, k, V, acc, outer } = e;
+  const { N, K } = k;
+  const used = [...Array(rows * vecs).keys()].map((n) => Math.floor(n / vecs) * V + (n % vecs));
+  tilePointers(e, rows);
+  for (const n of used) f.f32x4Const(0).set(acc[n]!);
+  const products = (count: number) => tileProducts(e, rows, vecs, count);
+  if (K > MATMUL_BLOCK) {
+    // blocks of MATMUL_BLOCK products, each block's sums added into f64 totals (two f64x2 per accumulator)
+    const flush = () => {
+      for (const n of used) {
+        const [lo, hi] = outer[n]!;
+        const c = acc[n]!;
+        f.get(lo).get(c).f64x2PromoteLowF32x4().f64x2Add().set(lo);
+        f.get(hi).get(c).get(c).i32x4Shuffle([2, 3, 2, 3]).f64x2PromoteLowF32x4().f64x2Add().set(hi);
+        f.f32x4Const(0).set(c);
+      }
+    };
+    for (const n of used) f.f32x4Const(0).set(outer[n]![0]).f32x4Const(0).set(outer[n]![1]);
+    f.repeat(e.counterB!, Math.floor(K / MATMUL_BLOCK), () => {
+      products(MATMUL_BLOCK);
+      flush();
+    });
+    if (K % MATMUL_BLOCK) {
+      products(K % MATMUL_BLOCK);
+      flush();
+    }
+    for (const n of used) {
+      const [lo, hi] = outer[n]!;
+      f.get(lo).f32x4DemoteF64x2Zero().get(hi).f32x4DemoteF64x2Zero().i32x4Shuffle([0, 1, 4, 5]).set(acc[n]!);
+    }
+  } else if (K > 0) products(K);
+  if (k.c !== undefined) setPtr(e, e.cPtr, k.c, N, 1, e.tC);
+  for (const p of e.epilogue.pointers) setPtr(e, p.local, p.addr, p.si, p.sj);
+  for (let r = 0; r < rows; r++)
+    for (let v = 0; v < vecs; v++) {
+      const lanes = v === vecs - 1 ? lastLanes : 4;
+      if (k.c !== undefined) e.epilogue.store(e.cPtr, acc[r * V + v]!, 4 * (r * N + 4 * v), lanes);
+      e.epilogue.at(r, v, lanes, acc[r * V + v]!);
+    }
+}
+
+/** Bytes between A[i,p] and A[i+1,p] (`row`) and between A[i,p] and A[i,p+1] (`step`) as a tile of `rows` reads them. */
+function aStrides(e: Emit, rows: number): { readonly fromPack: boolean; readonly row: number; readonly step: number } {
+  const { k } = e;
+  const fromPack = e.packedA && rows === e.R;
+  return { fromPack, row: fromPack || k.transA ? 4 : 4 * k.K, step: fromPack ? 4 * e.R : k.transA ? 4 * k.M : 4 };
+}
+
+/** A tile's aPtr and bPtr at A[i, 0] and B[0, j] of this batch matrix. */
+function tilePointers(e: Emit, rows: number): void {
+  const { f, k } = e;
+  if (aStrides(e, rows).fromPack) setPtr(e, e.aPtr, k.packA!, k.K, 0);
+  else setPtr(e, e.aPtr, k.a, k.transA ? 1 : k.K, 0, e.tA);
+  if (e.layout === 'rows') setPtr(e, e.bPtr, e.bRows, 0, 1, k.transB ? e.packOff : e.tB);
+  else if (e.layout === 'panels') setPtr(e, e.bPtr, k.pack!, 0, k.K, e.packOff);
+  else f.get(e.panelAt!).set(e.bPtr);
+}
+
+/** `count` products of a tile's sums: B's vectors of row p, each of A's rows splat and multiplied into them; aPtr and bPtr one p further each. */
+function tileProducts(e: Emit, rows: number, vecs: number, count: number): void {
+  const { f, aPtr, bPtr, bv, av, acc, V } = e;
+  const a = aStrides(e, rows);
+  const bStep = e.layout === 'rows' ? 4 * e.k.N : 16 * vecs; // bytes from B[p, j] to B[p+1, j]
+  f.repeat(e.counterP, count, () => {
+    for (let v = 0; v < vecs; v++) f.get(bPtr).v128Load(16 * v).set(bv[v]!);
+    for (let r = 0; r < rows; r++) {
+      f.get(aPtr).v128Load32Splat(r * a.row).set(av);
+      for (let v = 0; v < vecs; v++) {
+        const c = acc[r * V + v]!;
+        f.get(av).get(bv[v]!).madd(c).set(c);
+      }
+    }
+    f.bump(aPtr, a.step).bump(bPtr, bStep);
+  });
 }
 
 /**
@@ -453,7 +536,7 @@ function copyPanel(f: Body, k: MatmulKernel, vecs: number, tB: Local, j: Local, 
 }
 
 /** P[p, j] = B[j, p] into the pack area: B is read in order, P written down its columns. */
-function packInto(f: Body, k: MatmulKernel, tB: Local, src: Local, dst: Local, dstRow: Local, counterJ: Local, counterP: Local, off?: Local): void {
+function packInto(f: Body, k: MatmulKernel, tB: Local, src: Local, dst: Local, counterJ: Local, counterP: Local, off?: Local): void {
   const { K } = k;
   const { vecs: V } = k.tile ?? DEFAULT_TILE;
   const [j, step] = [f.local('i32'), f.local('i32')];
@@ -468,7 +551,6 @@ function packInto(f: Body, k: MatmulKernel, tB: Local, src: Local, dst: Local, d
     });
     f.bump(j, 1);
   });
-  void dstRow;
 }
 
 /**
@@ -477,7 +559,7 @@ function packInto(f: Body, k: MatmulKernel, tB: Local, src: Local, dst: Local, d
  * P[p, j..j+3] (a panel's columns come in fours). Against packInto's one float at a time, the
  * attention's 48 × [64,32]ᵀ packs a sixth of the instructions.
  */
-function packBlocksInto(f: Body, k: MatmulKernel, tB: Local, src: Local, dst: Local, _dstRow: Local, counterJ: Local, counterP: Local, off?: Local): void {
+function packBlocksInto(f: Body, k: MatmulKernel, tB: Local, src: Local, dst: Local, counterJ: Local, counterP: Local, off?: Local): void {
   const { vecs: V } = k.tile ?? DEFAULT_TILE;
   const four = fourColumns(f, k, V, src, dst, counterP, off);
   f.i32(k.b).get(tB).i32Add().set(src);
