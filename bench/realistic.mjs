@@ -1,7 +1,7 @@
 // The realistic sizes (issue 30): one training step (forward + backward, every param gradient) of
 // nanoGPT at its CPU config (bench/models/nanogpt.ts: batch 12, block 64, 4 layers, 4 heads, 128
-// channels, vocab 65, dropout 0) and of the CIFAR-sized ResNet (test/fixtures/precision/
-// resnet_cifar.ts: batch 32, 3×32×32, nine 3×3 convs with batch norm), graphc's wasm module on 1
+// channels, vocab 65, dropout 0) and of the CIFAR-sized ResNet (bench/models/
+// resnet_cifar.ts: batch 32, 3×32×32, nine 3×3 convs with batch norm over NCHW's channels), graphc's wasm module on 1
 // and N threads (and its flat module) against PyTorch on 1 and N threads, each contender in a
 // process of its own, checked for agreement first, then timed in alternating rounds (workers.mjs).
 // Part of `npm run bench`; on its own:
@@ -48,8 +48,8 @@ export const MODELS = {
     },
   },
   cnn: {
-    title: 'the CIFAR-sized ResNet (batch 32, 3×32×32, nine 3×3 convs (16 channels) + batch norm; test/fixtures/precision/resnet_cifar.ts)',
-    file: 'test/fixtures/precision/resnet_cifar.ts',
+    title: 'the CIFAR-sized ResNet (batch 32, 3×32×32, nine 3×3 convs (16 channels) + batch norm over NCHW\'s axis 1; bench/models/resnet_cifar.ts)',
+    file: 'bench/models/resnet_cifar.ts',
     name: 'resnet_cifar',
     torch: 'resnet',
     cfg: (spec) => ({ x: spec.inputs.x.shape }),
