@@ -21,6 +21,7 @@ import { KernelUnsupported, renderWasmKernel } from './kernel.js';
 import type { Routine, View } from '../kernel/form.js';
 import type { I32, IndexKernel } from './index-kernels.js';
 import { softmaxRows } from './index-lines.js';
+import { softmaxColumns } from './softmax-columns.js';
 import { argBest, argmaxMask, cumsum, gather, maxPoolPick, pick, scatterAdd, softmaxLines, xent } from './index-kernels.js';
 import { docOf } from './decide.js';
 import { softmaxBody } from './softmax.js';
@@ -165,12 +166,13 @@ function indexRoutine(r: Routine, address: (arg: string, off: Size) => Val | und
     k = (r.op === 'pick' ? pick : xent)([count(size(x.shape[0]!)), x.shape[1] as number], a!, b!, c!);
   else if (r.op === 'argmax' || r.op === 'argmin' || r.op === 'cumsum' || r.op === 'softmax' || r.op === 'log_softmax') {
     const axis = r.attrs.axis as number;
-    // (a softmax or log_softmax of rows of a symbolic length: four elements at a time; lines of a symbolic length or distance
-    // along another axis stay the flat module's loop: the line kernel's exponentials, one lane of four, measured 1.6× slower
-    // than its Math.exp)
-    if ((r.op === 'softmax' || r.op === 'log_softmax') && axis === x.shape.length - 1 && typeof x.shape[axis] !== 'number')
+    // (a softmax or log_softmax of rows of a symbolic length: four elements at a time; along another axis (lines 1 apart
+    // are rows): four adjacent lines at a time)
+    const inner = numelSize(x.shape.slice(axis + 1));
+    if ((r.op === 'softmax' || r.op === 'log_softmax') && sizeEq(inner, size(1)) && typeof x.shape[axis] !== 'number')
       return softmaxRows(count(numelSize(x.shape.slice(0, axis))), dim(size(x.shape[axis]!)), r.op === 'log_softmax', a!, b!);
-    if ((r.op === 'softmax' || r.op === 'log_softmax') && !statics(x, axis)) return undefined;
+    if ((r.op === 'softmax' || r.op === 'log_softmax') && !sizeEq(inner, size(1)))
+      return softmaxColumns(count(numelSize(x.shape.slice(0, axis))), dim(size(x.shape[axis]!)), dim(inner), r.op === 'log_softmax', a!, b!);
     const len = dim(size(x.shape[axis]!));
     const lines = { lines: count(numelSize([...x.shape.slice(0, axis), ...x.shape.slice(axis + 1)])), len, inner: dim(numelSize(x.shape.slice(axis + 1))) };
     if (r.op === 'softmax' && axis === x.shape.length - 1) {
