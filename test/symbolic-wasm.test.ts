@@ -221,12 +221,17 @@ export default model('forms_sym', (g) => {
   const lsA = g.logSoftmax(h.mul(v.sum(0)), 0); // [3,B,2] along 3, B·2 apart: four lines at once, then the rest
   const lsB = g.logSoftmax(z.mul(u4.sum()), 0); // [B,T] along B, T apart
   const smB = g.softmax(x.mul(w), 1); // [3,B,2] along B, 2 apart: one line at a time
-  const sym = smA.square().sum().add(lsA.square().mean()).add(lsB.square().mean()).add(smB.mul(h).sum());
+  // index routines over views that are not their arrays' elements in order (a transposed table, a flipped narrow, a flip): layout kernels write them dense first
+  const tw = g.param('tw', [3, 5]);
+  const gt = g.gather(tw.transpose([1, 0]), y).mul(s).tanh().sum();
+  const cf = x.flip(2).narrow(0, 1, 2).cumsum(0).square().mean();
+  const af = k.flip(1).argmax(1);
+  const sym = gt.add(cf).add(smA.square().sum().add(lsA.square().mean()).add(lsB.square().mean()).add(smB.mul(h).sum()));
   // a concatenation and a pad along axis 0 of [3,B,2], whose stride is B·2: boxes at run-time addresses
   const cp = g.concat([h, x.square()], 0).mul(g.const([1, 2, 3, 4, 5, 6]).reshape([6, 1, 1]));
   const pd = g.pad(h, [[1, 2], [0, 0], [0, 0]]);
   const loss = a.add(b.sum()).add(d.mean()).add(oh.square().mean()).add(e.mean()).add(k.sum()).add(pk.mean()).add(cs).add(sm).add(mx).add(mp).add(st);
-  return { loss: loss.add(csT).add(mxB).add(lsT.mean()).add(cp.sum()).add(pd.square().mean()).add(smT.square().sum()).add(sym), b, d, e, k, am, an, amB, anT, cp, pd, lsT, smT, smA, lsA, lsB, smB };
+  return { loss: loss.add(csT).add(mxB).add(lsT.mean()).add(cp.sum()).add(pd.square().mean()).add(smT.square().sum()).add(sym), b, d, e, k, am, an, amB, anT, cp, pd, lsT, smT, smA, lsA, lsB, smB, af };
 });
 `),
     );
@@ -235,11 +240,11 @@ export default model('forms_sym', (g) => {
     expect(kernelJsSteps(code)).toEqual([]);
     expect(jsLoopSteps(code)).toEqual([]);
     expect(code).toContain('forms.pick_pk();');
-    for (const k of ['argmax_amB', 'argmin_anT', 'log_softmax_lsT', 'softmax_smT', 'softmax_smA', 'log_softmax_lsA', 'log_softmax_lsB', 'softmax_smB']) expect(code).toContain(`forms.${k}();`);
+    for (const k of ['argmax_amB', 'argmin_anT', 'log_softmax_lsT', 'softmax_smT', 'softmax_smA', 'log_softmax_lsA', 'log_softmax_lsB', 'softmax_smB', 'argmax_af']) expect(code).toContain(`forms.${k}();`);
     expect(code).toMatch(/softmax_smA: .*four lines at a time/);
     expect((code.match(/^ +forms\.cumsum_\w+\(\);$/gm) ?? []).length).toBeGreaterThanOrEqual(6); // along T: two forward, two from the end
     expect((code.match(/^ +forms\.argmax_mask_\w+\(\);$/gm) ?? []).length).toBe(2); // over axis 2, and over B
-    for (const op of ['argmax', 'argmin', 'cumsum', 'softmax', 'log_softmax', 'argmax_mask', 'max_pool_pick']) expect(code, op).toMatch(new RegExp(`^ +forms\\.${op}_\\w+\\(\\);$`, 'm'));
+    for (const op of ['argmax', 'argmin', 'cumsum', 'softmax', 'log_softmax', 'argmax_mask', 'max_pool_pick', 'gather', 'scatter_add']) expect(code, op).toMatch(new RegExp(`^ +forms\\.${op}_\\w+\\(\\);$`, 'm'));
     expect(code).not.toMatch(/elementwiseBody|reduceBody|channelBody/);
     const forms = code.match(/^ {4}forms\.kernel_\w+\(\);$/gm) ?? [];
     expect(forms.length).toBeGreaterThanOrEqual(10);
@@ -257,7 +262,7 @@ export default model('forms_sym', (g) => {
       }
       const outs = mod.forward(params, inputs);
       for (const o of ['b', 'd', 'e', 'k', 'cp', 'pd', 'lsT', 'smT', 'smA', 'lsA', 'lsB', 'smB']) expect(relErr(outs[o] as Float32Array, ref.outputs[o]!.data), `${at}: ${o}`).toBeLessThan(1e-5);
-      for (const o of ['am', 'an', 'amB', 'anT']) expect(Array.from(outs[o] as unknown as Int32Array), `${at}: ${o}`).toEqual(Array.from(ref.outputs[o]!.data));
+      for (const o of ['am', 'an', 'amB', 'anT', 'af']) expect(Array.from(outs[o] as unknown as Int32Array), `${at}: ${o}`).toEqual(Array.from(ref.outputs[o]!.data));
       const key = `${B},${T}`;
       if (first.has(key)) expect(got, `${at} again`).toEqual(first.get(key));
       else first.set(key, got);

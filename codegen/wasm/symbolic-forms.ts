@@ -135,13 +135,15 @@ function dense(v: View): boolean {
  * run-time values, or undefined (the flat module's loop): a gather's table, scatter_add's rows,
  * pick's and xent's classes have sizes that are numbers (the shape rules keep them so); a line's
  * count, length and the distance between its elements (argmax, argmin, cumsum, softmax,
- * log_softmax), an argmax_mask's axes and a max_pool_pick's planes may be run-time values, but a
- * softmax's and log_softmax's axes from the line's axis on have sizes that are numbers. A softmax
+ * log_softmax), an argmax_mask's axes and a max_pool_pick's planes may be run-time values. A softmax
  * over the last axis is the static module's row kernel (codegen/wasm/softmax.ts), its rows a
- * run-time value.
+ * run-time value (softmaxRows where the row's length is one); along another axis four adjacent lines
+ * at a time (codegen/wasm/softmax-columns.ts).
  */
 function indexRoutine(r: Routine, address: (arg: string, off: Size) => Val | undefined, i32: (v: Val) => I32): IndexKernel | undefined {
   const views = [...r.inputs, r.output];
+  // (the lowering gives a routine dense operands: a transpose, narrow, flip or expand before it is a layout kernel that
+  // writes a dense array, codegen/kernel/lower.ts; a view out of order is kept out as the static dispatch does)
   if (r.epilogue || !views.every(dense)) return undefined;
   const at = views.map((v) => address(v.arg, v.offset));
   if (at.some((a) => a === undefined)) return undefined;
