@@ -100,20 +100,23 @@ export function softmaxColumns(outer: I32, len: I32, inner: I32, log: boolean, x
   repeatN(f, o, outer, () => {
     f.get(base).set(p0);
     push(f, cols).set(c);
-    f.loopUntil(
-      () => f.get(c).i32(4).i32LtS(),
-      () => {
-        block(4);
-        f.bump(p0, 16).bump(c, -4);
-      },
-    );
-    f.loopUntil(
-      () => f.get(c).i32Eqz(),
-      () => {
-        block(1);
-        f.bump(p0, 4).bump(c, -1);
-      },
-    );
+    // (an inner size that is a number: only the blocks it has)
+    if (typeof cols !== 'number' || cols >= 4)
+      f.loopUntil(
+        () => f.get(c).i32(4).i32LtS(),
+        () => {
+          block(4);
+          f.bump(p0, 16).bump(c, -4);
+        },
+      );
+    if (typeof cols !== 'number' || cols % 4 !== 0)
+      f.loopUntil(
+        () => f.get(c).i32Eqz(),
+        () => {
+          block(1);
+          f.bump(p0, 4).bump(c, -1);
+        },
+      );
     bumpBy(f, base, plane);
   });
   return { body: f, what: `${log ? 'log_softmax' : 'softmax'} of ${text(outer)}·${text(inner)} lines of ${text(len)}, ${text(inner)} apart, four lines at a time` };
