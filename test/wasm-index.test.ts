@@ -6,7 +6,9 @@
 import { describe, expect, it } from 'vitest';
 import type { Routine, View } from '../codegen/kernel/form.js';
 import { encodeModule } from '../codegen/wasm/encode.js';
-import { indexKernel } from '../codegen/wasm/index-kernels.js';
+import type { IndexKernel } from '../codegen/wasm/index-kernels.js';
+import { indexKernel, softmaxLines } from '../codegen/wasm/index-kernels.js';
+import { around } from '../codegen/wasm/index-lines.js';
 import { size } from '../ir/dims.js';
 
 declare const WebAssembly: {
@@ -26,9 +28,9 @@ const AT: Record<string, number> = { a: 0, b: 16384, c: 32768, d: 49152 };
 const SENTINEL = 12345;
 
 /** Runs the kernel of r (a split one over `ranges`, by default its whole extent at once). */
-function run(r: Routine, fill: (f32: Float32Array, i32: Int32Array) => void, ranges?: [number, number][]): { f32: Float32Array; i32: Int32Array } {
-  const k = indexKernel(r, (arg) => AT[arg]);
-  if (!k) throw new Error(`no kernel for ${r.op}`);
+function run(r: Routine | IndexKernel, fill: (f32: Float32Array, i32: Int32Array) => void, ranges?: [number, number][]): { f32: Float32Array; i32: Int32Array } {
+  const k = 'body' in r ? r : indexKernel(r, (arg) => AT[arg]);
+  if (!k) throw new Error(`no kernel for ${(r as Routine).op}`);
   const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 });
   const f32 = new Float32Array(memory.buffer);
   const i32 = new Int32Array(memory.buffer);
@@ -100,6 +102,30 @@ describe('an index out of range in a wasm index kernel', () => {
     });
     expect(xent.f32[at('c')]).toBeNaN();
     expect(xent.f32[at('c', 1)]).toBe(SENTINEL);
+  });
+});
+
+describe('wasm softmax along an axis with elements after it', () => {
+  it('four adjacent lines at a time (softmax-columns.ts): bit for bit the line kernel, split by planes or by columns, NaN, ±∞, ±0 and ties', () => {
+    for (const [shape, axis] of [[[2, 5, 7], 1], [[6, 9], 0], [[3, 4, 4], 1], [[1, 3, 2], 1]] as [number[], number][]) {
+      const n = shape.reduce((p, d) => p * d, 1);
+      const fill = (f: Float32Array) => {
+        for (let k = 0; k < n; k++) f[at('a', k)] = [NaN, Infinity, -Infinity, 0, -0, 3, 3][k % 11] ?? Math.sin(k) * 40;
+      };
+      for (const op of ['softmax', 'log_softmax']) {
+        const r = routine(op, { axis }, [view('a', shape)], view('b', shape));
+        const k = indexKernel(r, (arg) => AT[arg])!;
+        expect(k.what).toMatch(/four lines at a time/);
+        const want = run(softmaxLines(around(shape, axis), op === 'log_softmax', AT.a!, AT.b!), fill).f32.slice(at('b') - 1, at('b', n + 1));
+        const got = (ranges?: [number, number][]) => new Uint32Array(run(r, fill, ranges).f32.slice(at('b') - 1, at('b', n + 1)).buffer);
+        expect(got()).toEqual(new Uint32Array(want.buffer));
+        if (k.split) {
+          const e = k.split.extent;
+          const cut = k.split.align === 4 ? 4 : 1;
+          expect(got([[cut, e], [0, cut]])).toEqual(new Uint32Array(want.buffer));
+        }
+      }
+    }
   });
 });
 

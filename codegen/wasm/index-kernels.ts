@@ -25,6 +25,7 @@ import type { Routine, View } from '../kernel/form.js';
 import type { Local } from './encode.js';
 import { Body } from './encode.js';
 import { f32x4Exp } from './steps.js';
+import { softmaxColumns } from './softmax-columns.js';
 import type { Split } from './threads.js';
 import type { I32, IndexKernel } from './index-lines.js';
 import { argBest, around, bumpBy, copyFloats, cumsum, f64Log, forRange, hoisted, minus, numel, op, product, push, rangeOf, repeatN, rows, softmaxLines, text, times, work } from './index-lines.js';
@@ -62,8 +63,14 @@ export function indexKernel(r: Routine, at: (arg: string) => number | undefined)
     case 'cumsum':
       return cumsum(around(dims(r.inputs[0]!), r.attrs.axis), !!r.attrs.reverse, a!, b!);
     case 'softmax':
-    case 'log_softmax':
-      return softmaxLines(around(dims(r.inputs[0]!), r.attrs.axis), r.op === 'log_softmax', a!, b!);
+    case 'log_softmax': {
+      const x = dims(r.inputs[0]!);
+      const axis = r.attrs.axis as number;
+      const inner = numel(x.slice(axis + 1));
+      // along an axis with elements after it: four adjacent lines at a time (softmax-columns.ts)
+      if (inner > 1) return softmaxColumns(numel(x.slice(0, axis)), x[axis]!, inner, r.op === 'log_softmax', a!, b!, true);
+      return softmaxLines(around(x, axis), r.op === 'log_softmax', a!, b!);
+    }
     case 'argmax_mask':
       return argmaxMask(dims(r.inputs[0]!), r.attrs.axes, a!, b!);
     case 'max_pool_pick': {

@@ -10,13 +10,22 @@ import { Body } from './encode.js';
 import type { Local } from './encode.js';
 import { f32x4Exp } from './steps.js';
 import type { I32, IndexKernel } from './index-lines.js';
-import { bumpBy, f64Log, hoisted, minus, op, product, push, repeatN, text, times } from './index-lines.js';
+import type { Split } from './threads.js';
+import { bumpBy, f64Log, hoisted, minus, op, product, push, rangeOf, repeatN, text, times } from './index-lines.js';
 
 const SIMD_OP = { f64x2Splat: 0x14, f64x2ReplaceLane: 0x22, f64x2Sub: 0xf1, f64x2Div: 0xf3 } as const;
 
-/** Softmax (log-softmax) of `outer`·`inner` lines of `len`, `inner` floats apart, four lines at a time. */
-export function softmaxColumns(outer: I32, len: I32, inner: I32, log: boolean, xAt: I32, yAt: I32): IndexKernel {
-  const f = new Body();
+/**
+ * Softmax (log-softmax) of `outer`·`inner` lines of `len`, `inner` floats apart, four lines at a
+ * time. `threads` (the static module, all sizes numbers): a function of a range that splits over
+ * threads, by the outer planes where there are several, else by blocks of four columns (each
+ * line's sums the same as in one pass).
+ */
+export function softmaxColumns(outer: I32, len: I32, inner: I32, log: boolean, xAt: I32, yAt: I32, threads = false): IndexKernel {
+  const sizes = typeof outer === 'number' && typeof len === 'number' && typeof inner === 'number' ? [outer, len, inner] : undefined;
+  const by = sizes && threads ? (sizes[0]! > 1 ? 'planes' : sizes[2]! > 4 ? 'columns' : undefined) : undefined;
+  const split: Split | undefined = by && sizes ? { extent: by === 'planes' ? sizes[0]! : sizes[2]!, align: by === 'planes' ? 1 : 4, work: sizes[0]! * sizes[1]! * sizes[2]! * 8 } : undefined;
+  const f = new Body(split ? 2 : 0);
   const [o, c, j, p, q, p0, base] = Array.from({ length: 7 }, () => f.local('i32'));
   const [vm, vv, acc, hi, lo2, hi2] = Array.from({ length: 6 }, () => f.local('v128'));
   const tmp = Array.from({ length: 5 }, () => f.local('v128'));
@@ -96,10 +105,17 @@ export function softmaxColumns(outer: I32, len: I32, inner: I32, log: boolean, x
     }
   };
 
+  // the range: planes [r0, r1) of all columns, or columns [r0, r1) of the one plane
+  const [r0, r1] = split ? rangeOf(f, split.extent) : [undefined, undefined];
   push(f, xAt).set(base);
-  repeatN(f, o, outer, () => {
+  if (by === 'planes') f.get(r0!).i32(sizes![1]! * sizes![2]! * 4).i32Mul().get(base).i32Add().set(base);
+  const planes: I32 = by === 'planes' ? { push: (g) => void g.get(r1!).get(r0!).i32Sub(), text: 'planes' } : outer;
+  repeatN(f, o, planes, () => {
     f.get(base).set(p0);
-    push(f, cols).set(c);
+    if (by === 'columns') {
+      f.get(r0!).i32(4).i32Mul().get(p0).i32Add().set(p0);
+      f.get(r1!).get(r0!).i32Sub().set(c);
+    } else push(f, cols).set(c);
     // (an inner size that is a number: only the blocks it has)
     if (typeof cols !== 'number' || cols >= 4)
       f.loopUntil(
@@ -119,5 +135,5 @@ export function softmaxColumns(outer: I32, len: I32, inner: I32, log: boolean, x
       );
     bumpBy(f, base, plane);
   });
-  return { body: f, what: `${log ? 'log_softmax' : 'softmax'} of ${text(outer)}·${text(inner)} lines of ${text(len)}, ${text(inner)} apart, four lines at a time` };
+  return { body: f, split, what: `${log ? 'log_softmax' : 'softmax'} of ${text(outer)}·${text(inner)} lines of ${text(len)}, ${text(inner)} apart, four lines at a time` };
 }
