@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { Routine, View } from '../codegen/kernel/form.js';
 import { encodeModule } from '../codegen/wasm/encode.js';
 import type { IndexKernel } from '../codegen/wasm/index-kernels.js';
-import { indexKernel, softmaxLines } from '../codegen/wasm/index-kernels.js';
+import { argmaxMask, indexKernel, softmaxLines } from '../codegen/wasm/index-kernels.js';
 import { around } from '../codegen/wasm/index-lines.js';
 import { size } from '../ir/dims.js';
 
@@ -125,6 +125,35 @@ describe('wasm softmax along an axis with elements after it', () => {
           expect(got([[cut, e], [0, cut]])).toEqual(new Uint32Array(want.buffer));
         }
       }
+    }
+  });
+});
+
+describe('wasm argmax_mask over adjacent reduced axes', () => {
+  it('as lines (four lanes of a row, four columns at once): bit for bit the nested loops, NaN first or later, ties, ±0, −∞, split by lines', () => {
+    const cases: [number[], number[], RegExp][] = [
+      [[6, 9], [1], /four lanes/],
+      [[3, 13], [1], /four lanes/],
+      [[5, 6], [0], /four columns/],
+      [[2, 3, 4, 5], [1, 2], /four columns/],
+      [[4, 1, 7], [0, 1], /lines of 4, 7 apart/],
+      [[3, 5], [1], /lines of 5 \(the first maximum\)$/],
+    ];
+    for (const [shape, axes, how] of cases) {
+      const n = shape.reduce((p, d) => p * d, 1);
+      // rows of ties (2, −0/+0 against each other), NaN at the start of some lines and later in others, −∞ rows
+      const pool = [2, NaN, -0, 0, 2, -Infinity, 1, -Infinity, NaN, 0, -0, 2, 1.5];
+      const fill = (f: Float32Array) => {
+        for (let k = 0; k < n; k++) f[at('a', k)] = pool[(k * 7 + (k >> 3)) % pool.length]!;
+        f[at('a', n - 1)] = -Infinity;
+      };
+      const r = routine('argmax_mask', { axes }, [view('a', shape)], view('b', shape));
+      const k = indexKernel(r, (arg) => AT[arg])!;
+      expect(k.what).toMatch(how);
+      const want = new Uint32Array(run(argmaxMask(shape, axes, AT.a!, AT.b!), fill).f32.slice(at('b') - 1, at('b', n + 1)).buffer);
+      const got = (ranges?: [number, number][]) => new Uint32Array(run(r, fill, ranges).f32.slice(at('b') - 1, at('b', n + 1)).buffer);
+      expect(got()).toEqual(want);
+      if (k.split) expect(got([[1, k.split.extent], [0, 1]])).toEqual(want);
     }
   });
 });

@@ -206,7 +206,7 @@ export function eachLine(f: Body, { lines, len, inner }: Lines, at: I32, body: (
  * one's l and base) where the range holds them and they are four columns of one row (inner ≥ 4):
  * their elements are then one v128 apart from the next's.
  */
-function eachLineBy4(f: Body, x: Lines, at: I32, one: (l: Local, base: Local) => void, four: (l: Local, base: Local) => void): void {
+export function eachLineBy4(f: Body, x: Lines, at: I32, one: (l: Local, base: Local) => void, four: (l: Local, base: Local) => void): void {
   const { len, inner } = x;
   if (!wide(inner)) return eachLine(f, x, at, one);
   const [lo, hi] = rangeOf(f, x.lines);
@@ -238,7 +238,7 @@ function eachLineBy4(f: Body, x: Lines, at: I32, one: (l: Local, base: Local) =>
   );
 }
 
-const SIMD_OP = { f32x4Ne: 0x42, i32x4ExtractLane: 0x1b } as const;
+export const SIMD_OP = { f32x4Ne: 0x42, i32x4ExtractLane: 0x1b } as const;
 
 /**
  * mask = (v better than best, or v NaN) and best not NaN, lane by lane, of the v128 locals: the
