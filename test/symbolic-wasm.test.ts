@@ -226,12 +226,13 @@ export default model('forms_sym', (g) => {
   const gt = g.gather(tw.transpose([1, 0]), y).mul(s).tanh().sum();
   const cf = x.flip(2).narrow(0, 1, 2).cumsum(0).square().mean();
   const af = k.flip(1).argmax(1);
+  const ax = h.argmax(0); // [3,B,2] along 3, B·2 apart (a run-time inner size: four columns at once where four are left)
   const sym = gt.add(cf).add(smA.square().sum().add(lsA.square().mean()).add(lsB.square().mean()).add(smB.mul(h).sum()));
   // a concatenation and a pad along axis 0 of [3,B,2], whose stride is B·2: boxes at run-time addresses
   const cp = g.concat([h, x.square()], 0).mul(g.const([1, 2, 3, 4, 5, 6]).reshape([6, 1, 1]));
   const pd = g.pad(h, [[1, 2], [0, 0], [0, 0]]);
   const loss = a.add(b.sum()).add(d.mean()).add(oh.square().mean()).add(e.mean()).add(k.sum()).add(pk.mean()).add(cs).add(sm).add(mx).add(mp).add(st);
-  return { loss: loss.add(csT).add(mxB).add(lsT.mean()).add(cp.sum()).add(pd.square().mean()).add(smT.square().sum()).add(sym), b, d, e, k, am, an, amB, anT, cp, pd, lsT, smT, smA, lsA, lsB, smB, af };
+  return { loss: loss.add(csT).add(mxB).add(lsT.mean()).add(cp.sum()).add(pd.square().mean()).add(smT.square().sum()).add(sym), b, d, e, k, am, an, amB, anT, cp, pd, lsT, smT, smA, lsA, lsB, smB, af, ax };
 });
 `),
     );
@@ -240,6 +241,7 @@ export default model('forms_sym', (g) => {
     expect(kernelJsSteps(code)).toEqual([]);
     expect(jsLoopSteps(code)).toEqual([]);
     expect(code).toContain('forms.pick_pk();');
+    expect(code).toMatch(/argmax of [^\n]* lines of 3 \(the first; a NaN wins, four columns at once\)/); // ax: a run-time inner size
     for (const k of ['argmax_amB', 'argmin_anT', 'log_softmax_lsT', 'softmax_smT', 'softmax_smA', 'log_softmax_lsA', 'log_softmax_lsB', 'softmax_smB', 'argmax_af']) expect(code).toContain(`forms.${k}();`);
     expect(code).toMatch(/softmax_smA: .*four lines at a time/);
     expect((code.match(/^ +forms\.cumsum_\w+\(\);$/gm) ?? []).length).toBeGreaterThanOrEqual(6); // along T: two forward, two from the end
@@ -262,7 +264,7 @@ export default model('forms_sym', (g) => {
       }
       const outs = mod.forward(params, inputs);
       for (const o of ['b', 'd', 'e', 'k', 'cp', 'pd', 'lsT', 'smT', 'smA', 'lsA', 'lsB', 'smB']) expect(relErr(outs[o] as Float32Array, ref.outputs[o]!.data), `${at}: ${o}`).toBeLessThan(1e-5);
-      for (const o of ['am', 'an', 'amB', 'anT', 'af']) expect(Array.from(outs[o] as unknown as Int32Array), `${at}: ${o}`).toEqual(Array.from(ref.outputs[o]!.data));
+      for (const o of ['am', 'an', 'amB', 'anT', 'af', 'ax']) expect(Array.from(outs[o] as unknown as Int32Array), `${at}: ${o}`).toEqual(Array.from(ref.outputs[o]!.data));
       const key = `${B},${T}`;
       if (first.has(key)) expect(got, `${at} again`).toEqual(first.get(key));
       else first.set(key, got);
