@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { Routine, View } from '../codegen/kernel/form.js';
 import { encodeModule } from '../codegen/wasm/encode.js';
 import type { IndexKernel } from '../codegen/wasm/index-kernels.js';
-import { argmaxMask, indexKernel, softmaxLines } from '../codegen/wasm/index-kernels.js';
+import { argmaxMask, cumsum, indexKernel, softmaxLines } from '../codegen/wasm/index-kernels.js';
 import { around } from '../codegen/wasm/index-lines.js';
 import { size } from '../ir/dims.js';
 
@@ -155,6 +155,27 @@ describe('wasm argmax_mask over adjacent reduced axes', () => {
       expect(got()).toEqual(want);
       if (k.split) expect(got([[k.split.align, k.split.extent], [0, k.split.align]])).toEqual(want);
       else expect(how.source).not.toMatch(/lanes/);
+    }
+  });
+});
+
+describe('wasm cumsum along rows', () => {
+  it('four elements loaded and stored at once: bit for bit the one-by-one loop (the same f64 sums), either direction, rows of 8 to 13', () => {
+    for (const [rows, len] of [[3, 13], [2, 8], [1, 9], [2, 12]]) {
+      const n = rows * len;
+      const fill = (f: Float32Array) => {
+        for (let k = 0; k < n; k++) f[at('a', k)] = k % 9 === 5 ? [NaN, Infinity, -0][k % 3]! : Math.sin(k * 1.7) * 10 ** ((k % 7) - 3);
+      };
+      for (const reverse of [false, true]) {
+        const r = routine('cumsum', { axis: 1, reverse }, [view('a', [rows, len])], view('b', [rows, len]));
+        const k = indexKernel(r, (arg) => AT[arg])!;
+        expect(k.what).toMatch(/four elements loaded at once/);
+        // the same kernel with the row length a run-time value: one by one
+        const scalar = cumsum({ lines: rows, len: { push: (f) => void f.i32(len), text: String(len) }, inner: 1 }, reverse, AT.a!, AT.b!);
+        expect(scalar.what).not.toMatch(/at once/);
+        const bits = (x: Routine | IndexKernel) => new Uint32Array(run(x, fill).f32.slice(at('b') - 1, at('b', n + 1)).buffer);
+        expect(bits(r)).toEqual(bits(scalar));
+      }
     }
   });
 });

@@ -240,7 +240,7 @@ export function eachLineBy4(f: Body, x: Lines, at: I32, one: (l: Local, base: Lo
   );
 }
 
-export const SIMD_OP = { f32x4Ne: 0x42, i32x4ExtractLane: 0x1b } as const;
+export const SIMD_OP = { f32x4Ne: 0x42, i32x4ExtractLane: 0x1b, f32x4ReplaceLane: 0x20 } as const;
 
 /**
  * mask = (v better than best, or v NaN) and best not NaN, lane by lane, of the v128 locals: the
@@ -391,10 +391,29 @@ export function cumsum(x: Lines, reverse: boolean, xAt: I32, yAt: I32): IndexKer
     if (reverse) push(f, times(product(inner, less1(len)), 4)).i32Add();
     f.set(p);
   };
+  // rows (inner 1) of 8 or more: four elements loaded and stored at once, the sums one by one as the rest's
+  const vecs = inner === 1 && typeof len === 'number' && len >= 8 ? Math.floor(len / 4) : 0;
   const one = (_l: Local, base: Local) => {
     op.f64Const(f, 0).set(s);
     start(base);
-    repeatN(f, j, len, () => {
+    if (vecs) {
+      if (reverse) f.bump(p, -12);
+      f.repeat(j, vecs, () => {
+        push(f.get(p), dy).i32Add();
+        f.get(p).v128Load(0).set(v);
+        (reverse ? [3, 2, 1, 0] : [0, 1, 2, 3]).forEach((k, n) => {
+          f.get(s).get(v).f32x4ExtractLane(k);
+          op.f64PromoteF32(f);
+          f.f64Add().tee(s).f32DemoteF64();
+          if (n === 0) f.f32x4Splat();
+          else f.simd(SIMD_OP.f32x4ReplaceLane).raw(k);
+        });
+        f.v128Store(0);
+        f.bump(p, reverse ? -16 : 16);
+      });
+      if (reverse) f.bump(p, 12);
+    }
+    repeatN(f, j, vecs ? (len as number) % 4 : len, () => {
       f.get(s).get(p).f32Load(0);
       op.f64PromoteF32(f);
       f.f64Add().set(s);
@@ -416,7 +435,7 @@ export function cumsum(x: Lines, reverse: boolean, xAt: I32, yAt: I32): IndexKer
     });
   };
   eachLineBy4(f, x, xAt, one, four);
-  return { body: f, split, what: `cumsum of ${text(lines)} lines of ${text(len)}${reverse ? ', from the end' : ''} (in f64${wide(inner) ? ', four columns at once' : ''})` };
+  return { body: f, split, what: `cumsum of ${text(lines)} lines of ${text(len)}${reverse ? ', from the end' : ''} (in f64${wide(inner) ? ', four columns at once' : vecs ? ', four elements loaded at once' : ''})` };
 }
 
 /**
