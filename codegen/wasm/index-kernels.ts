@@ -11,15 +11,19 @@
 //   the mean in f64 as the flat module's;
 // - argmax, argmin: the first maximum (minimum) of each line, a NaN winning and ending the line
 //   (torch's semantics, the flat module's); argmax_mask: 1 at the first maximum of each reduced
-//   slice (row-major); cumsum: running sums in f64, from either end;
+//   slice (row-major; over adjacent axes as lines, four at once); cumsum: running sums in f64,
+//   from either end;
 // - softmax and log_softmax along any axis (the row kernel of softmax.ts takes the last axis);
 //   max_pool_pick: v at the first maximum of each window of x (pool.ts has the other pooling ops).
 //
 // An index out of [0, bound) (the staged inputs are checked before, codegen/module.ts, so only
 // computed indices could be) reads NaN and adds nothing, as the flat module's typed arrays do, and
 // never touches memory outside its array. The kernels over rows or lines split over threads by
-// rows (max_pool_pick by planes); xent (one sum), scatter_add (rows that repeat) and argmax_mask
-// run whole. The kernels over lines along an axis are in codegen/wasm/index-lines.ts.
+// rows (max_pool_pick by planes, argmax_mask over adjacent axes by whole planes of lines, a softmax
+// along an axis with elements after it by planes or blocks of four columns); xent (one sum),
+// scatter_add (by columns: rows that repeat) and argmax_mask over axes that are not adjacent run
+// whole. The kernels over lines along an axis are in codegen/wasm/index-lines.ts, the softmax four
+// adjacent lines at a time in codegen/wasm/softmax-columns.ts.
 
 import type { Routine, View } from '../kernel/form.js';
 import type { Local } from './encode.js';
