@@ -285,6 +285,18 @@ export default model('forms_sym', (g) => {
   const mxB = t3.max(0).square().sum(); // its gradient: an argmax_mask reducing B
   const lsT = g.logSoftmax(z.mul(u4.sum()), 1); // rows of T, four elements at a time
   const smT = g.softmax(z.tanh().mul(u4.sum()), 1); // likewise
+  // softmax and log_softmax along an axis other than the last, of a symbolic length or before a symbolic axis: four adjacent lines at once, the rest one by one
+  const smA = g.softmax(z3.mul(u4), 1); // [B,T,4] along T: four lines at once
+  const lsA = g.logSoftmax(h.mul(v.sum(0)), 0); // [3,B,2] along 3, B·2 apart: four lines at once, then the rest
+  const lsB = g.logSoftmax(z.mul(u4.sum()), 0); // [B,T] along B, T apart
+  const smB = g.softmax(x.mul(w), 1); // [3,B,2] along B, 2 apart: one line at a time
+  // index routines over views that are not their arrays' elements in order (a transposed table, a flipped narrow, a flip): layout kernels write them dense first
+  const tw = g.param('tw', [3, 5]);
+  const gt = g.gather(tw.transpose([1, 0]), y).mul(s).tanh().sum();
+  const cf = x.flip(2).narrow(0, 1, 2).cumsum(0).square().mean();
+  const af = k.flip(1).argmax(1);
+  const ax = h.argmax(0); // [3,B,2] along 3, B·2 apart (a run-time inner size: four columns at once where four are left)
+  const sym = gt.add(cf).add(smA.square().sum().add(lsA.square().mean()).add(lsB.square().mean()).add(smB.mul(h).sum()));
   // a concatenation and a pad along axis 0 of [3,B,2], whose stride is B·2: boxes at run-time addresses
   const cp = g.concat([h, x.square()], 0).mul(g.const([1, 2, 3, 4, 5, 6]).reshape([6, 1, 1]));
   const pd = g.pad(h, [[1, 2], [0, 0], [0, 0]]);
@@ -292,7 +304,7 @@ export default model('forms_sym', (g) => {
   const pd2 = g.pad(h.mul(v.sum(0)), [[1, 0], [0, 0], [1, 0]]);
   const pd3 = g.pad(z5.mul(u4.sum()).sin(), [[1, 0], [0, 0], [1, 0], [0, 0], [1, 1]]);
   const loss = a.add(b.sum()).add(d.mean()).add(oh.square().mean()).add(e.mean()).add(k.sum()).add(pk.mean()).add(cs).add(sm).add(mx).add(mp).add(st);
-  return { loss: loss.add(csT).add(mxB).add(lsT.mean()).add(cp.sum()).add(pd.square().mean()).add(smT.square().sum()).add(pd2.square().mean()).add(pd3.square().mean()), b, d, e, k, am, an, amB, anT, cp, pd, pd2, pd3, lsT, smT };
+  return { loss: loss.add(csT).add(mxB).add(lsT.mean()).add(cp.sum()).add(pd.square().mean()).add(smT.square().sum()).add(pd2.square().mean()).add(pd3.square().mean()).add(sym), b, d, e, k, am, an, amB, anT, cp, pd, pd2, pd3, lsT, smT, smA, lsA, lsB, smB, af, ax };
 });
 `),
     );
@@ -301,10 +313,12 @@ export default model('forms_sym', (g) => {
     expect(kernelJsSteps(code)).toEqual([]);
     expect(jsLoopSteps(code)).toEqual([]);
     expect(code).toContain('forms.pick_pk();');
-    for (const k of ['argmax_amB', 'argmin_anT', 'log_softmax_lsT', 'softmax_smT']) expect(code).toContain(`forms.${k}();`);
+    expect(code).toMatch(/argmax of [^\n]* lines of 3 \(the first; a NaN wins, four columns at once\)/); // ax: a run-time inner size
+    for (const k of ['argmax_amB', 'argmin_anT', 'log_softmax_lsT', 'softmax_smT', 'softmax_smA', 'log_softmax_lsA', 'log_softmax_lsB', 'softmax_smB', 'argmax_af']) expect(code).toContain(`forms.${k}();`);
+    expect(code).toMatch(/softmax_smA: .*four lines at a time/);
     expect((code.match(/^ +forms\.cumsum_\w+\(\);$/gm) ?? []).length).toBeGreaterThanOrEqual(6); // along T: two forward, two from the end
     expect((code.match(/^ +forms\.argmax_mask_\w+\(\);$/gm) ?? []).length).toBe(2); // over axis 2, and over B
-    for (const op of ['argmax', 'argmin', 'cumsum', 'softmax', 'log_softmax', 'argmax_mask', 'max_pool_pick']) expect(code, op).toMatch(new RegExp(`^ +forms\\.${op}_\\w+\\(\\);$`, 'm'));
+    for (const op of ['argmax', 'argmin', 'cumsum', 'softmax', 'log_softmax', 'argmax_mask', 'max_pool_pick', 'gather', 'scatter_add']) expect(code, op).toMatch(new RegExp(`^ +forms\\.${op}_\\w+\\(\\);$`, 'm'));
     expect(code).not.toMatch(/elementwiseBody|reduceBody|channelBody/);
     const forms = code.match(/^ {4}forms\.kernel_\w+\(\);$/gm) ?? [];
     expect(forms.length).toBeGreaterThanOrEqual(10);
@@ -321,8 +335,8 @@ export default model('forms_sym', (g) => {
         expect(err, `${at}: d loss / d ${p}`).toBeLessThan(gradTolerance(g, () => reference(c.fwd, c.bwd, params, inputs, { float32: true }).grads[p]!, err));
       }
       const outs = mod.forward(params, inputs);
-      for (const o of ['b', 'd', 'e', 'k', 'cp', 'pd', 'pd2', 'pd3', 'lsT', 'smT']) expect(relErr(outs[o] as Float32Array, ref.outputs[o]!.data), `${at}: ${o}`).toBeLessThan(1e-5);
-      for (const o of ['am', 'an', 'amB', 'anT']) expect(Array.from(outs[o] as unknown as Int32Array), `${at}: ${o}`).toEqual(Array.from(ref.outputs[o]!.data));
+      for (const o of ['b', 'd', 'e', 'k', 'cp', 'pd', 'pd2', 'pd3', 'lsT', 'smT', 'smA', 'lsA', 'lsB', 'smB']) expect(relErr(outs[o] as Float32Array, ref.outputs[o]!.data), `${at}: ${o}`).toBeLessThan(1e-5);
+      for (const o of ['am', 'an', 'amB', 'anT', 'af', 'ax']) expect(Array.from(outs[o] as unknown as Int32Array), `${at}: ${o}`).toEqual(Array.from(ref.outputs[o]!.data));
       const key = `${B},${T}`;
       if (first.has(key)) expect(got, `${at} again`).toEqual(first.get(key));
       else first.set(key, got);

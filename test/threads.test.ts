@@ -120,14 +120,19 @@ describe('threads', () => {
         const logits = h.matmul(W2);
         const probs = g.softmax(logits);
         const cols = g.input('z', [1037, 6]).mul(g.param('zw', [6], { scale: 0.5 })).sum(0);
-        const loss = g.crossEntropy(logits, y).add(h.mul(h).mean()).add(h.sum(0).mean()).add(cols.square().mean());
+        // a softmax down the columns (by blocks of four columns) and a max over rows (argmax_mask by rows)
+        const down = g.softmax(h, 0).mul(h).mean().add(h.max(1).mean());
+        const loss = g.crossEntropy(logits, y).add(h.mul(h).mean()).add(h.sum(0).mean()).add(cols.square().mean()).add(down);
         return { loss, probs, cols };
       });
     `);
     const out = tmp();
     const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'graphc.js'), 'build', file, '--target', 'wasm', '--out', out], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
-    expect(readFileSync(path.join(out, 'ragged.wasm.js'), 'utf8')).toMatch(/\[1037,6\] reducing axes 0 \(kernel form\), by chunks of rows$/m);
+    const src = readFileSync(path.join(out, 'ragged.wasm.js'), 'utf8');
+    expect(src).toMatch(/\[1037,6\] reducing axes 0 \(kernel form\), by chunks of rows$/m);
+    expect(src).toMatch(/softmax of 1·27 lines of 13, 27 apart, four lines at a time/);
+    expect(src).toMatch(/argmax_mask of 13 lines of 27 \(the first maximum, four lanes\)/);
     const m = await load(path.join(out, 'ragged.wasm.js'));
     const params = m.initParams(5);
     const inputs = { ...inputsOf(m, 4), y: Int32Array.from({ length: 13 }, (_, i) => (i * 5) % 6) };

@@ -6,7 +6,9 @@
 import { describe, expect, it } from 'vitest';
 import type { Routine, View } from '../codegen/kernel/form.js';
 import { encodeModule } from '../codegen/wasm/encode.js';
-import { indexKernel } from '../codegen/wasm/index-kernels.js';
+import type { IndexKernel } from '../codegen/wasm/index-kernels.js';
+import { argmaxMask, cumsum, indexKernel, softmaxLines } from '../codegen/wasm/index-kernels.js';
+import { around } from '../codegen/wasm/index-lines.js';
 import { size } from '../ir/dims.js';
 
 declare const WebAssembly: {
@@ -26,9 +28,9 @@ const AT: Record<string, number> = { a: 0, b: 16384, c: 32768, d: 49152 };
 const SENTINEL = 12345;
 
 /** Runs the kernel of r (a split one over `ranges`, by default its whole extent at once). */
-function run(r: Routine, fill: (f32: Float32Array, i32: Int32Array) => void, ranges?: [number, number][]): { f32: Float32Array; i32: Int32Array } {
-  const k = indexKernel(r, (arg) => AT[arg]);
-  if (!k) throw new Error(`no kernel for ${r.op}`);
+function run(r: Routine | IndexKernel, fill: (f32: Float32Array, i32: Int32Array) => void, ranges?: [number, number][]): { f32: Float32Array; i32: Int32Array } {
+  const k = 'body' in r ? r : indexKernel(r, (arg) => AT[arg]);
+  if (!k) throw new Error(`no kernel for ${(r as Routine).op}`);
   const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 });
   const f32 = new Float32Array(memory.buffer);
   const i32 = new Int32Array(memory.buffer);
@@ -100,6 +102,81 @@ describe('an index out of range in a wasm index kernel', () => {
     });
     expect(xent.f32[at('c')]).toBeNaN();
     expect(xent.f32[at('c', 1)]).toBe(SENTINEL);
+  });
+});
+
+describe('wasm softmax along an axis with elements after it', () => {
+  it('four adjacent lines at a time (softmax-columns.ts): bit for bit the line kernel, split by planes or by columns, NaN, ±∞, ±0 and ties', () => {
+    for (const [shape, axis] of [[[2, 5, 7], 1], [[6, 9], 0], [[3, 4, 4], 1], [[1, 3, 2], 1]] as [number[], number][]) {
+      const n = shape.reduce((p, d) => p * d, 1);
+      const fill = (f: Float32Array) => {
+        for (let k = 0; k < n; k++) f[at('a', k)] = [NaN, Infinity, -Infinity, 0, -0, 3, 3][k % 11] ?? Math.sin(k) * 40;
+      };
+      for (const op of ['softmax', 'log_softmax']) {
+        const r = routine(op, { axis }, [view('a', shape)], view('b', shape));
+        const k = indexKernel(r, (arg) => AT[arg])!;
+        expect(k.what).toMatch(/four lines at a time/);
+        const want = run(softmaxLines(around(shape, axis), op === 'log_softmax', AT.a!, AT.b!), fill).f32.slice(at('b') - 1, at('b', n + 1));
+        const got = (ranges?: [number, number][]) => new Uint32Array(run(r, fill, ranges).f32.slice(at('b') - 1, at('b', n + 1)).buffer);
+        expect(got()).toEqual(new Uint32Array(want.buffer));
+        if (k.split) {
+          const e = k.split.extent;
+          const cut = k.split.align === 4 ? 4 : 1;
+          expect(got([[cut, e], [0, cut]])).toEqual(new Uint32Array(want.buffer));
+        }
+      }
+    }
+  });
+});
+
+describe('wasm argmax_mask over adjacent reduced axes', () => {
+  it('as lines (four lanes of a row, four columns at once): bit for bit the nested loops, NaN first or later, ties, ±0, −∞, split by planes', () => {
+    const cases: [number[], number[], RegExp][] = [
+      [[6, 9], [1], /four lanes/],
+      [[3, 13], [1], /four lanes/],
+      [[5, 6], [0], /four columns/],
+      [[2, 3, 4, 5], [1, 2], /four columns/],
+      [[4, 1, 7], [0, 1], /lines of 4, 7 apart/],
+      [[3, 5], [1], /lines of 5 \(the first maximum\)$/],
+    ];
+    for (const [shape, axes, how] of cases) {
+      const n = shape.reduce((p, d) => p * d, 1);
+      // rows of ties (2, −0/+0 against each other), NaN at the start of some lines and later in others, −∞ rows
+      const pool = [2, NaN, -0, 0, 2, -Infinity, 1, -Infinity, NaN, 0, -0, 2, 1.5];
+      const fill = (f: Float32Array) => {
+        for (let k = 0; k < n; k++) f[at('a', k)] = pool[(k * 7 + (k >> 3)) % pool.length]!;
+        f[at('a', n - 1)] = -Infinity;
+      };
+      const r = routine('argmax_mask', { axes }, [view('a', shape)], view('b', shape));
+      const k = indexKernel(r, (arg) => AT[arg])!;
+      expect(k.what).toMatch(how);
+      const want = new Uint32Array(run(argmaxMask(shape, axes, AT.a!, AT.b!), fill).f32.slice(at('b') - 1, at('b', n + 1)).buffer);
+      const got = (ranges?: [number, number][]) => new Uint32Array(run(r, fill, ranges).f32.slice(at('b') - 1, at('b', n + 1)).buffer);
+      expect(got()).toEqual(want);
+      if (k.split) expect(got([[k.split.align, k.split.extent], [0, k.split.align]])).toEqual(want);
+      else expect(how.source).not.toMatch(/lanes/);
+    }
+  });
+});
+
+describe('wasm cumsum along rows', () => {
+  it('four elements loaded and stored at once: bit for bit the one-by-one loop (the same f64 sums), either direction, rows of 8 to 13', () => {
+    for (const [rows, len] of [[3, 13], [2, 8], [1, 9], [2, 12]]) {
+      const n = rows * len;
+      const fill = (f: Float32Array) => {
+        for (let k = 0; k < n; k++) f[at('a', k)] = k % 9 === 5 ? [NaN, Infinity, -0][k % 3]! : Math.sin(k * 1.7) * 10 ** ((k % 7) - 3);
+      };
+      for (const reverse of [false, true]) {
+        const r = routine('cumsum', { axis: 1, reverse }, [view('a', [rows, len])], view('b', [rows, len]));
+        const k = indexKernel(r, (arg) => AT[arg])!;
+        expect(k.what).toMatch(/four elements loaded at once/);
+        // the same kernel with the row length a run-time value: one by one
+        const scalar = cumsum({ lines: rows, len: { push: (f) => void f.i32(len), text: String(len) }, inner: 1 }, reverse, AT.a!, AT.b!);
+        expect(scalar.what).not.toMatch(/at once/);
+        const bits = (x: Routine | IndexKernel) => new Uint32Array(run(x, fill).f32.slice(at('b') - 1, at('b', n + 1)).buffer);
+        expect(bits(r)).toEqual(bits(scalar));
+      }
+    }
   });
 });
 

@@ -3,7 +3,8 @@
 // argmin, cumsum, softmax and log_softmax (codegen/wasm/index-kernels.ts has the dispatch, the row
 // kernels, xent, argmax_mask and max_pool_pick). A line's count, length and the elements between
 // two of its elements may each be a number or a run-time value (the symbolic module,
-// codegen/wasm/symbolic-forms.ts); the four-lanes and four-columns forms need the numbers.
+// codegen/wasm/symbolic-forms.ts); the four-lanes form needs the numbers, the four-columns form
+// takes a run-time inner size too (whether four lines are four columns is checked line by line).
 
 import { Body, uleb } from './encode.js';
 import type { Local } from './encode.js';
@@ -168,8 +169,8 @@ export function hoisted(f: Body, v: I32): I32 {
   push(f, v).set(l);
   return { push: (g) => void g.get(l), text: v.text };
 }
-/** A number of at least 4 (the four-columns form needs it). */
-const wide = (v: I32): v is number => typeof v === 'number' && v >= 4;
+/** An inner size the four-columns form takes: a number of at least 4, or a run-time value (checked line by line). */
+const wide = (v: I32): boolean => typeof v !== 'number' || v >= 4;
 
 /** The lines of a shape along an axis. */
 export function around(shape: readonly number[], axis: number): Lines {
@@ -203,25 +204,26 @@ export function eachLine(f: Body, { lines, len, inner }: Lines, at: I32, body: (
 
 /**
  * For each line in the range as eachLine, but four adjacent lines at once (`four`, from the first
- * one's l and base) where the range holds them and they are four columns of one row (inner ≥ 4):
- * their elements are then one v128 apart from the next's.
+ * one's l and base) where the range holds them and they are four columns of one row (inner ≥ 4, or
+ * a run-time inner): their elements are then one v128 apart from the next's.
  */
-function eachLineBy4(f: Body, x: Lines, at: I32, one: (l: Local, base: Local) => void, four: (l: Local, base: Local) => void): void {
-  const { len, inner } = x;
-  if (!wide(inner)) return eachLine(f, x, at, one);
+export function eachLineBy4(f: Body, x: Lines, at: I32, one: (l: Local, base: Local) => void, four: (l: Local, base: Local) => void): void {
+  const { len } = x;
+  if (!wide(x.inner)) return eachLine(f, x, at, one);
+  const inner = hoisted(f, x.inner);
   const [lo, hi] = rangeOf(f, x.lines);
   const [l, base, col] = [f.local('i32'), f.local('i32'), f.local('i32')];
   f.get(lo).set(l);
   f.loopUntil(
     () => f.get(l).get(hi).i32GeS(),
     () => {
-      f.get(l).i32(inner);
+      push(f.get(l), inner);
       op.i32RemU(f);
       f.set(col);
-      push(f.get(l).i32(inner).i32DivU(), times(len, 4 * inner)).i32Mul().get(col).i32(4).i32Mul().i32Add();
+      push(push(f.get(l), inner).i32DivU(), times(product(len, inner), 4)).i32Mul().get(col).i32(4).i32Mul().i32Add();
       push(f, at).i32Add().set(base);
       // one line where l + 4 > hi or col + 4 > inner, else four
-      f.get(l).i32(4).i32Add().get(hi).i32GtS().get(col).i32(4).i32Add().i32(inner).i32GtS();
+      push(f.get(l).i32(4).i32Add().get(hi).i32GtS().get(col).i32(4).i32Add(), inner).i32GtS();
       op.i32Or(f);
       op.ifElse(
         f,
@@ -238,7 +240,7 @@ function eachLineBy4(f: Body, x: Lines, at: I32, one: (l: Local, base: Local) =>
   );
 }
 
-const SIMD_OP = { f32x4Ne: 0x42, i32x4ExtractLane: 0x1b } as const;
+export const SIMD_OP = { f32x4Ne: 0x42, i32x4ExtractLane: 0x1b, f32x4ReplaceLane: 0x20 } as const;
 
 /**
  * mask = (v better than best, or v NaN) and best not NaN, lane by lane, of the v128 locals: the
@@ -389,10 +391,29 @@ export function cumsum(x: Lines, reverse: boolean, xAt: I32, yAt: I32): IndexKer
     if (reverse) push(f, times(product(inner, less1(len)), 4)).i32Add();
     f.set(p);
   };
+  // rows (inner 1) of 8 or more: four elements loaded and stored at once, the sums one by one as the rest's
+  const vecs = inner === 1 && typeof len === 'number' && len >= 8 ? Math.floor(len / 4) : 0;
   const one = (_l: Local, base: Local) => {
     op.f64Const(f, 0).set(s);
     start(base);
-    repeatN(f, j, len, () => {
+    if (vecs) {
+      if (reverse) f.bump(p, -12);
+      f.repeat(j, vecs, () => {
+        push(f.get(p), dy).i32Add();
+        f.get(p).v128Load(0).set(v);
+        (reverse ? [3, 2, 1, 0] : [0, 1, 2, 3]).forEach((k, n) => {
+          f.get(s).get(v).f32x4ExtractLane(k);
+          op.f64PromoteF32(f);
+          f.f64Add().tee(s).f32DemoteF64();
+          if (n === 0) f.f32x4Splat();
+          else f.simd(SIMD_OP.f32x4ReplaceLane).raw(k);
+        });
+        f.v128Store(0);
+        f.bump(p, reverse ? -16 : 16);
+      });
+      if (reverse) f.bump(p, 12);
+    }
+    repeatN(f, j, vecs ? (len as number) % 4 : len, () => {
       f.get(s).get(p).f32Load(0);
       op.f64PromoteF32(f);
       f.f64Add().set(s);
@@ -414,7 +435,7 @@ export function cumsum(x: Lines, reverse: boolean, xAt: I32, yAt: I32): IndexKer
     });
   };
   eachLineBy4(f, x, xAt, one, four);
-  return { body: f, split, what: `cumsum of ${text(lines)} lines of ${text(len)}${reverse ? ', from the end' : ''} (in f64${wide(inner) ? ', four columns at once' : ''})` };
+  return { body: f, split, what: `cumsum of ${text(lines)} lines of ${text(len)}${reverse ? ', from the end' : ''} (in f64${wide(inner) ? ', four columns at once' : vecs ? ', four elements loaded at once' : ''})` };
 }
 
 /**

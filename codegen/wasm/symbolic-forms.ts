@@ -21,6 +21,7 @@ import { KernelUnsupported, renderWasmKernel } from './kernel.js';
 import type { Routine, View } from '../kernel/form.js';
 import type { I32, IndexKernel } from './index-kernels.js';
 import { softmaxRows } from './index-lines.js';
+import { softmaxColumns } from './softmax-columns.js';
 import { argBest, argmaxMask, cumsum, gather, maxPoolPick, pick, scatterAdd, softmaxLines, xent } from './index-kernels.js';
 import { docOf } from './decide.js';
 import { softmaxBody } from './softmax.js';
@@ -167,13 +168,15 @@ function dense(v: View): boolean {
  * run-time values, or undefined (the flat module's loop): a gather's table, scatter_add's rows,
  * pick's and xent's classes have sizes that are numbers (the shape rules keep them so); a line's
  * count, length and the distance between its elements (argmax, argmin, cumsum, softmax,
- * log_softmax), an argmax_mask's axes and a max_pool_pick's planes may be run-time values, but a
- * softmax's and log_softmax's axes from the line's axis on have sizes that are numbers. A softmax
+ * log_softmax), an argmax_mask's axes and a max_pool_pick's planes may be run-time values. A softmax
  * over the last axis is the static module's row kernel (codegen/wasm/softmax.ts), its rows a
- * run-time value.
+ * run-time value (softmaxRows where the row's length is one); along another axis four adjacent lines
+ * at a time (codegen/wasm/softmax-columns.ts).
  */
 function indexRoutine(r: Routine, address: (arg: string, off: Size) => Val | undefined, i32: (v: Val) => I32): IndexKernel | undefined {
   const views = [...r.inputs, r.output];
+  // (the lowering gives a routine dense operands: a transpose, narrow, flip or expand before it is a layout kernel that
+  // writes a dense array, codegen/kernel/lower.ts; a view out of order is kept out as the static dispatch does)
   if (r.epilogue || !views.every(dense)) return undefined;
   const at = views.map((v) => address(v.arg, v.offset));
   if (at.some((a) => a === undefined)) return undefined;
@@ -198,12 +201,13 @@ function indexRoutine(r: Routine, address: (arg: string, off: Size) => Val | und
     k = (r.op === 'pick' ? pick : xent)([count(size(x.shape[0]!)), x.shape[1] as number], a!, b!, c!);
   else if (r.op === 'argmax' || r.op === 'argmin' || r.op === 'cumsum' || r.op === 'softmax' || r.op === 'log_softmax') {
     const axis = r.attrs.axis as number;
-    // (a softmax or log_softmax of rows of a symbolic length: four elements at a time; lines of a symbolic length or distance
-    // along another axis stay the flat module's loop: the line kernel's exponentials, one lane of four, measured 1.6× slower
-    // than its Math.exp)
-    if ((r.op === 'softmax' || r.op === 'log_softmax') && axis === x.shape.length - 1 && typeof x.shape[axis] !== 'number')
+    // (a softmax or log_softmax of rows of a symbolic length: four elements at a time; along another axis (lines 1 apart
+    // are rows): four adjacent lines at a time)
+    const inner = numelSize(x.shape.slice(axis + 1));
+    if ((r.op === 'softmax' || r.op === 'log_softmax') && sizeEq(inner, size(1)) && typeof x.shape[axis] !== 'number')
       return softmaxRows(count(numelSize(x.shape.slice(0, axis))), dim(size(x.shape[axis]!)), r.op === 'log_softmax', a!, b!);
-    if ((r.op === 'softmax' || r.op === 'log_softmax') && !statics(x, axis)) return undefined;
+    if ((r.op === 'softmax' || r.op === 'log_softmax') && !sizeEq(inner, size(1)))
+      return softmaxColumns(count(numelSize(x.shape.slice(0, axis))), dim(size(x.shape[axis]!)), dim(inner), r.op === 'log_softmax', a!, b!);
     const len = dim(size(x.shape[axis]!));
     const lines = { lines: count(numelSize([...x.shape.slice(0, axis), ...x.shape.slice(axis + 1)])), len, inner: dim(numelSize(x.shape.slice(axis + 1))) };
     if (r.op === 'softmax' && axis === x.shape.length - 1) {
