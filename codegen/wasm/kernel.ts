@@ -6,7 +6,7 @@
 // or for a reduction the innermost kept axis (a column reduction: four kept points in the lanes,
 // the reduced loops inside), whichever has fewer accesses that stride along it, where no store
 // stands still along it; else none (single points, still wasm). Along the vectorised axis a load of stride 0 is
-// a splat, of stride 1 a vector, of a larger stride four lane loads (a transpose's reads), and a
+// a splat, of stride 1 a vector, of a larger stride four lane loads (a transpose's reads, where codegen/wasm/transpose.ts does not tile it), and a
 // store of stride 1 a vector, of a larger stride four lane stores. At the start of each innermost run a pointer
 // per access is set from the coordinates, the nodes that do not vary along the run are computed
 // once, and the run bumps the pointers. A sum over many points adds its f32 lanes into f64
