@@ -101,6 +101,25 @@ describe('the kernel-form wasm renderer', () => {
     expect([...d.got.y!].filter((_v, i) => i % 3 !== 0)).toEqual([...d.want.y!].filter((_v, i) => i % 3 !== 0));
   });
 
+  it('copies a transpose contiguous along one axis in and another out in 4×4 tiles of shuffled vectors (NCHW ↔ NHWC)', () => {
+    // i32x4.shuffle [0, 4, 1, 5]: the tiles' first shuffle (the lane-by-lane copy has none)
+    const shuffle = [0xfd, 0x0d, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23].join(',');
+    const cases: [Kernel, number, number, boolean][] = [
+      // NCHW [3, 8, 12] → NHWC; NHWC → NCHW; a 2-D transpose (no outer axis: no split); a strided source at an offset
+      [kernel('kernel k [3, 12, 8]', '%0: f32 = load x[96*d0 + d1 + 12*d2]', 'store y[96*d0 + 8*d1 + d2] = %0'), 288, 288, true],
+      [kernel('kernel k [3, 8, 12]', '%0: f32 = load x[96*d0 + d1 + 8*d2]', 'store y[96*d0 + 12*d1 + d2] = %0'), 288, 288, true],
+      [kernel('kernel k [8, 12]', '%0: f32 = load x[d0 + 8*d1]', 'store y[12*d0 + d1] = %0'), 96, 96, false],
+      [kernel('kernel k [2, 4, 16]', '%0: f32 = load x[5 + 300*d0 + d1 + 17*d2]', 'store y[64*d0 + 16*d1 + d2] = %0'), 600, 128, true],
+    ];
+    for (const [k, nx, ny, splits] of cases) {
+      const { got, want, split } = check(k, { x: { n: nx }, y: { n: ny } });
+      expect([...got.y!]).toEqual([...want.y!]);
+      expect(split).toBe(splits);
+      const bytes = encodeModule(1, [{ name: 'whole', body: renderWasmKernel(k, (arg) => (arg === 'x' ? 0 : 4096)).body }]);
+      expect(bytes.join(',')).toContain(shuffle);
+    }
+  });
+
   it('pads and concatenates through guards: boxes in which each guard holds everywhere or nowhere', () => {
     const k = kernel('kernel k [4, 9]', '%0: f32 = load a[5*d0 + d1] if 0 <= d1 < 5', '%1: f32 = load b[4*d0 + d1 - 5] if 5 <= d1 < 9', '%2: f32 = add %0, %1', 'store y[9*d0 + d1] = %2');
     const { got, want } = check(k, { a: { n: 20 }, b: { n: 16 }, y: { n: 36 } });

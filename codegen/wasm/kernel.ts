@@ -6,7 +6,7 @@
 // or for a reduction the innermost kept axis (a column reduction: four kept points in the lanes,
 // the reduced loops inside), whichever has fewer accesses that stride along it, where no store
 // stands still along it; else none (single points, still wasm). Along the vectorised axis a load of stride 0 is
-// a splat, of stride 1 a vector, of a larger stride four lane loads (a transpose's reads), and a
+// a splat, of stride 1 a vector, of a larger stride four lane loads (a transpose's reads, where codegen/wasm/transpose.ts does not tile it), and a
 // store of stride 1 a vector, of a larger stride four lane stores. At the start of each innermost run a pointer
 // per access is set from the coordinates, the nodes that do not vary along the run are computed
 // once, and the run bumps the pointers. A sum over many points adds its f32 lanes into f64
@@ -22,6 +22,7 @@ import { WASM_CAPABILITIES, alu, constant } from './kernel-alu.js';
 import { decompose } from '../kernel/decompose.js';
 import { rareBlocks, renderPass } from './kernel-rare.js';
 import type { Split } from './threads.js';
+import { emitTransposeCopy, transposeCopy, type TransposeCopy } from './transpose.js';
 
 export { KernelUnsupported };
 export { TileEpilogue, type TilePointer } from './tile-epilogue.js';
@@ -54,6 +55,8 @@ export interface RtParams {
  */
 export function renderWasmKernel(k: Kernel, addr: (arg: string) => number | undefined, rt?: RtParams, partialAt?: number): WasmKernel {
   const flats = flatten(decompose(k, WASM_CAPABILITIES), addr, rt ? { rt: rt.rt } : {});
+  const tc = flats.length === 1 && !rt ? transposeCopy(flats[0] as StaticFlatKernel) : undefined;
+  if (tc) return renderTransposeCopy(flats[0] as StaticFlatKernel, tc);
   const whole = new Body();
   for (const fk of flats) new Nest(whole, fk, k.name, rt?.param).emit();
   if (flats.length !== 1 || rt) return { body: whole };
@@ -77,6 +80,18 @@ export function renderWasmKernel(k: Kernel, addr: (arg: string) => number | unde
   const numel = fk.dims.reduce((a, b) => a * b, 1);
   const work = numel * Math.max(1, nest.live.filter(Boolean).length);
   return { body: whole, ranged: { body: nest.f, split: { extent: fk.dims[outer]!, align: outer === nest.vec ? 4 : 1, work } } };
+}
+
+/** A transpose's copy in 4×4 tiles (codegen/wasm/transpose.ts), split over threads along its first outer axis. */
+function renderTransposeCopy(fk: StaticFlatKernel, tc: TransposeCopy): WasmKernel {
+  const whole = new Body();
+  emitTransposeCopy(whole, fk, tc, false);
+  const outer = tc.outer[0];
+  if (outer === undefined || fk.dims[outer]! < 2) return { body: whole };
+  const ranged = new Body(2);
+  emitTransposeCopy(ranged, fk, tc, true);
+  const work = fk.dims.reduce((a, b) => a * b, 1);
+  return { body: whole, ranged: { body: ranged, split: { extent: fk.dims[outer]!, align: 1, work } } };
 }
 
 /** Appends the loops of `k` (its primitives decomposed) to the function body `f` (a kernel of several, as the optimizer's update). */
