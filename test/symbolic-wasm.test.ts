@@ -13,6 +13,8 @@ import type { Arrays, GeneratedModule } from './helpers.js';
 import { gradTolerance, modelFile, randomArgs, reference, relErr, ROOT, tmp } from './helpers.js';
 import { jsLoopSteps, kernelJsSteps } from './wasm-steps.js';
 import { resolveHyper } from '../codegen/optim.js';
+import { SOURCES } from '../codegen/wasm/symbolic.js';
+import { readFileSync } from 'node:fs';
 
 const EXAMPLES = ROOT.split(path.sep).join('/') + '/examples';
 
@@ -39,6 +41,16 @@ function argsFor(fwd: Parameters<typeof randomArgs>[0], n: number, seed: number)
 }
 
 const copyOf = (r: { loss: number; grads: Record<string, Float32Array> }) => ({ loss: r.loss, grads: Object.fromEntries(Object.entries(r.grads).map(([k, v]) => [k, Float32Array.from(v)])) });
+
+describe('the kernel generators the symbolic module embeds', () => {
+  it('import only from each other (their imports are stripped), but for steps.ts\'s unaryOnStack, replayed', () => {
+    const imports = SOURCES.flatMap((f) =>
+      [...readFileSync(path.join(ROOT, 'codegen/wasm', `${f}.ts`), 'utf8').matchAll(/^import (?:type )?\{([^}]*)\} from '([^']+)';$/gm)].map((m) => ({ f, names: m[1]!.trim(), from: m[2]! })),
+    );
+    const outside = imports.filter(({ f, names, from }) => !(SOURCES as readonly string[]).includes(from.replace(/^\.\/(.*)\.js$/, '$1')) && !(f === 'steps' && from === './kernel-alu.js' && names === 'unaryOnStack'));
+    expect(outside).toEqual([]);
+  });
+});
 
 describe('the wasm module with a symbolic batch', () => {
   it('serves B = 1, 7, 32 and 1000 as the static wasm builds and the float64 interpreter; sizes back and forth reuse their kernels', async () => {

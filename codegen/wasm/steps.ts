@@ -6,7 +6,14 @@
 
 import type { Body, F32x4Op, Local } from './encode.js';
 import { unaryOnStack } from './kernel-alu.js';
-import type { TilePointer } from './tile-epilogue.js';
+
+/** A pointer of a tile epilogue (codegen/wasm/tile-epilogue.ts; here, as the symbolic module embeds this file): `addr + 4·(i·si + j·sj)` at the tile's first row i and column j. */
+export interface TilePointer {
+  readonly local: Local;
+  readonly addr: number;
+  readonly si: number;
+  readonly sj: number;
+}
 
 /** An operand of a step. */
 export type Operand =

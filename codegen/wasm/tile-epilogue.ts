@@ -9,14 +9,9 @@ import type { StaticFlatKernel } from './kernel-plan.js';
 import { KernelUnsupported, flatten, unsupported } from './kernel-plan.js';
 import { WASM_CAPABILITIES, alu, constant } from './kernel-alu.js';
 import { decompose } from '../kernel/decompose.js';
+import type { TilePointer } from './steps.js';
 
-/** A pointer of a tile epilogue: `addr + 4·(i·si + j·sj)` at the tile's first row i and column j. */
-export interface TilePointer {
-  readonly local: Local;
-  readonly addr: number;
-  readonly si: number;
-  readonly sj: number;
-}
+export type { TilePointer };
 
 /**
  * A matmul's epilogue of the kernel form (its routine's epilogue kernel over the product's
