@@ -67,8 +67,11 @@ export function kernelShapes(moduleFile) {
 /** GFLOP/s of graphc's kernel for one matmul shape, run on its own. */
 export async function kernelGflops({ M, N, K, batch, transA, transB }) {
   const { encodeModule } = await dist('codegen/wasm/encode.js');
-  const { matmulBody } = await dist('codegen/wasm/matmul.js');
-  const floats = [batch * M * K, batch * K * N, batch * M * N, K * N];
+  const { matmulBody, packsA, packsB } = await dist('codegen/wasm/matmul.js');
+  // the scratch areas the module gives the kernel (codegen/wasm.ts): B packed (a transposed B, or an
+  // untransposed one where `packsB`), A packed in row tiles where `packsA`
+  const shape = { M, N, K, batch, transA, transB };
+  const floats = [batch * M * K, batch * K * N, batch * M * N, batch * K * N, M * K];
   const at = [];
   let end = 0;
   for (const n of floats) {
@@ -78,7 +81,7 @@ export async function kernelGflops({ M, N, K, batch, transA, transB }) {
   const pages = Math.ceil(end / 65536) + 1;
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
   new Float32Array(memory.buffer).forEach((_x, i, a) => (a[i] = Math.sin(i) * 0.5));
-  const body = matmulBody({ name: 'mm', M, N, K, batch, transA, transB, a: at[0], b: at[1], c: at[2], pack: transB ? at[3] : undefined, aBatched: batch > 1, bBatched: batch > 1, epilogue: [] });
+  const body = matmulBody({ name: 'mm', M, N, K, batch, transA, transB, a: at[0], b: at[1], c: at[2], pack: transB || packsB(shape) ? at[3] : undefined, packA: packsA(shape) ? at[4] : undefined, aBatched: batch > 1, bBatched: batch > 1, epilogue: [] });
   const inst = new WebAssembly.Instance(new WebAssembly.Module(encodeModule(pages, [{ name: 'mm', body }])), { env: { memory } });
   const ms = msPerCall(inst.exports.mm);
   return { ms, gflops: (2 * batch * M * N * K) / (ms * 1e6) };
