@@ -64,12 +64,14 @@ export function kernelShapes(moduleFile) {
   }));
 }
 
-/** GFLOP/s of graphc's kernel for one matmul shape, run on its own. */
-export async function kernelGflops({ M, N, K, batch, transA, transB }) {
-  const { encodeModule } = await dist('codegen/wasm/encode.js');
-  const { matmulBody, packsA, packsB } = await dist('codegen/wasm/matmul.js');
-  // the scratch areas the module gives the kernel (codegen/wasm.ts): B packed (a transposed B, or an
-  // untransposed one where `packsB`), A packed in row tiles where `packsA`
+/**
+ * graphc's kernel for one matmul shape in a fresh memory of its own (operands of sin noise), given
+ * the scratch areas the module gives it (codegen/wasm.ts): B packed (a transposed B, or an
+ * untransposed one where `packsB`: B's rows 4N bytes apart are never read in place there), A packed
+ * in row tiles where `packsA`. `encode` and `mm` are codegen/wasm/encode.js and matmul.js (dist/'s,
+ * or the sources' in a test). { kernel, run, memory, flops }.
+ */
+export function benchKernel({ encodeModule }, { matmulBody, packsA, packsB }, { M, N, K, batch = 1, transA = false, transB = false }) {
   const shape = { M, N, K, batch, transA, transB };
   const floats = [batch * M * K, batch * K * N, batch * M * N, batch * K * N, M * K];
   const at = [];
@@ -81,8 +83,14 @@ export async function kernelGflops({ M, N, K, batch, transA, transB }) {
   const pages = Math.ceil(end / 65536) + 1;
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
   new Float32Array(memory.buffer).forEach((_x, i, a) => (a[i] = Math.sin(i) * 0.5));
-  const body = matmulBody({ name: 'mm', M, N, K, batch, transA, transB, a: at[0], b: at[1], c: at[2], pack: transB || packsB(shape) ? at[3] : undefined, packA: packsA(shape) ? at[4] : undefined, aBatched: batch > 1, bBatched: batch > 1, epilogue: [] });
-  const inst = new WebAssembly.Instance(new WebAssembly.Module(encodeModule(pages, [{ name: 'mm', body }])), { env: { memory } });
-  const ms = msPerCall(inst.exports.mm);
-  return { ms, gflops: (2 * batch * M * N * K) / (ms * 1e6) };
+  const kernel = { name: 'mm', ...shape, a: at[0], b: at[1], c: at[2], pack: transB || packsB(shape) ? at[3] : undefined, packA: packsA(shape) ? at[4] : undefined, aBatched: batch > 1, bBatched: batch > 1, epilogue: [] };
+  const inst = new WebAssembly.Instance(new WebAssembly.Module(encodeModule(pages, [{ name: 'mm', body: matmulBody(kernel) }])), { env: { memory } });
+  return { kernel, run: inst.exports.mm, memory, flops: 2 * batch * M * N * K };
+}
+
+/** GFLOP/s of graphc's kernel for one matmul shape, run on its own (benchKernel). */
+export async function kernelGflops(shape) {
+  const k = benchKernel(await dist('codegen/wasm/encode.js'), await dist('codegen/wasm/matmul.js'), shape);
+  const ms = msPerCall(k.run);
+  return { ms, gflops: k.flops / (ms * 1e6) };
 }
