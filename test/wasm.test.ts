@@ -299,6 +299,7 @@ describe('SIMD matmul kernels against a float64 reference', () => {
   // reading B's rows 4 KiB apart, and [1024,256]ᵀ·[256,27] reading A unpacked: kernels the module
   // never runs (its kernels pack B and A there), at half the speed of the module's
   it('the bench (bench/simd.mjs) times the kernel the module runs: B packed where packsB, A where packsA', async () => {
+    // @ts-expect-error: plain ESM without type declarations
     const { benchKernel } = await import('../bench/simd.mjs');
     const mm = { matmulBody, packsA, packsB };
     for (const [shape, packB, packA] of [
