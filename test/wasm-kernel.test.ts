@@ -105,10 +105,11 @@ describe('the kernel-form wasm renderer', () => {
     // i32x4.shuffle [0, 4, 1, 5]: the tiles' first shuffle (the lane-by-lane copy has none)
     const shuffle = [0xfd, 0x0d, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23].join(',');
     const cases: [Kernel, number, number, boolean][] = [
-      // NCHW [3, 8, 12] → NHWC; NHWC → NCHW; a 2-D transpose (no outer axis: no split); a strided source at an offset
+      // NCHW [3, 8, 12] → NHWC; NHWC → NCHW; 2-D transposes (no outer axis: split by rows of tiles, 2 and 5 of them); a strided source at an offset
       [kernel('kernel k [3, 12, 8]', '%0: f32 = load x[96*d0 + d1 + 12*d2]', 'store y[96*d0 + 8*d1 + d2] = %0'), 288, 288, true],
       [kernel('kernel k [3, 8, 12]', '%0: f32 = load x[96*d0 + d1 + 8*d2]', 'store y[96*d0 + 12*d1 + d2] = %0'), 288, 288, true],
-      [kernel('kernel k [8, 12]', '%0: f32 = load x[d0 + 8*d1]', 'store y[12*d0 + d1] = %0'), 96, 96, false],
+      [kernel('kernel k [8, 12]', '%0: f32 = load x[d0 + 8*d1]', 'store y[12*d0 + d1] = %0'), 96, 96, true],
+      [kernel('kernel k [24, 20]', '%0: f32 = load x[d0 + 24*d1]', 'store y[20*d0 + d1] = %0'), 480, 480, true],
       [kernel('kernel k [2, 4, 16]', '%0: f32 = load x[5 + 300*d0 + d1 + 17*d2]', 'store y[64*d0 + 16*d1 + d2] = %0'), 600, 128, true],
     ];
     for (const [k, nx, ny, splits] of cases) {

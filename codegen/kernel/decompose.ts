@@ -270,9 +270,10 @@ const neg = (b: Builder, x: number) => b.op('neg', x);
  * exp: n = floor(x·log2e + ½), r = x − n·ln2 (Cody–Waite), 2ⁿ·(1 + r + r²P(r)), 2ⁿ in two halves
  * (subnormal results), each from the bits of its exponent + 1.5·2²³ (twoTo): no float→int
  * conversion, which is a saturating truncation of several instructions on x64. x is clamped
- * above at 89, where the product overflows to ∞ (from 88.72283, the largest f32 whose exp is finite, on: within the 1 ulp), and replaced
- * by 0 below EXP_MIN, the result then 0: not clamped there, since 2ⁿ·p at −104 underflows, which
- * costs x64 a microcode assist a lane, and a masked attention score (−1e9) is common. NaN stays NaN.
+ * above at 89: the product overflows to ∞ from x = 88.72283 on (the largest f32 whose exp is
+ * finite, within 1 ulp). Below EXP_MIN x is replaced by 0 and the result by 0, not clamped: 2ⁿ·p
+ * at −104 underflows, which costs x64 a microcode assist a lane, and a masked attention score
+ * (−1e9) is common. Results between EXP_MIN and −87.34 are subnormal, as Math.exp's. NaN stays NaN.
  */
 function expRule(b: Builder, [x]: readonly number[]): number {
   const low = b.lt(x!, b.c(EXP_MIN));

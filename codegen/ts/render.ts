@@ -249,7 +249,6 @@ export function renderKernel(kernel: Kernel, kernelNames: Names, acc: (n: number
   return renderReduction(k, names, acc);
 }
 
-
 /**
  * A copy whose loads have guards (pad, concat) as boxes of its domain in which each guard holds
  * everywhere or nowhere, so that no element tests one: a load outside its window is a 0, and a

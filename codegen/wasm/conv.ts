@@ -300,8 +300,9 @@ export function gradInPanels(k: Omit<ConvKernel, 'scratch'>): boolean {
 /**
  * The input gradient of a stride-1 convolution as the convolution of dy that `dyGeometry` gives:
  * the flipped weights w' (per group [Cg, Og·kk]) written once per call into its first
- * chunk's slot, then per image the col of dy in panels and dx[n, g] = w'[g] · col[g] stored
- * straight into dx (no col2im, no zeroing of dx). Images in whole chunks, as the other path.
+ * chunk's slot, then per image dx[n, g] = w'[g] · col[g] stored straight into dx (no col2im, no
+ * zeroing of dx): row by output row where `rowsFit` (`convRows`: each row's col in L1), else the
+ * image's col of dy in panels and the matmul kernel. Images in whole chunks, as the other path.
  */
 function inputGradInPanels(f: Body, k: ConvKernel, range?: { start: Local; end: Local }): void {
   const { N, C, O, H, W, kH, kW, Ho, Wo, groups: G } = k;

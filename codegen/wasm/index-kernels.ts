@@ -20,9 +20,9 @@
 // computed indices could be) reads NaN and adds nothing, as the flat module's typed arrays do, and
 // never touches memory outside its array. The kernels over rows or lines split over threads by
 // rows (max_pool_pick by planes, argmax_mask over adjacent axes by whole planes of lines, a softmax
-// along an axis with elements after it by planes or blocks of four columns); xent (one sum),
-// scatter_add (by columns: rows that repeat) and argmax_mask over axes that are not adjacent run
-// whole. The kernels over lines along an axis are in codegen/wasm/index-lines.ts, the softmax four
+// along an axis with elements after it by planes or blocks of four columns, scatter_add of rows of
+// 8 or more floats by blocks of columns, since rows repeat); xent (one sum), a scatter_add of
+// narrower rows and argmax_mask over axes that are not adjacent run whole. The kernels over lines along an axis are in codegen/wasm/index-lines.ts, the softmax four
 // adjacent lines at a time in codegen/wasm/softmax-columns.ts.
 
 import type { Routine, View } from '../kernel/form.js';

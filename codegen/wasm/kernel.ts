@@ -22,7 +22,7 @@ import { WASM_CAPABILITIES, alu, constant } from './kernel-alu.js';
 import { decompose } from '../kernel/decompose.js';
 import { rareBlocks, renderPass } from './kernel-rare.js';
 import type { Split } from './threads.js';
-import { emitTransposeCopy, transposeCopy, type TransposeCopy } from './transpose.js';
+import { emitTransposeCopy, tileAxes, transposeCopy, type TransposeCopy } from './transpose.js';
 
 export { KernelUnsupported };
 export { TileEpilogue, type TilePointer } from './tile-epilogue.js';
@@ -82,16 +82,17 @@ export function renderWasmKernel(k: Kernel, addr: (arg: string) => number | unde
   return { body: whole, ranged: { body: nest.f, split: { extent: fk.dims[outer]!, align: outer === nest.vec ? 4 : 1, work } } };
 }
 
-/** A transpose's copy in 4×4 tiles (codegen/wasm/transpose.ts), split over threads along its first outer axis. */
+/** A transpose's copy in 4×4 tiles (codegen/wasm/transpose.ts), split over threads along its first outer axis, or without one by rows of tiles. */
 function renderTransposeCopy(fk: StaticFlatKernel, tc: TransposeCopy): WasmKernel {
   const whole = new Body();
   emitTransposeCopy(whole, fk, tc, false);
   const outer = tc.outer[0];
-  if (outer === undefined || fk.dims[outer]! < 2) return { body: whole };
+  const extent = outer === undefined ? fk.dims[tileAxes(fk, tc)[0]]! / 4 : fk.dims[outer]!;
+  if (extent < 2) return { body: whole };
   const ranged = new Body(2);
   emitTransposeCopy(ranged, fk, tc, true);
   const work = fk.dims.reduce((a, b) => a * b, 1);
-  return { body: whole, ranged: { body: ranged, split: { extent: fk.dims[outer]!, align: 1, work } } };
+  return { body: whole, ranged: { body: ranged, split: { extent, align: 1, work } } };
 }
 
 /** Appends the loops of `k` (its primitives decomposed) to the function body `f` (a kernel of several, as the optimizer's update). */

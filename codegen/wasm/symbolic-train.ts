@@ -8,8 +8,8 @@
 // (initOptState never hands out the memory's own), copied in before the kernel and back out after
 // it; relayout() views the memory's state anew. A gradient that is not an array of the arena (a
 // forward value passed through, a constant, one shared with another param: the flat module's copy
-// of it, codegen/ts.ts gradientArrays) is copied into an area of its own after the state, which
-// the kernel reads.
+// of it, codegen/ts.ts gradientArrays) is copied into an area of its own in the state's part of
+// the memory, just before that param's state slots, which the kernel reads.
 
 import { valueName } from '../../ir/memplan.js';
 import { numelSize } from '../../ir/dims.js';

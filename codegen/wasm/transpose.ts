@@ -29,16 +29,22 @@ export function transposeCopy(k: StaticFlatKernel): TransposeCopy | undefined {
   return { a, b, outer: k.dims.map((_d, i) => i).filter((i) => i !== a && i !== b) };
 }
 
+/** The tiles' outer axis p and inner axis q: the longer of the two innermost (the longer runs of bumped pointers). */
+export function tileAxes(k: StaticFlatKernel, t: TransposeCopy): readonly [number, number] {
+  return k.dims[t.a]! >= k.dims[t.b]! ? [t.b, t.a] : [t.a, t.b];
+}
+
 /**
  * Appends the tiled copy to `f`; with `ranged` (a function of two i32 arguments, start and end) only
- * the points whose first outer coordinate lies in [start, end).
+ * the points whose first outer coordinate lies in [start, end), or without outer axes, the rows of
+ * tiles along p (`tileAxes`) in [start, end).
  */
 export function emitTransposeCopy(f: Body, k: StaticFlatKernel, t: TransposeCopy, ranged: boolean): void {
   if (k.dims.some((d) => d === 0)) return;
   const ld = k.accesses[(k.nodes[0] as { a: number }).a]!;
   const st = k.accesses[k.stores[0]!.a]!;
-  // the longer of the tile's axes innermost: the longer runs of bumped pointers
-  const [p, q] = k.dims[t.a]! >= k.dims[t.b]! ? [t.b, t.a] : [t.a, t.b];
+  const [p, q] = tileAxes(k, t);
+  const splitTiles = ranged && t.outer.length === 0;
   const x = t.outer.map(() => f.local('i32'));
   const [sRow, dRow, s, d, cp, cq] = [0, 0, 0, 0, 0, 0].map(() => f.local('i32')) as [Local, Local, Local, Local, Local, Local];
   const r = [0, 1, 2, 3].map(() => f.local('v128'));
@@ -63,17 +69,29 @@ export function emitTransposeCopy(f: Body, k: StaticFlatKernel, t: TransposeCopy
       f.get(d).get(tt[u]!).get(tt[v]!).i32x4Shuffle(lanes).v128Store(4 * i * st.strides[t.a]!);
     });
   };
+  const tileRow = () => {
+    f.get(sRow).set(s).get(dRow).set(d);
+    f.repeat(cq, k.dims[q]! / 4, () => {
+      tile();
+      f.bump(s, 16 * ld.strides[q]!).bump(d, 16 * st.strides[q]!);
+    });
+    f.bump(sRow, 16 * ld.strides[p]!).bump(dRow, 16 * st.strides[p]!);
+  };
   const tiles = () => {
     pointer(ld.base, ld.strides, sRow);
     pointer(st.base, st.strides, dRow);
-    f.repeat(cp, k.dims[p]! / 4, () => {
-      f.get(sRow).set(s).get(dRow).set(d);
-      f.repeat(cq, k.dims[q]! / 4, () => {
-        tile();
-        f.bump(s, 16 * ld.strides[q]!).bump(d, 16 * st.strides[q]!);
-      });
-      f.bump(sRow, 16 * ld.strides[p]!).bump(dRow, 16 * st.strides[p]!);
-    });
+    if (!splitTiles) return void f.repeat(cp, k.dims[p]! / 4, tileRow);
+    // this range's rows of tiles: from tile row `start`, until `end`
+    f.get(sRow).get(f.param(0)).i32(16 * ld.strides[p]!).i32Mul().i32Add().set(sRow);
+    f.get(dRow).get(f.param(0)).i32(16 * st.strides[p]!).i32Mul().i32Add().set(dRow);
+    f.get(f.param(0)).set(cp);
+    f.loopUntil(
+      () => void f.get(cp).get(f.param(1)).i32GeS(),
+      () => {
+        tileRow();
+        f.bump(cp, 1);
+      },
+    );
   };
   const level = (i: number): void => {
     if (i === t.outer.length) return tiles();
