@@ -70,6 +70,8 @@ const FORMS: Record<string, string> = {
   // with its sums in blocks; its input gradient, K = 27, row by row)
   gemm_rows_narrow_x: `const x = g.param('x', [1, 2, 3, 2]); const w = g.param('w', [2, 2, 3, 1]); const y = g.conv2d(x, w, { padding: [1, 3] });`,
   gemm_rows_wide_k: `const x = g.param('x', [1, 30, 3, 8]); const w = g.param('w', [3, 30, 3, 3]); const y = g.conv2d(x, w, { padding: 1 });`,
+  // the input gradient's K = 30·9 = 270 > MATMUL_BLOCK: dy's col in panels and the matmul kernel (the forward row by row)
+  gemm_grad_wide_k: `const x = g.param('x', [1, 2, 3, 8]); const w = g.param('w', [30, 2, 3, 3]); const y = g.conv2d(x, w, { padding: 1 });`,
   gemm_depthwise_multiplier: `const x = g.param('x', [2, 3, 5, 6]); const w = g.param('w', [6, 1, 3, 3]); const y = g.conv2d(x, w, { groups: 3, padding: 1, stride: 2 });`,
   // a conv group's epilogue operands: per channel (the bias), laid out as the output, as one
   // output plane ([Ho, Wo], broadcast over images and channels), and by rows alone ([Ho, 1])

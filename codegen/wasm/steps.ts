@@ -15,6 +15,10 @@ export interface TilePointer {
   readonly sj: number;
 }
 
+/** The v128 temporaries a StepWriter has for its exp and tanh, and of them exp's (unaryOnStack). */
+export const STEP_TEMPS = 8;
+export const EXP_TEMPS = 5;
+
 /** An operand of a step. */
 export type Operand =
   | { readonly kind: 'acc' }
@@ -67,7 +71,7 @@ export class StepWriter {
     private readonly N: number,
   ) {
     this.results = steps.map(() => f.local('v128'));
-    this.tmp = steps.some((s) => s.op === 'tanh' || s.op === 'exp' || s.op === 'sigmoid') ? Array.from({ length: 8 }, () => f.local('v128')) : [];
+    this.tmp = steps.some((s) => s.op === 'tanh' || s.op === 'exp' || s.op === 'sigmoid') ? Array.from({ length: STEP_TEMPS }, () => f.local('v128')) : [];
     for (const s of steps) {
       for (const a of s.args) if (a.kind === 'mem') this.pointer(a.addr, a.si, a.sj);
       if (s.store !== undefined) this.storePtr.set(s.store, { local: this.pointer(s.store, s.storeSi ?? N, 1), si: s.storeSi ?? N });
@@ -217,5 +221,5 @@ export class StepWriter {
  * (codegen/kernel/decompose.ts, rendered by codegen/wasm/kernel-alu.ts), with five v128 temporaries.
  */
 export function f32x4Exp(f: Body, tmp: readonly Local[]): void {
-  unaryOnStack(f, 'exp', tmp.slice(0, 5));
+  unaryOnStack(f, 'exp', tmp.slice(0, EXP_TEMPS));
 }

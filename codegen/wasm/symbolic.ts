@@ -47,9 +47,9 @@ import { isPool } from './pool.js';
 import { PADDING, PAGE, addresses } from './layout.js';
 import type { SymForms } from './symbolic-forms.js';
 import { symForms } from './symbolic-forms.js';
-import { Body, encodeModule } from './encode.js';
-import type { Local } from './encode.js';
-import { unaryOnStack } from './kernel-alu.js';
+import { encodeModule } from './encode.js';
+import type { Body } from './encode.js';
+import { unaryOnStackDecl } from './symbolic-replay.js';
 import { symTrain } from './symbolic-train.js';
 
 /**
@@ -374,7 +374,7 @@ function generatorsDecl(typed: boolean, used: ReadonlySet<string>): string[] {
   const sources = SOURCES.filter(has);
   const generators = GENERATORS.filter((n) => n === 'encodeModule' || used.has(n === 'convSumBody' ? 'convBody' : n));
   const body = sources
-    .map((f) => [`// ---- codegen/wasm/${f}.ts`, ...generatorSource(f).split('\n').filter((l) => !/^import /.test(l)).map((l) => l.replace(/^export /, '')), ...(f === 'steps' ? unaryOnStackDecl(typed) : [])].join('\n'))
+    .map((f) => [`// ---- codegen/wasm/${f}.ts`, ...generatorSource(f).split('\n').filter((l) => !/^import /.test(l)).map((l) => l.replace(/^export /, '')), ...(f === 'steps' ? unaryOnStackDecl() : [])].join('\n'))
     .join('\n');
   const code = typed ? body : ts.transpileModule(body, { compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext } }).outputText.replace(/^export \{\};\s*$/m, '');
   return [
@@ -384,60 +384,6 @@ function generatorsDecl(typed: boolean, used: ReadonlySet<string>): string[] {
     code,
     `  return { ${generators.join(', ')}${matmul ? ', RELAXED_PROBE' : ''} };`,
     '})();',
-  ];
-}
-
-/** The temporaries steps.ts gives unaryOnStack: five for exp, a StepWriter's eight for tanh. */
-const UNARY_TEMPS = { exp: 5, tanh: 8 } as const;
-
-/** unaryOnStack's calls on its Body for `op`, recorded with stand-ins `{ tmp: k }` for its temporaries. */
-function unaryCalls(op: keyof typeof UNARY_TEMPS): unknown[][] {
-  const tmp = Array.from({ length: UNARY_TEMPS[op] }, (_, k) => ({ tmp: k }) as unknown as Local);
-  const calls: unknown[][] = [];
-  const f: Body = new Proxy({} as Body, { get: (_t, m) => (...args: unknown[]) => (calls.push([m, ...args]), f) });
-  unaryOnStack(f, op, tmp);
-  return calls;
-}
-
-/** A JavaScript literal of a recorded argument: numbers exactly (−0, NaN, ±∞ too), stand-ins as `{ tmp: k }`. */
-function literal(a: unknown): string {
-  if (typeof a === 'number') return Object.is(a, -0) ? '-0' : Number.isNaN(a) ? 'NaN' : a === Infinity ? 'Infinity' : a === -Infinity ? '-Infinity' : String(a);
-  if (typeof a === 'string') return JSON.stringify(a);
-  if (Array.isArray(a)) return `[${a.map(literal).join(', ')}]`;
-  if (a !== null && typeof a === 'object' && Object.keys(a).join() === 'tmp') return `{ tmp: ${(a as { tmp: number }).tmp} }`;
-  throw new Error(`internal: unaryOnStack passed ${String(a)} to its Body, which the symbolic module cannot replay`);
-}
-
-/**
- * The embedded steps.ts's unaryOnStack: codegen/wasm/kernel-alu.ts renders the kernel form's
- * decomposition of exp and tanh (codegen/kernel/decompose.ts), which the module does not embed;
- * its calls on the Body are recorded here at build time and replayed (one exp rule for both
- * modules). The replay is checked against the renderer on real bodies before it is written.
- */
-function unaryOnStackDecl(typed: boolean): string[] {
-  const recorded = { exp: unaryCalls('exp'), tanh: unaryCalls('tanh') };
-  const replay = (f: Body, op: keyof typeof UNARY_TEMPS, tmp: readonly Local[]): void => {
-    for (const [m, ...args] of recorded[op]) (f as unknown as Record<string, (...a: unknown[]) => unknown>)[m as string]!(...args.map((a) => (a !== null && typeof a === 'object' && 'tmp' in a ? tmp[(a as { tmp: number }).tmp] : a)));
-  };
-  for (const op of ['exp', 'tanh'] as const) {
-    const [a, b] = [new Body(), new Body()];
-    const [ta, tb] = [a, b].map((f) => Array.from({ length: UNARY_TEMPS[op] }, () => f.local('v128')));
-    unaryOnStack(a, op, ta!);
-    replay(b, op, tb!);
-    if (a.encode().join() !== b.encode().join()) throw new Error(`internal: the symbolic module's recorded ${op} differs from the kernel form's`);
-  }
-  const table = Object.entries(recorded).map(([op, calls]) => `  ${op}: [${calls.map((c) => literal(c)).join(', ')}],`);
-  const sig = typed ? '(f: Body, op: \'exp\' | \'tanh\', tmp: readonly Local[]): void' : '(f, op, tmp)';
-  const call = typed ? '(f as unknown as Record<string, (...a: unknown[]) => unknown>)[m as string]!' : 'f[m]';
-  const arg = typed ? '(a: unknown) => (a !== null && typeof a === \'object\' && \'tmp\' in a ? tmp[(a as { tmp: number }).tmp] : a)' : '(a) => (a !== null && typeof a === \'object\' && \'tmp\' in a ? tmp[a.tmp] : a)';
-  return [
-    '// unaryOnStack: the kernel form\'s exp and tanh (codegen/kernel/decompose.ts via codegen/wasm/kernel-alu.ts) as their calls on the Body, recorded at build time',
-    `const UNARY_ON_STACK${typed ? ': Record<string, unknown[][]>' : ''} = {`,
-    ...table,
-    '};',
-    `function unaryOnStack${sig} {`,
-    `  for (const [m, ...args] of UNARY_ON_STACK[op]!) ${call}(...args.map(${arg}));`,
-    '}',
   ];
 }
 
