@@ -584,14 +584,24 @@ function fourColumns(f: Body, k: MatmulKernel, V: number, src: Local, dst: Local
 function transposeRows4(f: Body, K: number, src: Local, dst: Local, step: Local, counterP: Local, rows: readonly Local[], pairs: readonly Local[]): void {
   f.repeat(counterP, K / 4, () => {
     rows.forEach((r, n) => f.get(src).v128Load(4 * K * n).set(r));
-    // [a0 b0 a1 b1], [a2 b2 a3 b3], [c0 d0 c1 d1], [c2 d2 c3 d3]; then [a0 b0 c0 d0] … [a3 b3 c3 d3]
-    for (const [t, x, y, lanes] of [[0, 0, 1, [0, 4, 1, 5]], [1, 0, 1, [2, 6, 3, 7]], [2, 2, 3, [0, 4, 1, 5]], [3, 2, 3, [2, 6, 3, 7]]] as const) f.get(rows[x]!).get(rows[y]!).i32x4Shuffle(lanes).set(pairs[t]!);
-    for (const [x, y, lanes] of [[0, 2, [0, 1, 4, 5]], [0, 2, [2, 3, 6, 7]], [1, 3, [0, 1, 4, 5]], [1, 3, [2, 3, 6, 7]]] as const) {
-      f.get(dst).get(pairs[x]!).get(pairs[y]!).i32x4Shuffle(lanes).v128Store(0);
+    transpose4x4(f, rows, pairs, (_i, push) => {
+      f.get(dst);
+      push();
+      f.v128Store(0);
       f.get(dst).get(step).i32Add().set(dst);
-    }
+    });
     f.bump(src, 16);
   });
+}
+
+/**
+ * The 4×4 transpose of the vectors in `rows` (rows a, b, c, d): [a0 b0 a1 b1], [a2 b2 a3 b3],
+ * [c0 d0 c1 d1], [c2 d2 c3 d3] into `pairs`, then each output row i, [ai bi ci di], pushed by
+ * `push` inside `store(i, push)` (which writes it). Also codegen/wasm/transpose.ts's tiles.
+ */
+export function transpose4x4(f: Body, rows: readonly Local[], pairs: readonly Local[], store: (i: number, push: () => void) => void): void {
+  for (const [t, x, y, lanes] of [[0, 0, 1, [0, 4, 1, 5]], [1, 0, 1, [2, 6, 3, 7]], [2, 2, 3, [0, 4, 1, 5]], [3, 2, 3, [2, 6, 3, 7]]] as const) f.get(rows[x]!).get(rows[y]!).i32x4Shuffle(lanes).set(pairs[t]!);
+  ([[0, 2, [0, 1, 4, 5]], [0, 2, [2, 3, 6, 7]], [1, 3, [0, 1, 4, 5]], [1, 3, [2, 3, 6, 7]]] as const).forEach(([x, y, lanes], i) => store(i, () => f.get(pairs[x]!).get(pairs[y]!).i32x4Shuffle(lanes)));
 }
 
 /**

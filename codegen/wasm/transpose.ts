@@ -7,6 +7,7 @@
 
 import type { Body, Local } from './encode.js';
 import type { StaticFlatKernel } from './kernel-plan.js';
+import { transpose4x4 } from './matmul.js';
 
 /** A transpose copy: `a` the axis the load walks contiguously, `b` the one the store does, `outer` the others in order. */
 export interface TransposeCopy {
@@ -59,14 +60,11 @@ export function emitTransposeCopy(f: Body, k: StaticFlatKernel, t: TransposeCopy
   const tile = () => {
     // r[j]: the load's 4 points along a at b + j
     for (let j = 0; j < 4; j++) f.get(s).v128Load(4 * j * ld.strides[t.b]!).set(r[j]!);
-    f.get(r[0]!).get(r[1]!).i32x4Shuffle([0, 4, 1, 5]).set(tt[0]!);
-    f.get(r[0]!).get(r[1]!).i32x4Shuffle([2, 6, 3, 7]).set(tt[1]!);
-    f.get(r[2]!).get(r[3]!).i32x4Shuffle([0, 4, 1, 5]).set(tt[2]!);
-    f.get(r[2]!).get(r[3]!).i32x4Shuffle([2, 6, 3, 7]).set(tt[3]!);
     // row i of the store (a + i): lane i of r[0…3]
-    const rows: [number, number, readonly [number, number, number, number]][] = [[0, 2, [0, 1, 4, 5]], [0, 2, [2, 3, 6, 7]], [1, 3, [0, 1, 4, 5]], [1, 3, [2, 3, 6, 7]]];
-    rows.forEach(([u, v, lanes], i) => {
-      f.get(d).get(tt[u]!).get(tt[v]!).i32x4Shuffle(lanes).v128Store(4 * i * st.strides[t.a]!);
+    transpose4x4(f, r, tt, (i, push) => {
+      f.get(d);
+      push();
+      f.v128Store(4 * i * st.strides[t.a]!);
     });
   };
   const tileRow = () => {
