@@ -59,7 +59,7 @@ function open(g: Graph, inst: Inst): Open | undefined {
  * order; an instruction picked ahead of its turn must consume a value of the group (otherwise
  * it would only be computed early and kept in memory for longer).
  */
-function join(g: Graph, cur: Open, inst: Inst, inOrder: boolean): boolean {
+function join(g: Graph, cur: Open, inst: Inst, inOrder: boolean, fullOnly = false): boolean {
   const shape = g.type(inst.result).shape;
   const uses = (set: Set<ValueId>) => inst.args.some((a) => set.has(a));
   const related = (set: Set<ValueId>) => inOrder || uses(set);
@@ -83,7 +83,7 @@ function join(g: Graph, cur: Open, inst: Inst, inOrder: boolean): boolean {
       if (!cur.epilogue && sameSpace && !uses(cur.reduced) && related(cur.full)) return add('reduced');
       if (!cur.epilogue && isElementwise(inst) && sameShape(shape, cur.shape) && !uses(cur.reduced) && related(cur.full)) return add('full');
       const reducedShapes = [...cur.reduced].map((v) => g.type(v).shape);
-      if (isElementwise(inst) && inst.op !== 'one_hot' && reducedShapes.some((r) => sameShape(r, shape)) && !uses(cur.full) && related(cur.reduced)) {
+      if (!fullOnly && isElementwise(inst) && inst.op !== 'one_hot' && reducedShapes.some((r) => sameShape(r, shape)) && !uses(cur.full) && related(cur.reduced)) {
         cur.epilogue = true;
         return add('reduced');
       }
@@ -168,8 +168,15 @@ export const fuse: Pass = {
       }
       return inst;
     };
+    const joining = (fullOnly: boolean) => ready.findIndex((inst, at) => join(g, cur!, inst, at === 0, fullOnly));
     while (ready.length > 0) {
-      const k = cur ? ready.findIndex((inst, at) => join(g, cur!, inst, at === 0)) : -1;
+      // A reduce group takes every reduction and full-shape op that can still join before it
+      // begins its epilogue (which closes it to them): a small value due next in program order
+      // (bnvar_inv·(1/N), made from forward values alone) would otherwise close the group and
+      // send the sums after it (Σ dbnraw·bnraw) into a second pass over the same tensors.
+      // (join adds inst to the group when it answers true, so each search stops at its first yes)
+      let k = cur && cur.kind === 'reduce' && !cur.epilogue ? joining(true) : -1;
+      if (cur && k < 0) k = joining(false);
       if (k >= 0) {
         take(k);
         continue;
