@@ -168,15 +168,19 @@ export const fuse: Pass = {
       }
       return inst;
     };
-    const joining = (fullOnly: boolean) => ready.findIndex((inst, at) => join(g, cur!, inst, at === 0, fullOnly));
+    const isReduction = (inst: Inst) => inst.op === 'sum' || inst.op === 'max';
+    // a reduction, or the operand of one over the open group's axes
+    const feedsSum = (inst: Inst) =>
+      isReduction(inst) || (users.get(inst.result) ?? []).some((u) => isReduction(u) && u.args[0] === inst.result && sameAxes(u.attrs.axes, cur!.axes!));
     while (ready.length > 0) {
-      // A reduce group takes every reduction and full-shape op that can still join before it
-      // begins its epilogue (which closes it to them): a small value due next in program order
-      // (bnvar_inv·(1/N), made from forward values alone) would otherwise close the group and
-      // send the sums after it (Σ dbnraw·bnraw) into a second pass over the same tensors.
-      // (join adds inst to the group when it answers true, so each search stops at its first yes)
-      let k = cur && cur.kind === 'reduce' && !cur.epilogue ? joining(true) : -1;
-      if (cur && k < 0) k = joining(false);
+      // Before a reduce group begins its epilogue, which closes it to more sums, it takes the next
+      // instruction if that joins its loop, else the sums that can still join and their operands:
+      // a small value due next in program order (bnvar_inv·(1/N) of a batch norm over rows,
+      // made from forward values alone) would otherwise begin the epilogue and send Σ dbnraw·bnraw
+      // into a second pass over the same tensors. (join adds inst to the group when it answers
+      // true: each search stops at its first yes.)
+      let k = cur && cur.kind === 'reduce' && !cur.epilogue ? ready.findIndex((inst, at) => (at === 0 || feedsSum(inst)) && join(g, cur!, inst, at === 0, true)) : -1;
+      if (cur && k < 0) k = ready.findIndex((inst, at) => join(g, cur!, inst, at === 0));
       if (k >= 0) {
         take(k);
         continue;
