@@ -3,7 +3,8 @@
 //   elementwise  a chain of elementwise ops over one shape (operands broadcast into it)
 //   reduce       sums/maxes over the same axes of one shape, with the elementwise ops of that
 //                shape that feed them (computed in the same loop) and an epilogue of
-//                elementwise ops over the reduced shape (e.g. bnvar_inv = (Σ…/(n−1) + ε)^−½)
+//                elementwise ops over the reduced shape (e.g. bnvar_inv = (Σ…/(n−1) + ε)^−½),
+//                begun only once no sum that could still share the loop is ready
 //   matmul       a matmul and the elementwise ops of its output that consume it (bias add,
 //                activation, an activation's gradient)
 //   conv         a convolution and the elementwise ops of its output that consume it (the bias
