@@ -3,7 +3,8 @@
 //   elementwise  a chain of elementwise ops over one shape (operands broadcast into it)
 //   reduce       sums/maxes over the same axes of one shape, with the elementwise ops of that
 //                shape that feed them (computed in the same loop) and an epilogue of
-//                elementwise ops over the reduced shape (e.g. bnvar_inv = (Σ…/(n−1) + ε)^−½)
+//                elementwise ops over the reduced shape (e.g. bnvar_inv = (Σ…/(n−1) + ε)^−½),
+//                begun only once no sum that could still share the loop is ready
 //   matmul       a matmul and the elementwise ops of its output that consume it (bias add,
 //                activation, an activation's gradient)
 //   conv         a convolution and the elementwise ops of its output that consume it (the bias
@@ -55,50 +56,53 @@ function open(g: Graph, inst: Inst): Open | undefined {
 }
 
 /**
- * Whether inst can join the open group. `inOrder`: inst is the next instruction in program
- * order; an instruction picked ahead of its turn must consume a value of the group (otherwise
- * it would only be computed early and kept in memory for longer).
+ * Whether inst can join the open group, and how: a member of its loop over the full shape
+ * ('full', 'reduced' for a reduction) or of a reduce group's epilogue. `inOrder`: inst is the
+ * next instruction in program order; an instruction picked ahead of its turn must consume a
+ * value of the group (otherwise it would only be computed early and kept in memory for longer).
+ * `apply`: add it to the group (otherwise only answer).
  */
-function join(g: Graph, cur: Open, inst: Inst, inOrder: boolean): boolean {
+function join(g: Graph, cur: Open, inst: Inst, inOrder: boolean, apply: boolean): Joins | undefined {
   const shape = g.type(inst.result).shape;
   const uses = (set: Set<ValueId>) => inst.args.some((a) => set.has(a));
   const related = (set: Set<ValueId>) => inOrder || uses(set);
-  const add = (phase: 'full' | 'reduced') => {
+  const add = (phase: Joins, axes?: readonly number[]): Joins => {
+    if (!apply) return phase;
+    if (phase === 'epilogue') cur.epilogue = true;
+    if (axes) {
+      cur.kind = 'reduce';
+      cur.axes = axes;
+    }
     cur.members.push(inst);
-    cur[phase].add(inst.result);
-    return true;
+    cur[phase === 'full' ? 'full' : 'reduced'].add(inst.result);
+    return phase;
   };
   const isReduction = inst.op === 'sum' || inst.op === 'max';
   switch (cur.kind) {
     case 'elementwise':
       if (isElementwise(inst) && sameShape(shape, cur.shape) && related(cur.full)) return add('full');
-      if (isReduction && sameShape(g.type(inst.args[0]!).shape, cur.shape) && cur.full.has(inst.args[0]!)) {
-        cur.kind = 'reduce';
-        cur.axes = inst.attrs.axes;
-        return add('reduced');
-      }
-      return false;
+      if (isReduction && sameShape(g.type(inst.args[0]!).shape, cur.shape) && cur.full.has(inst.args[0]!)) return add('reduced', inst.attrs.axes);
+      return undefined;
     case 'reduce': {
       const sameSpace = isReduction && sameShape(g.type(inst.args[0]!).shape, cur.shape) && sameAxes(inst.attrs.axes, cur.axes!);
       if (!cur.epilogue && sameSpace && !uses(cur.reduced) && related(cur.full)) return add('reduced');
       if (!cur.epilogue && isElementwise(inst) && sameShape(shape, cur.shape) && !uses(cur.reduced) && related(cur.full)) return add('full');
       const reducedShapes = [...cur.reduced].map((v) => g.type(v).shape);
-      if (isElementwise(inst) && inst.op !== 'one_hot' && reducedShapes.some((r) => sameShape(r, shape)) && !uses(cur.full) && related(cur.reduced)) {
-        cur.epilogue = true;
-        return add('reduced');
-      }
-      return false;
+      if (isElementwise(inst) && inst.op !== 'one_hot' && reducedShapes.some((r) => sameShape(r, shape)) && !uses(cur.full) && related(cur.reduced)) return add('epilogue');
+      return undefined;
     }
     case 'matmul':
       // epilogues of 2-D matmuls only: the kernel indexes its epilogue operands by (row, column)
       if (cur.shape.length === 2 && isElementwise(inst) && inst.op !== 'one_hot' && sameShape(shape, cur.shape) && related(cur.full)) return add('full');
-      return false;
+      return undefined;
     case 'conv':
       // an epilogue over the output [N, O, Ho, Wo], its operands read through broadcast strides
       if (isElementwise(inst) && inst.op !== 'one_hot' && sameShape(shape, cur.shape) && related(cur.full)) return add('full');
-      return false;
+      return undefined;
   }
 }
+
+type Joins = 'full' | 'reduced' | 'epilogue';
 
 function sameAxes(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
@@ -168,9 +172,23 @@ export const fuse: Pass = {
       }
       return inst;
     };
+    const isReduction = (inst: Inst) => inst.op === 'sum' || inst.op === 'max';
+    // a reduction, or the operand of one over the open group's axes
+    const feedsSum = (inst: Inst) =>
+      isReduction(inst) || (users.get(inst.result) ?? []).some((u) => isReduction(u) && u.args[0] === inst.result && sameAxes(u.attrs.axes, cur!.axes!));
+    const joins = (inst: Inst, at: number) => join(g, cur!, inst, at === 0, false);
     while (ready.length > 0) {
-      const k = cur ? ready.findIndex((inst, at) => join(g, cur!, inst, at === 0)) : -1;
+      let k = cur ? ready.findIndex((inst, at) => joins(inst, at) !== undefined) : -1;
+      // A pick that would begin a reduce group's epilogue, which closes the group to more sums,
+      // gives way to a sum that can still join, or its operand: a small value due next in
+      // program order (bnvar_inv·(1/N) of a batch norm over rows, made from forward values
+      // alone) would otherwise send Σ dbnraw·bnraw into a second pass over the same tensors.
+      if (k >= 0 && joins(ready[k]!, k) === 'epilogue') {
+        const sum = ready.findIndex((inst, at) => feedsSum(inst) && ['full', 'reduced'].includes(joins(inst, at) ?? ''));
+        if (sum >= 0) k = sum;
+      }
       if (k >= 0) {
+        join(g, cur!, ready[k]!, k === 0, true);
         take(k);
         continue;
       }
