@@ -513,11 +513,14 @@ export async function create(options = {}) {
 
   // dhbn3 = dh3 * (1 - h3²)   tanh'  (wavenet.ts:47)
   // dbias3 = dhbn3.sum(0)   add'  (wavenet.ts:46)
+  // dbnraw_2 = dhbn3 * gain3   mul'  (wavenet.ts:46)
   //   %t35: f32[32,128] = square %h3   wavenet.ts:47  const h3 = hbn3.tanh();
   //   %t36: f32[32,128] = sub %t23, %t35   wavenet.ts:47
   //   %dhbn3: f32[32,128] = mul %dh3, %t36   wavenet.ts:47
   //   %dbias3: f32[128] = sum %dhbn3 {axes=[0], keepDims=false}   wavenet.ts:46  const hbn3 = g.batchNorm(hpre3, gain3, bias3);
   //   %t37: f32[32,128] = mul %dhbn3, %bnraw_2   wavenet.ts:46
+  //   %dbnraw_2: f32[32,128] = mul %dhbn3, %gain3   wavenet.ts:46
+  //   %t40: f32[32,128] = mul %dbnraw_2, %bnraw_2   wavenet.ts:46
   const kernel_dbias3 = kernel(function (h3, dh3) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -529,11 +532,14 @@ export async function create(options = {}) {
 
   // dhbn3 = dh3 * (1 - h3²)   tanh'  (wavenet.ts:47)
   // dgain3 = (dhbn3 * bnraw_2).sum(0)   mul'  (wavenet.ts:46)
+  // dbnraw_2 = dhbn3 * gain3   mul'  (wavenet.ts:46)
   //   %t35: f32[32,128] = square %h3   wavenet.ts:47  const h3 = hbn3.tanh();
   //   %t36: f32[32,128] = sub %t23, %t35   wavenet.ts:47
   //   %dhbn3: f32[32,128] = mul %dh3, %t36   wavenet.ts:47
   //   %t37: f32[32,128] = mul %dhbn3, %bnraw_2   wavenet.ts:46  const hbn3 = g.batchNorm(hpre3, gain3, bias3);
   //   %dgain3: f32[128] = sum %t37 {axes=[0], keepDims=false}   wavenet.ts:46
+  //   %dbnraw_2: f32[32,128] = mul %dhbn3, %gain3   wavenet.ts:46
+  //   %t40: f32[32,128] = mul %dbnraw_2, %bnraw_2   wavenet.ts:46
   const kernel_dgain3 = kernel(function (h3, dh3, bnraw_2) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -545,101 +551,85 @@ export async function create(options = {}) {
 
   // dhbn3 = dh3 * (1 - h3²)   tanh'  (wavenet.ts:47)
   // dbnraw_2 = dhbn3 * gain3   mul'  (wavenet.ts:46)
-  //   %t35: f32[32,128] = square %h3   wavenet.ts:47  const h3 = hbn3.tanh();
-  //   %t36: f32[32,128] = sub %t23, %t35   wavenet.ts:47
-  //   %dhbn3: f32[32,128] = mul %dh3, %t36   wavenet.ts:47
-  //   %t37: f32[32,128] = mul %dhbn3, %bnraw_2   wavenet.ts:46  const hbn3 = g.batchNorm(hpre3, gain3, bias3);
-  //   %dbnraw_2: f32[32,128] = mul %dhbn3, %gain3   wavenet.ts:46
-  const kernel_dbnraw_2 = kernel(function (h3, dh3, gain3) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 128);
-      const _rest0 = _x - _i0 * 128;
-      return dh3[_i0 * 128 + _rest0] * (1 - h3[_i0 * 128 + _rest0] * h3[_i0 * 128 + _rest0]) * gain3[_rest0];
-    }, 4096);
-
-  // dhbn3 = dh3 * (1 - h3²)   tanh'  (wavenet.ts:47)
   // t38 = dbnraw_2 * 32   bn_apply'  (wavenet.ts:46)
   //   %t35: f32[32,128] = square %h3   wavenet.ts:47  const h3 = hbn3.tanh();
   //   %t36: f32[32,128] = sub %t23, %t35   wavenet.ts:47
   //   %dhbn3: f32[32,128] = mul %dh3, %t36   wavenet.ts:47
   //   %t37: f32[32,128] = mul %dhbn3, %bnraw_2   wavenet.ts:46  const hbn3 = g.batchNorm(hpre3, gain3, bias3);
+  //   %dbnraw_2: f32[32,128] = mul %dhbn3, %gain3   wavenet.ts:46
   //   %t38: f32[32,128] = mul %dbnraw_2, %t24   wavenet.ts:46
-  const kernel_t38 = kernel(function (dbnraw_2) {
+  //   %t40: f32[32,128] = mul %dbnraw_2, %bnraw_2   wavenet.ts:46
+  const kernel_t38 = kernel(function (h3, dh3, gain3) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 128);
       const _rest0 = _x - _i0 * 128;
-      return dbnraw_2[_i0 * 128 + _rest0] * 32;
+      return dh3[_i0 * 128 + _rest0] * (1 - h3[_i0 * 128 + _rest0] * h3[_i0 * 128 + _rest0]) * gain3[_rest0] * 32;
     }, 4096);
 
   // dhbn3 = dh3 * (1 - h3²)   tanh'  (wavenet.ts:47)
+  // dbnraw_2 = dhbn3 * gain3   mul'  (wavenet.ts:46)
   // t39 = dbnraw_2.sum(0)   bn_apply'  (wavenet.ts:46)
   //   %t35: f32[32,128] = square %h3   wavenet.ts:47  const h3 = hbn3.tanh();
   //   %t36: f32[32,128] = sub %t23, %t35   wavenet.ts:47
   //   %dhbn3: f32[32,128] = mul %dh3, %t36   wavenet.ts:47
   //   %t37: f32[32,128] = mul %dhbn3, %bnraw_2   wavenet.ts:46  const hbn3 = g.batchNorm(hpre3, gain3, bias3);
+  //   %dbnraw_2: f32[32,128] = mul %dhbn3, %gain3   wavenet.ts:46
   //   %t39: f32[1,128] = sum %dbnraw_2 {axes=[0], keepDims=true}   wavenet.ts:46
-  const kernel_t39 = kernel(function (dbnraw_2) {
+  //   %t40: f32[32,128] = mul %dbnraw_2, %bnraw_2   wavenet.ts:46
+  const kernel_t39 = kernel(function (h3, dh3, gain3) {
       const _x = this.thread.x;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
-        _acc0 += dbnraw_2[_r1 * 128 + _x];
+        _acc0 += dh3[_r1 * 128 + _x] * (1 - h3[_r1 * 128 + _x] * h3[_r1 * 128 + _x]) * gain3[_x];
       }
       return _acc0;
     }, 128);
 
   // dhbn3 = dh3 * (1 - h3²)   tanh'  (wavenet.ts:47)
-  // t40 = bnvar_inv_2 * 0.03125   bn_apply'  (wavenet.ts:46)
+  // dbnraw_2 = dhbn3 * gain3   mul'  (wavenet.ts:46)
+  // t41 = (dbnraw_2 * bnraw_2).sum(0)   bn_apply'  (wavenet.ts:46)
   //   %t35: f32[32,128] = square %h3   wavenet.ts:47  const h3 = hbn3.tanh();
   //   %t36: f32[32,128] = sub %t23, %t35   wavenet.ts:47
   //   %dhbn3: f32[32,128] = mul %dh3, %t36   wavenet.ts:47
   //   %t37: f32[32,128] = mul %dhbn3, %bnraw_2   wavenet.ts:46  const hbn3 = g.batchNorm(hpre3, gain3, bias3);
-  //   %t40: f32[1,128] = mul %bnvar_inv_2, %t22   wavenet.ts:46
-  const kernel_t40 = kernel(function (bnvar_inv_2) {
-      const _x = this.thread.x;
-      return bnvar_inv_2[_x] * 0.03125;
-    }, 128);
-
-  // t41 = t38 - t39   bn_apply'  (wavenet.ts:46)
-  //   %t41: f32[32,128] = sub %t38, %t39   wavenet.ts:46  const hbn3 = g.batchNorm(hpre3, gain3, bias3);
-  //   %t43: f32[32,128] = mul %dbnraw_2, %bnraw_2   wavenet.ts:46
-  const kernel_t41 = kernel(function (t38, t39) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 128);
-      const _rest0 = _x - _i0 * 128;
-      return t38[_i0 * 128 + _rest0] - t39[_rest0];
-    }, 4096);
-
-  // t42 = bnraw_2 * 1.032258064516129   bn_apply'  (wavenet.ts:46)
-  //   %t42: f32[32,128] = mul %bnraw_2, %t25   wavenet.ts:46  const hbn3 = g.batchNorm(hpre3, gain3, bias3);
-  //   %t43: f32[32,128] = mul %dbnraw_2, %bnraw_2   wavenet.ts:46
-  const kernel_t42 = kernel(function (bnraw_2) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 128);
-      const _rest0 = _x - _i0 * 128;
-      return bnraw_2[_i0 * 128 + _rest0] * 1.032258064516129;
-    }, 4096);
-
-  // t44 = (dbnraw_2 * bnraw_2).sum(0)   bn_apply'  (wavenet.ts:46)
-  //   %t43: f32[32,128] = mul %dbnraw_2, %bnraw_2   wavenet.ts:46  const hbn3 = g.batchNorm(hpre3, gain3, bias3);
-  //   %t44: f32[1,128] = sum %t43 {axes=[0], keepDims=true}   wavenet.ts:46
-  const kernel_t44 = kernel(function (bnraw_2, dbnraw_2) {
+  //   %dbnraw_2: f32[32,128] = mul %dhbn3, %gain3   wavenet.ts:46
+  //   %t40: f32[32,128] = mul %dbnraw_2, %bnraw_2   wavenet.ts:46
+  //   %t41: f32[1,128] = sum %t40 {axes=[0], keepDims=true}   wavenet.ts:46
+  const kernel_t41 = kernel(function (h3, dh3, bnraw_2, gain3) {
       const _x = this.thread.x;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
-        _acc0 += dbnraw_2[_r1 * 128 + _x] * bnraw_2[_r1 * 128 + _x];
+        _acc0 += dh3[_r1 * 128 + _x] * (1 - h3[_r1 * 128 + _x] * h3[_r1 * 128 + _x]) * gain3[_x] * bnraw_2[_r1 * 128 + _x];
       }
       return _acc0;
     }, 128);
 
-  // dhpre3 = t40 * (t41 - t42 * t44)   bn_apply'  (wavenet.ts:46)
-  //   %t45: f32[32,128] = mul %t42, %t44   wavenet.ts:46  const hbn3 = g.batchNorm(hpre3, gain3, bias3);
-  //   %t46: f32[32,128] = sub %t41, %t45   wavenet.ts:46
-  //   %dhpre3: f32[32,128] = mul %t40, %t46   wavenet.ts:46
-  const kernel_dhpre3 = kernel(function (t42, t44, t41, t40) {
+  // dhbn3 = dh3 * (1 - h3²)   tanh'  (wavenet.ts:47)
+  // dbnraw_2 = dhbn3 * gain3   mul'  (wavenet.ts:46)
+  // t42 = bnvar_inv_2 * 0.03125   bn_apply'  (wavenet.ts:46)
+  //   %t35: f32[32,128] = square %h3   wavenet.ts:47  const h3 = hbn3.tanh();
+  //   %t36: f32[32,128] = sub %t23, %t35   wavenet.ts:47
+  //   %dhbn3: f32[32,128] = mul %dh3, %t36   wavenet.ts:47
+  //   %t37: f32[32,128] = mul %dhbn3, %bnraw_2   wavenet.ts:46  const hbn3 = g.batchNorm(hpre3, gain3, bias3);
+  //   %dbnraw_2: f32[32,128] = mul %dhbn3, %gain3   wavenet.ts:46
+  //   %t40: f32[32,128] = mul %dbnraw_2, %bnraw_2   wavenet.ts:46
+  //   %t42: f32[1,128] = mul %bnvar_inv_2, %t22   wavenet.ts:46
+  const kernel_t42 = kernel(function (bnvar_inv_2) {
+      const _x = this.thread.x;
+      return bnvar_inv_2[_x] * 0.03125;
+    }, 128);
+
+  // dhpre3 = t42 * (t38 - t39 - bnraw_2 * 1.032258064516129 * t41)   bn_apply'  (wavenet.ts:46)
+  //   %t43: f32[32,128] = sub %t38, %t39   wavenet.ts:46  const hbn3 = g.batchNorm(hpre3, gain3, bias3);
+  //   %t44: f32[32,128] = mul %bnraw_2, %t25   wavenet.ts:46
+  //   %t45: f32[32,128] = mul %t44, %t41   wavenet.ts:46
+  //   %t46: f32[32,128] = sub %t43, %t45   wavenet.ts:46
+  //   %dhpre3: f32[32,128] = mul %t42, %t46   wavenet.ts:46
+  const kernel_dhpre3 = kernel(function (t38, t39, bnraw_2, t41, t42) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 128);
       const _rest0 = _x - _i0 * 128;
-      return t40[_rest0] * (t41[_i0 * 128 + _rest0] - t42[_i0 * 128 + _rest0] * t44[_rest0]);
+      return t42[_rest0] * (t38[_i0 * 128 + _rest0] - t39[_rest0] - bnraw_2[_i0 * 128 + _rest0] * 1.032258064516129 * t41[_rest0]);
     }, 4096);
 
   // dx3 = dhpre3 @ W3.T   matmul'  (wavenet.ts:45)
@@ -670,11 +660,14 @@ export async function create(options = {}) {
 
   // dhbn2 = dh2 * (1 - h2²)   tanh'  (wavenet.ts:43)
   // dbias2 = dhbn2.sum((0, 1))   add'  (wavenet.ts:42)
+  // dbnraw_1 = dhbn2 * gain2   mul'  (wavenet.ts:42)
   //   %t47: f32[32,2,128] = square %h2   wavenet.ts:43  const h2 = hbn2.tanh();
   //   %t48: f32[32,2,128] = sub %t23, %t47   wavenet.ts:43
   //   %dhbn2: f32[32,2,128] = mul %dh2, %t48   wavenet.ts:43
   //   %dbias2: f32[128] = sum %dhbn2 {axes=[0, 1], keepDims=false}   wavenet.ts:42  const hbn2 = g.batchNorm(hpre2, gain2, bias2); // statistics over n·2 rows
   //   %t49: f32[32,2,128] = mul %dhbn2, %bnraw_1   wavenet.ts:42
+  //   %dbnraw_1: f32[32,2,128] = mul %dhbn2, %gain2   wavenet.ts:42
+  //   %t52: f32[32,2,128] = mul %dbnraw_1, %bnraw_1   wavenet.ts:42
   const kernel_dbias2 = kernel(function (h2, dh2) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -688,11 +681,14 @@ export async function create(options = {}) {
 
   // dhbn2 = dh2 * (1 - h2²)   tanh'  (wavenet.ts:43)
   // dgain2 = (dhbn2 * bnraw_1).sum((0, 1))   mul'  (wavenet.ts:42)
+  // dbnraw_1 = dhbn2 * gain2   mul'  (wavenet.ts:42)
   //   %t47: f32[32,2,128] = square %h2   wavenet.ts:43  const h2 = hbn2.tanh();
   //   %t48: f32[32,2,128] = sub %t23, %t47   wavenet.ts:43
   //   %dhbn2: f32[32,2,128] = mul %dh2, %t48   wavenet.ts:43
   //   %t49: f32[32,2,128] = mul %dhbn2, %bnraw_1   wavenet.ts:42  const hbn2 = g.batchNorm(hpre2, gain2, bias2); // statistics over n·2 rows
   //   %dgain2: f32[128] = sum %t49 {axes=[0, 1], keepDims=false}   wavenet.ts:42
+  //   %dbnraw_1: f32[32,2,128] = mul %dhbn2, %gain2   wavenet.ts:42
+  //   %t52: f32[32,2,128] = mul %dbnraw_1, %bnraw_1   wavenet.ts:42
   const kernel_dgain2 = kernel(function (h2, dh2, bnraw_1) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -706,115 +702,93 @@ export async function create(options = {}) {
 
   // dhbn2 = dh2 * (1 - h2²)   tanh'  (wavenet.ts:43)
   // dbnraw_1 = dhbn2 * gain2   mul'  (wavenet.ts:42)
-  //   %t47: f32[32,2,128] = square %h2   wavenet.ts:43  const h2 = hbn2.tanh();
-  //   %t48: f32[32,2,128] = sub %t23, %t47   wavenet.ts:43
-  //   %dhbn2: f32[32,2,128] = mul %dh2, %t48   wavenet.ts:43
-  //   %t49: f32[32,2,128] = mul %dhbn2, %bnraw_1   wavenet.ts:42  const hbn2 = g.batchNorm(hpre2, gain2, bias2); // statistics over n·2 rows
-  //   %dbnraw_1: f32[32,2,128] = mul %dhbn2, %gain2   wavenet.ts:42
-  const kernel_dbnraw_1 = kernel(function (h2, dh2, gain2) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 256);
-      const _rest0 = _x - _i0 * 256;
-      const _i1 = Math.floor(_rest0 / 128);
-      const _rest1 = _rest0 - _i1 * 128;
-      return dh2[_i0 * 256 + _i1 * 128 + _rest1] * (1 - h2[_i0 * 256 + _i1 * 128 + _rest1] * h2[_i0 * 256 + _i1 * 128 + _rest1]) * gain2[_rest1];
-    }, 8192);
-
-  // dhbn2 = dh2 * (1 - h2²)   tanh'  (wavenet.ts:43)
   // t50 = dbnraw_1 * 64   bn_apply'  (wavenet.ts:42)
   //   %t47: f32[32,2,128] = square %h2   wavenet.ts:43  const h2 = hbn2.tanh();
   //   %t48: f32[32,2,128] = sub %t23, %t47   wavenet.ts:43
   //   %dhbn2: f32[32,2,128] = mul %dh2, %t48   wavenet.ts:43
   //   %t49: f32[32,2,128] = mul %dhbn2, %bnraw_1   wavenet.ts:42  const hbn2 = g.batchNorm(hpre2, gain2, bias2); // statistics over n·2 rows
+  //   %dbnraw_1: f32[32,2,128] = mul %dhbn2, %gain2   wavenet.ts:42
   //   %t50: f32[32,2,128] = mul %dbnraw_1, %t27   wavenet.ts:42
-  const kernel_t50 = kernel(function (dbnraw_1) {
+  //   %t52: f32[32,2,128] = mul %dbnraw_1, %bnraw_1   wavenet.ts:42
+  const kernel_t50 = kernel(function (h2, dh2, gain2) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 128);
       const _rest1 = _rest0 - _i1 * 128;
-      return dbnraw_1[_i0 * 256 + _i1 * 128 + _rest1] * 64;
+      return dh2[_i0 * 256 + _i1 * 128 + _rest1] * (1 - h2[_i0 * 256 + _i1 * 128 + _rest1] * h2[_i0 * 256 + _i1 * 128 + _rest1]) * gain2[_rest1] * 64;
     }, 8192);
 
   // dhbn2 = dh2 * (1 - h2²)   tanh'  (wavenet.ts:43)
+  // dbnraw_1 = dhbn2 * gain2   mul'  (wavenet.ts:42)
   // t51 = dbnraw_1.sum((0, 1))   bn_apply'  (wavenet.ts:42)
   //   %t47: f32[32,2,128] = square %h2   wavenet.ts:43  const h2 = hbn2.tanh();
   //   %t48: f32[32,2,128] = sub %t23, %t47   wavenet.ts:43
   //   %dhbn2: f32[32,2,128] = mul %dh2, %t48   wavenet.ts:43
   //   %t49: f32[32,2,128] = mul %dhbn2, %bnraw_1   wavenet.ts:42  const hbn2 = g.batchNorm(hpre2, gain2, bias2); // statistics over n·2 rows
+  //   %dbnraw_1: f32[32,2,128] = mul %dhbn2, %gain2   wavenet.ts:42
   //   %t51: f32[1,1,128] = sum %dbnraw_1 {axes=[0, 1], keepDims=true}   wavenet.ts:42
-  const kernel_t51 = kernel(function (dbnraw_1) {
+  //   %t52: f32[32,2,128] = mul %dbnraw_1, %bnraw_1   wavenet.ts:42
+  const kernel_t51 = kernel(function (h2, dh2, gain2) {
       const _x = this.thread.x;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
         for (let _r2 = 0; _r2 < 2; _r2++) {
-          _acc0 += dbnraw_1[_r1 * 256 + _r2 * 128 + _x];
+          _acc0 += dh2[_r1 * 256 + _r2 * 128 + _x] * (1 - h2[_r1 * 256 + _r2 * 128 + _x] * h2[_r1 * 256 + _r2 * 128 + _x]) * gain2[_x];
         }
       }
       return _acc0;
     }, 128);
 
   // dhbn2 = dh2 * (1 - h2²)   tanh'  (wavenet.ts:43)
-  // t52 = bnvar_inv_1 * 0.015625   bn_apply'  (wavenet.ts:42)
+  // dbnraw_1 = dhbn2 * gain2   mul'  (wavenet.ts:42)
+  // t53 = (dbnraw_1 * bnraw_1).sum((0, 1))   bn_apply'  (wavenet.ts:42)
   //   %t47: f32[32,2,128] = square %h2   wavenet.ts:43  const h2 = hbn2.tanh();
   //   %t48: f32[32,2,128] = sub %t23, %t47   wavenet.ts:43
   //   %dhbn2: f32[32,2,128] = mul %dh2, %t48   wavenet.ts:43
   //   %t49: f32[32,2,128] = mul %dhbn2, %bnraw_1   wavenet.ts:42  const hbn2 = g.batchNorm(hpre2, gain2, bias2); // statistics over n·2 rows
-  //   %t52: f32[1,1,128] = mul %bnvar_inv_1, %t26   wavenet.ts:42
-  const kernel_t52 = kernel(function (bnvar_inv_1) {
-      const _x = this.thread.x;
-      return bnvar_inv_1[_x] * 0.015625;
-    }, 128);
-
-  // t53 = t50 - t51   bn_apply'  (wavenet.ts:42)
-  //   %t53: f32[32,2,128] = sub %t50, %t51   wavenet.ts:42  const hbn2 = g.batchNorm(hpre2, gain2, bias2); // statistics over n·2 rows
-  //   %t55: f32[32,2,128] = mul %dbnraw_1, %bnraw_1   wavenet.ts:42
-  const kernel_t53 = kernel(function (t50, t51) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 256);
-      const _rest0 = _x - _i0 * 256;
-      const _i1 = Math.floor(_rest0 / 128);
-      const _rest1 = _rest0 - _i1 * 128;
-      return t50[_i0 * 256 + _i1 * 128 + _rest1] - t51[_rest1];
-    }, 8192);
-
-  // t54 = bnraw_1 * 1.0158730158730158   bn_apply'  (wavenet.ts:42)
-  //   %t54: f32[32,2,128] = mul %bnraw_1, %t28   wavenet.ts:42  const hbn2 = g.batchNorm(hpre2, gain2, bias2); // statistics over n·2 rows
-  //   %t55: f32[32,2,128] = mul %dbnraw_1, %bnraw_1   wavenet.ts:42
-  const kernel_t54 = kernel(function (bnraw_1) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 256);
-      const _rest0 = _x - _i0 * 256;
-      const _i1 = Math.floor(_rest0 / 128);
-      const _rest1 = _rest0 - _i1 * 128;
-      return bnraw_1[_i0 * 256 + _i1 * 128 + _rest1] * 1.0158730158730158;
-    }, 8192);
-
-  // t56 = (dbnraw_1 * bnraw_1).sum((0, 1))   bn_apply'  (wavenet.ts:42)
-  //   %t55: f32[32,2,128] = mul %dbnraw_1, %bnraw_1   wavenet.ts:42  const hbn2 = g.batchNorm(hpre2, gain2, bias2); // statistics over n·2 rows
-  //   %t56: f32[1,1,128] = sum %t55 {axes=[0, 1], keepDims=true}   wavenet.ts:42
-  const kernel_t56 = kernel(function (bnraw_1, dbnraw_1) {
+  //   %dbnraw_1: f32[32,2,128] = mul %dhbn2, %gain2   wavenet.ts:42
+  //   %t52: f32[32,2,128] = mul %dbnraw_1, %bnraw_1   wavenet.ts:42
+  //   %t53: f32[1,1,128] = sum %t52 {axes=[0, 1], keepDims=true}   wavenet.ts:42
+  const kernel_t53 = kernel(function (h2, dh2, bnraw_1, gain2) {
       const _x = this.thread.x;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
         for (let _r2 = 0; _r2 < 2; _r2++) {
-          _acc0 += dbnraw_1[_r1 * 256 + _r2 * 128 + _x] * bnraw_1[_r1 * 256 + _r2 * 128 + _x];
+          _acc0 += dh2[_r1 * 256 + _r2 * 128 + _x] * (1 - h2[_r1 * 256 + _r2 * 128 + _x] * h2[_r1 * 256 + _r2 * 128 + _x]) * gain2[_x] * bnraw_1[_r1 * 256 + _r2 * 128 + _x];
         }
       }
       return _acc0;
     }, 128);
 
-  // dhpre2 = t52 * (t53 - t54 * t56)   bn_apply'  (wavenet.ts:42)
-  //   %t57: f32[32,2,128] = mul %t54, %t56   wavenet.ts:42  const hbn2 = g.batchNorm(hpre2, gain2, bias2); // statistics over n·2 rows
-  //   %t58: f32[32,2,128] = sub %t53, %t57   wavenet.ts:42
-  //   %dhpre2: f32[32,2,128] = mul %t52, %t58   wavenet.ts:42
-  const kernel_dhpre2 = kernel(function (t54, t56, t53, t52) {
+  // dhbn2 = dh2 * (1 - h2²)   tanh'  (wavenet.ts:43)
+  // dbnraw_1 = dhbn2 * gain2   mul'  (wavenet.ts:42)
+  // t54 = bnvar_inv_1 * 0.015625   bn_apply'  (wavenet.ts:42)
+  //   %t47: f32[32,2,128] = square %h2   wavenet.ts:43  const h2 = hbn2.tanh();
+  //   %t48: f32[32,2,128] = sub %t23, %t47   wavenet.ts:43
+  //   %dhbn2: f32[32,2,128] = mul %dh2, %t48   wavenet.ts:43
+  //   %t49: f32[32,2,128] = mul %dhbn2, %bnraw_1   wavenet.ts:42  const hbn2 = g.batchNorm(hpre2, gain2, bias2); // statistics over n·2 rows
+  //   %dbnraw_1: f32[32,2,128] = mul %dhbn2, %gain2   wavenet.ts:42
+  //   %t52: f32[32,2,128] = mul %dbnraw_1, %bnraw_1   wavenet.ts:42
+  //   %t54: f32[1,1,128] = mul %bnvar_inv_1, %t26   wavenet.ts:42
+  const kernel_t54 = kernel(function (bnvar_inv_1) {
+      const _x = this.thread.x;
+      return bnvar_inv_1[_x] * 0.015625;
+    }, 128);
+
+  // dhpre2 = t54 * (t50 - t51 - bnraw_1 * 1.0158730158730158 * t53)   bn_apply'  (wavenet.ts:42)
+  //   %t55: f32[32,2,128] = sub %t50, %t51   wavenet.ts:42  const hbn2 = g.batchNorm(hpre2, gain2, bias2); // statistics over n·2 rows
+  //   %t56: f32[32,2,128] = mul %bnraw_1, %t28   wavenet.ts:42
+  //   %t57: f32[32,2,128] = mul %t56, %t53   wavenet.ts:42
+  //   %t58: f32[32,2,128] = sub %t55, %t57   wavenet.ts:42
+  //   %dhpre2: f32[32,2,128] = mul %t54, %t58   wavenet.ts:42
+  const kernel_dhpre2 = kernel(function (t50, t51, bnraw_1, t53, t54) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 128);
       const _rest1 = _rest0 - _i1 * 128;
-      return t52[_rest1] * (t53[_i0 * 256 + _i1 * 128 + _rest1] - t54[_i0 * 256 + _i1 * 128 + _rest1] * t56[_rest1]);
+      return t54[_rest1] * (t50[_i0 * 256 + _i1 * 128 + _rest1] - t51[_rest1] - bnraw_1[_i0 * 256 + _i1 * 128 + _rest1] * 1.0158730158730158 * t53[_rest1]);
     }, 8192);
 
   // dx2_rows = dhpre2_rows @ W2.T   matmul'  (wavenet.ts:41)
@@ -845,11 +819,14 @@ export async function create(options = {}) {
 
   // dhbn1 = dh1 * (1 - h1²)   tanh'  (wavenet.ts:39)
   // dbias1 = dhbn1.sum((0, 1))   add'  (wavenet.ts:38)
+  // dbnraw = dhbn1 * gain1   mul'  (wavenet.ts:38)
   //   %t59: f32[32,4,128] = square %h1   wavenet.ts:39  const h1 = hbn1.tanh();
   //   %t60: f32[32,4,128] = sub %t23, %t59   wavenet.ts:39
   //   %dhbn1: f32[32,4,128] = mul %dh1, %t60   wavenet.ts:39
   //   %dbias1: f32[128] = sum %dhbn1 {axes=[0, 1], keepDims=false}   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
   //   %t61: f32[32,4,128] = mul %dhbn1, %bnraw   wavenet.ts:38
+  //   %dbnraw: f32[32,4,128] = mul %dhbn1, %gain1   wavenet.ts:38
+  //   %t64: f32[32,4,128] = mul %dbnraw, %bnraw   wavenet.ts:38
   const kernel_dbias1 = kernel(function (h1, dh1) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -863,11 +840,14 @@ export async function create(options = {}) {
 
   // dhbn1 = dh1 * (1 - h1²)   tanh'  (wavenet.ts:39)
   // dgain1 = (dhbn1 * bnraw).sum((0, 1))   mul'  (wavenet.ts:38)
+  // dbnraw = dhbn1 * gain1   mul'  (wavenet.ts:38)
   //   %t59: f32[32,4,128] = square %h1   wavenet.ts:39  const h1 = hbn1.tanh();
   //   %t60: f32[32,4,128] = sub %t23, %t59   wavenet.ts:39
   //   %dhbn1: f32[32,4,128] = mul %dh1, %t60   wavenet.ts:39
   //   %t61: f32[32,4,128] = mul %dhbn1, %bnraw   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
   //   %dgain1: f32[128] = sum %t61 {axes=[0, 1], keepDims=false}   wavenet.ts:38
+  //   %dbnraw: f32[32,4,128] = mul %dhbn1, %gain1   wavenet.ts:38
+  //   %t64: f32[32,4,128] = mul %dbnraw, %bnraw   wavenet.ts:38
   const kernel_dgain1 = kernel(function (h1, dh1, bnraw) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -881,115 +861,93 @@ export async function create(options = {}) {
 
   // dhbn1 = dh1 * (1 - h1²)   tanh'  (wavenet.ts:39)
   // dbnraw = dhbn1 * gain1   mul'  (wavenet.ts:38)
-  //   %t59: f32[32,4,128] = square %h1   wavenet.ts:39  const h1 = hbn1.tanh();
-  //   %t60: f32[32,4,128] = sub %t23, %t59   wavenet.ts:39
-  //   %dhbn1: f32[32,4,128] = mul %dh1, %t60   wavenet.ts:39
-  //   %t61: f32[32,4,128] = mul %dhbn1, %bnraw   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
-  //   %dbnraw: f32[32,4,128] = mul %dhbn1, %gain1   wavenet.ts:38
-  const kernel_dbnraw = kernel(function (h1, dh1, gain1) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 512);
-      const _rest0 = _x - _i0 * 512;
-      const _i1 = Math.floor(_rest0 / 128);
-      const _rest1 = _rest0 - _i1 * 128;
-      return dh1[_i0 * 512 + _i1 * 128 + _rest1] * (1 - h1[_i0 * 512 + _i1 * 128 + _rest1] * h1[_i0 * 512 + _i1 * 128 + _rest1]) * gain1[_rest1];
-    }, 16384);
-
-  // dhbn1 = dh1 * (1 - h1²)   tanh'  (wavenet.ts:39)
   // t62 = dbnraw * 128   bn_apply'  (wavenet.ts:38)
   //   %t59: f32[32,4,128] = square %h1   wavenet.ts:39  const h1 = hbn1.tanh();
   //   %t60: f32[32,4,128] = sub %t23, %t59   wavenet.ts:39
   //   %dhbn1: f32[32,4,128] = mul %dh1, %t60   wavenet.ts:39
   //   %t61: f32[32,4,128] = mul %dhbn1, %bnraw   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
+  //   %dbnraw: f32[32,4,128] = mul %dhbn1, %gain1   wavenet.ts:38
   //   %t62: f32[32,4,128] = mul %dbnraw, %t30   wavenet.ts:38
-  const kernel_t62 = kernel(function (dbnraw) {
+  //   %t64: f32[32,4,128] = mul %dbnraw, %bnraw   wavenet.ts:38
+  const kernel_t62 = kernel(function (h1, dh1, gain1) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 512);
       const _rest0 = _x - _i0 * 512;
       const _i1 = Math.floor(_rest0 / 128);
       const _rest1 = _rest0 - _i1 * 128;
-      return dbnraw[_i0 * 512 + _i1 * 128 + _rest1] * 128;
+      return dh1[_i0 * 512 + _i1 * 128 + _rest1] * (1 - h1[_i0 * 512 + _i1 * 128 + _rest1] * h1[_i0 * 512 + _i1 * 128 + _rest1]) * gain1[_rest1] * 128;
     }, 16384);
 
   // dhbn1 = dh1 * (1 - h1²)   tanh'  (wavenet.ts:39)
+  // dbnraw = dhbn1 * gain1   mul'  (wavenet.ts:38)
   // t63 = dbnraw.sum((0, 1))   bn_apply'  (wavenet.ts:38)
   //   %t59: f32[32,4,128] = square %h1   wavenet.ts:39  const h1 = hbn1.tanh();
   //   %t60: f32[32,4,128] = sub %t23, %t59   wavenet.ts:39
   //   %dhbn1: f32[32,4,128] = mul %dh1, %t60   wavenet.ts:39
   //   %t61: f32[32,4,128] = mul %dhbn1, %bnraw   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
+  //   %dbnraw: f32[32,4,128] = mul %dhbn1, %gain1   wavenet.ts:38
   //   %t63: f32[1,1,128] = sum %dbnraw {axes=[0, 1], keepDims=true}   wavenet.ts:38
-  const kernel_t63 = kernel(function (dbnraw) {
+  //   %t64: f32[32,4,128] = mul %dbnraw, %bnraw   wavenet.ts:38
+  const kernel_t63 = kernel(function (h1, dh1, gain1) {
       const _x = this.thread.x;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
         for (let _r2 = 0; _r2 < 4; _r2++) {
-          _acc0 += dbnraw[_r1 * 512 + _r2 * 128 + _x];
+          _acc0 += dh1[_r1 * 512 + _r2 * 128 + _x] * (1 - h1[_r1 * 512 + _r2 * 128 + _x] * h1[_r1 * 512 + _r2 * 128 + _x]) * gain1[_x];
         }
       }
       return _acc0;
     }, 128);
 
   // dhbn1 = dh1 * (1 - h1²)   tanh'  (wavenet.ts:39)
-  // t64 = bnvar_inv * 0.0078125   bn_apply'  (wavenet.ts:38)
+  // dbnraw = dhbn1 * gain1   mul'  (wavenet.ts:38)
+  // t65 = (dbnraw * bnraw).sum((0, 1))   bn_apply'  (wavenet.ts:38)
   //   %t59: f32[32,4,128] = square %h1   wavenet.ts:39  const h1 = hbn1.tanh();
   //   %t60: f32[32,4,128] = sub %t23, %t59   wavenet.ts:39
   //   %dhbn1: f32[32,4,128] = mul %dh1, %t60   wavenet.ts:39
   //   %t61: f32[32,4,128] = mul %dhbn1, %bnraw   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
-  //   %t64: f32[1,1,128] = mul %bnvar_inv, %t29   wavenet.ts:38
-  const kernel_t64 = kernel(function (bnvar_inv) {
-      const _x = this.thread.x;
-      return bnvar_inv[_x] * 0.0078125;
-    }, 128);
-
-  // t65 = t62 - t63   bn_apply'  (wavenet.ts:38)
-  //   %t65: f32[32,4,128] = sub %t62, %t63   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
-  //   %t67: f32[32,4,128] = mul %dbnraw, %bnraw   wavenet.ts:38
-  const kernel_t65 = kernel(function (t62, t63) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 512);
-      const _rest0 = _x - _i0 * 512;
-      const _i1 = Math.floor(_rest0 / 128);
-      const _rest1 = _rest0 - _i1 * 128;
-      return t62[_i0 * 512 + _i1 * 128 + _rest1] - t63[_rest1];
-    }, 16384);
-
-  // t66 = bnraw * 1.0078740157480315   bn_apply'  (wavenet.ts:38)
-  //   %t66: f32[32,4,128] = mul %bnraw, %t31   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
-  //   %t67: f32[32,4,128] = mul %dbnraw, %bnraw   wavenet.ts:38
-  const kernel_t66 = kernel(function (bnraw) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 512);
-      const _rest0 = _x - _i0 * 512;
-      const _i1 = Math.floor(_rest0 / 128);
-      const _rest1 = _rest0 - _i1 * 128;
-      return bnraw[_i0 * 512 + _i1 * 128 + _rest1] * 1.0078740157480315;
-    }, 16384);
-
-  // t68 = (dbnraw * bnraw).sum((0, 1))   bn_apply'  (wavenet.ts:38)
-  //   %t67: f32[32,4,128] = mul %dbnraw, %bnraw   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
-  //   %t68: f32[1,1,128] = sum %t67 {axes=[0, 1], keepDims=true}   wavenet.ts:38
-  const kernel_t68 = kernel(function (bnraw, dbnraw) {
+  //   %dbnraw: f32[32,4,128] = mul %dhbn1, %gain1   wavenet.ts:38
+  //   %t64: f32[32,4,128] = mul %dbnraw, %bnraw   wavenet.ts:38
+  //   %t65: f32[1,1,128] = sum %t64 {axes=[0, 1], keepDims=true}   wavenet.ts:38
+  const kernel_t65 = kernel(function (h1, dh1, bnraw, gain1) {
       const _x = this.thread.x;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
         for (let _r2 = 0; _r2 < 4; _r2++) {
-          _acc0 += dbnraw[_r1 * 512 + _r2 * 128 + _x] * bnraw[_r1 * 512 + _r2 * 128 + _x];
+          _acc0 += dh1[_r1 * 512 + _r2 * 128 + _x] * (1 - h1[_r1 * 512 + _r2 * 128 + _x] * h1[_r1 * 512 + _r2 * 128 + _x]) * gain1[_x] * bnraw[_r1 * 512 + _r2 * 128 + _x];
         }
       }
       return _acc0;
     }, 128);
 
-  // dhpre1 = t64 * (t65 - t66 * t68)   bn_apply'  (wavenet.ts:38)
-  //   %t69: f32[32,4,128] = mul %t66, %t68   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
-  //   %t70: f32[32,4,128] = sub %t65, %t69   wavenet.ts:38
-  //   %dhpre1: f32[32,4,128] = mul %t64, %t70   wavenet.ts:38
-  const kernel_dhpre1 = kernel(function (t66, t68, t65, t64) {
+  // dhbn1 = dh1 * (1 - h1²)   tanh'  (wavenet.ts:39)
+  // dbnraw = dhbn1 * gain1   mul'  (wavenet.ts:38)
+  // t66 = bnvar_inv * 0.0078125   bn_apply'  (wavenet.ts:38)
+  //   %t59: f32[32,4,128] = square %h1   wavenet.ts:39  const h1 = hbn1.tanh();
+  //   %t60: f32[32,4,128] = sub %t23, %t59   wavenet.ts:39
+  //   %dhbn1: f32[32,4,128] = mul %dh1, %t60   wavenet.ts:39
+  //   %t61: f32[32,4,128] = mul %dhbn1, %bnraw   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
+  //   %dbnraw: f32[32,4,128] = mul %dhbn1, %gain1   wavenet.ts:38
+  //   %t64: f32[32,4,128] = mul %dbnraw, %bnraw   wavenet.ts:38
+  //   %t66: f32[1,1,128] = mul %bnvar_inv, %t29   wavenet.ts:38
+  const kernel_t66 = kernel(function (bnvar_inv) {
+      const _x = this.thread.x;
+      return bnvar_inv[_x] * 0.0078125;
+    }, 128);
+
+  // dhpre1 = t66 * (t62 - t63 - bnraw * 1.0078740157480315 * t65)   bn_apply'  (wavenet.ts:38)
+  //   %t67: f32[32,4,128] = sub %t62, %t63   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
+  //   %t68: f32[32,4,128] = mul %bnraw, %t31   wavenet.ts:38
+  //   %t69: f32[32,4,128] = mul %t68, %t65   wavenet.ts:38
+  //   %t70: f32[32,4,128] = sub %t67, %t69   wavenet.ts:38
+  //   %dhpre1: f32[32,4,128] = mul %t66, %t70   wavenet.ts:38
+  const kernel_dhpre1 = kernel(function (t62, t63, bnraw, t65, t66) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 512);
       const _rest0 = _x - _i0 * 512;
       const _i1 = Math.floor(_rest0 / 128);
       const _rest1 = _rest0 - _i1 * 128;
-      return t64[_rest1] * (t65[_i0 * 512 + _i1 * 128 + _rest1] - t66[_i0 * 512 + _i1 * 128 + _rest1] * t68[_rest1]);
+      return t66[_rest1] * (t62[_i0 * 512 + _i1 * 128 + _rest1] - t63[_rest1] - bnraw[_i0 * 512 + _i1 * 128 + _rest1] * 1.0078740157480315 * t65[_rest1]);
     }, 16384);
 
   // dx1_rows = dhpre1_rows @ W1.T   matmul'  (wavenet.ts:37)
@@ -1095,27 +1053,21 @@ export async function create(options = {}) {
       const dW4 = kernel_dW4(h3, dlogits);
       const dbias3 = kernel_dbias3(h3, dh3);
       const dgain3 = kernel_dgain3(h3, dh3, bnraw_2);
-      const dbnraw_2 = kernel_dbnraw_2(h3, dh3, gain3);
-      const t38 = kernel_t38(dbnraw_2);
-      const t39 = kernel_t39(dbnraw_2);
-      const t40 = kernel_t40(bnvar_inv_2);
-      const t41 = kernel_t41(t38, t39);
-      const t42 = kernel_t42(bnraw_2);
-      const t44 = kernel_t44(bnraw_2, dbnraw_2);
-      const dhpre3 = kernel_dhpre3(t42, t44, t41, t40);
+      const t38 = kernel_t38(h3, dh3, gain3);
+      const t39 = kernel_t39(h3, dh3, gain3);
+      const t41 = kernel_t41(h3, dh3, bnraw_2, gain3);
+      const t42 = kernel_t42(bnvar_inv_2);
+      const dhpre3 = kernel_dhpre3(t38, t39, bnraw_2, t41, t42);
       const dx3 = kernel_dx3(dhpre3, W3);
       const dh2 = dx3; // a view of dx3 as f32[32,2,128] (the same array)
       const dW3 = kernel_dW3(x3, dhpre3);
       const dbias2 = kernel_dbias2(h2, dh2);
       const dgain2 = kernel_dgain2(h2, dh2, bnraw_1);
-      const dbnraw_1 = kernel_dbnraw_1(h2, dh2, gain2);
-      const t50 = kernel_t50(dbnraw_1);
-      const t51 = kernel_t51(dbnraw_1);
-      const t52 = kernel_t52(bnvar_inv_1);
-      const t53 = kernel_t53(t50, t51);
-      const t54 = kernel_t54(bnraw_1);
-      const t56 = kernel_t56(bnraw_1, dbnraw_1);
-      const dhpre2 = kernel_dhpre2(t54, t56, t53, t52);
+      const t50 = kernel_t50(h2, dh2, gain2);
+      const t51 = kernel_t51(h2, dh2, gain2);
+      const t53 = kernel_t53(h2, dh2, bnraw_1, gain2);
+      const t54 = kernel_t54(bnvar_inv_1);
+      const dhpre2 = kernel_dhpre2(t50, t51, bnraw_1, t53, t54);
       const dhpre2_rows = dhpre2; // a view of dhpre2 as f32[64,128] (the same array)
       const dx2_rows = kernel_dx2_rows(dhpre2_rows, W2);
       const dx2 = dx2_rows; // a view of dx2_rows as f32[32,2,256] (the same array)
@@ -1123,14 +1075,11 @@ export async function create(options = {}) {
       const dW2 = kernel_dW2(x2_rows, dhpre2_rows);
       const dbias1 = kernel_dbias1(h1, dh1);
       const dgain1 = kernel_dgain1(h1, dh1, bnraw);
-      const dbnraw = kernel_dbnraw(h1, dh1, gain1);
-      const t62 = kernel_t62(dbnraw);
-      const t63 = kernel_t63(dbnraw);
-      const t64 = kernel_t64(bnvar_inv);
-      const t65 = kernel_t65(t62, t63);
-      const t66 = kernel_t66(bnraw);
-      const t68 = kernel_t68(bnraw, dbnraw);
-      const dhpre1 = kernel_dhpre1(t66, t68, t65, t64);
+      const t62 = kernel_t62(h1, dh1, gain1);
+      const t63 = kernel_t63(h1, dh1, gain1);
+      const t65 = kernel_t65(h1, dh1, bnraw, gain1);
+      const t66 = kernel_t66(bnvar_inv);
+      const dhpre1 = kernel_dhpre1(t62, t63, bnraw, t65, t66);
       const dhpre1_rows = dhpre1; // a view of dhpre1 as f32[128,128] (the same array)
       const dx1_rows = kernel_dx1_rows(dhpre1_rows, W1);
       const dx1 = dx1_rows; // a view of dx1_rows as f32[32,4,48] (the same array)

@@ -11,9 +11,9 @@ export const spec = {
 };
 
 
-// Memory plan: 38 arrays, 1091.3 KiB, shared by values whose lifetimes do not overlap
+// Memory plan: 38 arrays, 1043.8 KiB, shared by values whose lifetimes do not overlap
 // (see wavenet.grad.ir). Values that live only inside one loop nest are locals.
-const buffers = [new Float32Array(648), new Float32Array(6144), new Float32Array(32768), new Float32Array(32768), new Float32Array(128), new Float32Array(128), new Float32Array(128), new Float32Array(128), new Float32Array(128), new Float32Array(128), new Float32Array(3456), new Float32Array(27), new Int32Array(256), new Int32Array(32), new Float32Array(6144), new Float32Array(16384), new Float32Array(8192), new Float32Array(128), new Float32Array(16384), new Float32Array(16384), new Float32Array(128), new Float32Array(16384), new Float32Array(16384), new Float32Array(128), new Float32Array(16384), new Float32Array(8192), new Float32Array(32768), new Float32Array(864), new Float32Array(27), new Float32Array(3456), new Float32Array(128), new Float32Array(32768), new Float32Array(4096), new Float32Array(128), new Float32Array(128), new Float32Array(128), new Float32Array(6144), new Float32Array(648)];
+const buffers = [new Float32Array(648), new Float32Array(6144), new Float32Array(32768), new Float32Array(32768), new Float32Array(128), new Float32Array(128), new Float32Array(128), new Float32Array(128), new Float32Array(128), new Float32Array(128), new Float32Array(3456), new Float32Array(27), new Int32Array(256), new Int32Array(32), new Float32Array(6144), new Float32Array(16384), new Float32Array(8192), new Float32Array(128), new Float32Array(16384), new Float32Array(16384), new Float32Array(128), new Float32Array(16384), new Float32Array(16384), new Float32Array(128), new Float32Array(8192), new Float32Array(8192), new Float32Array(32768), new Float32Array(864), new Float32Array(27), new Float32Array(3456), new Float32Array(128), new Float32Array(32768), new Float32Array(128), new Float32Array(128), new Float32Array(128), new Float32Array(128), new Float32Array(6144), new Float32Array(648)];
 const buf = {
   C: buffers[0], // f32[27,24] (param C)
   W1: buffers[1], // f32[48,128] (param W1)
@@ -61,51 +61,43 @@ const buf = {
   dW4: buffers[29], // f32[128,27]
   dbias3: buffers[27].subarray(0, 128), // f32[128]
   dgain3: buffers[30], // f32[128]
-  dbnraw_2: buffers[31].subarray(0, 4096), // f32[32,128]
-  t38: buffers[32], // f32[32,128]
-  t39: buffers[33], // f32[1,128]
-  t40: buffers[34], // f32[1,128]
-  t41: buffers[25].subarray(0, 4096), // f32[32,128]
-  t42: buffers[26].subarray(0, 4096), // f32[32,128]
-  t44: buffers[23], // f32[1,128]
-  dhpre3: buffers[24].subarray(0, 4096), // f32[32,128]
-  dx3: buffers[25], // f32[32,256]
+  t38: buffers[31].subarray(0, 4096), // f32[32,128]
+  t39: buffers[32], // f32[1,128]
+  t41: buffers[33], // f32[1,128]
+  t42: buffers[34], // f32[1,128]
+  dhpre3: buffers[25].subarray(0, 4096), // f32[32,128]
+  dx3: buffers[24], // f32[32,256]
   dW3: buffers[26], // f32[256,128]
-  dh2: buffers[25], // a view of dx3
-  dbias2: buffers[33], // f32[128]
-  dgain2: buffers[34], // f32[128]
-  dbnraw_1: buffers[24].subarray(0, 8192), // f32[32,2,128]
-  t50: buffers[31].subarray(0, 8192), // f32[32,2,128]
+  dh2: buffers[24], // a view of dx3
+  dbias2: buffers[32], // f32[128]
+  dgain2: buffers[33], // f32[128]
+  t50: buffers[25], // f32[32,2,128]
   t51: buffers[23], // f32[1,1,128]
-  t52: buffers[32].subarray(0, 128), // f32[1,1,128]
-  t53: buffers[22].subarray(0, 8192), // f32[32,2,128]
-  t54: buffers[25], // f32[32,2,128]
-  t56: buffers[20], // f32[1,1,128]
-  dhpre2: buffers[21].subarray(0, 8192), // f32[32,2,128]
-  dhpre2_rows: buffers[21].subarray(0, 8192), // a view of dhpre2
-  dx2_rows: buffers[22], // f32[64,256]
+  t53: buffers[34], // f32[1,1,128]
+  t54: buffers[31].subarray(0, 128), // f32[1,1,128]
+  dhpre2: buffers[22].subarray(0, 8192), // f32[32,2,128]
+  dhpre2_rows: buffers[22].subarray(0, 8192), // a view of dhpre2
+  dx2_rows: buffers[21], // f32[64,256]
   dW2: buffers[31], // f32[256,128]
-  dx2: buffers[22], // a view of dx2_rows
-  dh1: buffers[22], // a view of dx2
-  dbias1: buffers[32].subarray(0, 128), // f32[128]
+  dx2: buffers[21], // a view of dx2_rows
+  dh1: buffers[21], // a view of dx2
+  dbias1: buffers[34], // f32[128]
   dgain1: buffers[35], // f32[128]
-  dbnraw: buffers[21], // f32[32,4,128]
-  t62: buffers[24], // f32[32,4,128]
+  t62: buffers[22], // f32[32,4,128]
   t63: buffers[20], // f32[1,1,128]
-  t64: buffers[23], // f32[1,1,128]
-  t65: buffers[19], // f32[32,4,128]
-  t66: buffers[22], // f32[32,4,128]
-  t68: buffers[17], // f32[1,1,128]
-  dhpre1: buffers[18], // f32[32,4,128]
-  dhpre1_rows: buffers[18], // a view of dhpre1
-  dx1_rows: buffers[25].subarray(0, 6144), // f32[128,48]
+  t65: buffers[23], // f32[1,1,128]
+  t66: buffers[24].subarray(0, 128), // f32[1,1,128]
+  dhpre1: buffers[19], // f32[32,4,128]
+  dhpre1_rows: buffers[19], // a view of dhpre1
+  dx1_rows: buffers[24].subarray(0, 6144), // f32[128,48]
   dW1: buffers[36], // f32[48,128]
-  dx1: buffers[25].subarray(0, 6144), // a view of dx1_rows
-  demb: buffers[25].subarray(0, 6144), // a view of dx1
+  dx1: buffers[24].subarray(0, 6144), // a view of dx1_rows
+  demb: buffers[24].subarray(0, 6144), // a view of dx1
   dC: buffers[37], // f32[27,24]
   _acc0: new Float64Array(128), // accumulators of column sums
   _acc1: new Float64Array(128), // accumulators of column sums
   _acc2: new Float64Array(128), // accumulators of column sums
+  _acc3: new Float64Array(128), // accumulators of column sums
 };
 
 /** Initial values, deterministic per seed: N(0,1), 0, 1 or U(-1,1), times the scale (mulberry32). */
@@ -842,7 +834,7 @@ export function valueAndGrad(params, inputs, options) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  const { logits, t32, _acc0, Yb, dlogits, db4, _acc1, _acc2, h3, dh3, bnraw_2, gain3, dbnraw_2, t38, dbias3, dgain3, t39, bnvar_inv_2, t40, t41, t42, t44, dhpre3, h2, dh2, bnraw_1, gain2, dbnraw_1, t50, dbias2, dgain2, t51, bnvar_inv_1, t52, t53, t54, t56, dhpre2, h1, dh1, bnraw, gain1, dbnraw, t62, dbias1, dgain1, t63, bnvar_inv, t64, t65, t66, t68, dhpre1, dC, Xb, demb } = buf;
+  const { logits, t32, _acc0, Yb, dlogits, db4, _acc1, _acc2, _acc3, h3, dh3, bnraw_2, gain3, t38, dbias3, dgain3, t39, t41, bnvar_inv_2, t42, dhpre3, h2, dh2, bnraw_1, gain2, t50, dbias2, dgain2, t51, t53, bnvar_inv_1, t54, dhpre2, h1, dh1, bnraw, gain1, t62, dbias1, dgain1, t63, t65, bnvar_inv, t66, dhpre1, dC, Xb, demb } = buf;
 
   // t32 = softmax(logits, 1)   xent'  (wavenet.ts:49)
   //   %t32: f32[32,27] = softmax %logits {axis=1}   wavenet.ts:49  const loss = g.crossEntropy(logits, Yb);
@@ -894,7 +886,8 @@ export function valueAndGrad(params, inputs, options) {
   // dbnraw_2 = dhbn3 * gain3   mul'  (wavenet.ts:46)
   // t38 = dbnraw_2 * 32   bn_apply'  (wavenet.ts:46)
   // t39 = dbnraw_2.sum(0)   bn_apply'  (wavenet.ts:46)
-  // t40 = bnvar_inv_2 * 0.03125   bn_apply'  (wavenet.ts:46)
+  // t41 = (dbnraw_2 * bnraw_2).sum(0)   bn_apply'  (wavenet.ts:46)
+  // t42 = bnvar_inv_2 * 0.03125   bn_apply'  (wavenet.ts:46)
   //   %t35: f32[32,128] = square %h3   wavenet.ts:47  const h3 = hbn3.tanh();
   //   %t36: f32[32,128] = sub %t23, %t35   wavenet.ts:47
   //   %dhbn3: f32[32,128] = mul %dh3, %t36   wavenet.ts:47
@@ -904,58 +897,43 @@ export function valueAndGrad(params, inputs, options) {
   //   %dbnraw_2: f32[32,128] = mul %dhbn3, %gain3   wavenet.ts:46
   //   %t38: f32[32,128] = mul %dbnraw_2, %t24   wavenet.ts:46
   //   %t39: f32[1,128] = sum %dbnraw_2 {axes=[0], keepDims=true}   wavenet.ts:46
-  //   %t40: f32[1,128] = mul %bnvar_inv_2, %t22   wavenet.ts:46
+  //   %t40: f32[32,128] = mul %dbnraw_2, %bnraw_2   wavenet.ts:46
+  //   %t41: f32[1,128] = sum %t40 {axes=[0], keepDims=true}   wavenet.ts:46
+  //   %t42: f32[1,128] = mul %bnvar_inv_2, %t22   wavenet.ts:46
   for (let i = 0; i < 128; i++) {
     _acc0[i] = 0;
     _acc1[i] = 0;
     _acc2[i] = 0;
+    _acc3[i] = 0;
   }
   for (let i = 0; i < 32; i++) {
     for (let j = 0; j < 128; j++) {
       const _dhbn3 = dh3[i * 128 + j] * (1 - h3[i * 128 + j] * h3[i * 128 + j]);
       const _dbnraw_2 = _dhbn3 * gain3[j];
-      dbnraw_2[i * 128 + j] = _dbnraw_2;
       t38[i * 128 + j] = _dbnraw_2 * 32;
       _acc0[j] += _dhbn3;
       _acc1[j] += _dhbn3 * bnraw_2[i * 128 + j];
       _acc2[j] += _dbnraw_2;
+      _acc3[j] += _dbnraw_2 * bnraw_2[i * 128 + j];
     }
   }
   for (let i = 0; i < 128; i++) {
     dbias3[i] = _acc0[i];
     dgain3[i] = _acc1[i];
     t39[i] = _acc2[i];
-    t40[i] = bnvar_inv_2[i] * 0.03125;
+    t41[i] = _acc3[i];
+    t42[i] = bnvar_inv_2[i] * 0.03125;
   }
 
-  // t41 = t38 - t39   bn_apply'  (wavenet.ts:46)
-  // t42 = bnraw_2 * 1.032258064516129   bn_apply'  (wavenet.ts:46)
-  // t44 = (dbnraw_2 * bnraw_2).sum(0)   bn_apply'  (wavenet.ts:46)
-  //   %t41: f32[32,128] = sub %t38, %t39   wavenet.ts:46  const hbn3 = g.batchNorm(hpre3, gain3, bias3);
-  //   %t42: f32[32,128] = mul %bnraw_2, %t25   wavenet.ts:46
-  //   %t43: f32[32,128] = mul %dbnraw_2, %bnraw_2   wavenet.ts:46
-  //   %t44: f32[1,128] = sum %t43 {axes=[0], keepDims=true}   wavenet.ts:46
-  for (let i = 0; i < 128; i++) {
-    _acc0[i] = 0;
-  }
+  // dhpre3 = t42 * (t38 - t39 - bnraw_2 * 1.032258064516129 * t41)   bn_apply'  (wavenet.ts:46)
+  //   %t43: f32[32,128] = sub %t38, %t39   wavenet.ts:46  const hbn3 = g.batchNorm(hpre3, gain3, bias3);
+  //   %t44: f32[32,128] = mul %bnraw_2, %t25   wavenet.ts:46
+  //   %t45: f32[32,128] = mul %t44, %t41   wavenet.ts:46
+  //   %t46: f32[32,128] = sub %t43, %t45   wavenet.ts:46
+  //   %dhpre3: f32[32,128] = mul %t42, %t46   wavenet.ts:46
   for (let i = 0; i < 32; i++) {
     for (let j = 0; j < 128; j++) {
-      t41[i * 128 + j] = t38[i * 128 + j] - t39[j];
-      t42[i * 128 + j] = bnraw_2[i * 128 + j] * 1.032258064516129;
-      _acc0[j] += dbnraw_2[i * 128 + j] * bnraw_2[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 128; i++) {
-    t44[i] = _acc0[i];
-  }
-
-  // dhpre3 = t40 * (t41 - t42 * t44)   bn_apply'  (wavenet.ts:46)
-  //   %t45: f32[32,128] = mul %t42, %t44   wavenet.ts:46  const hbn3 = g.batchNorm(hpre3, gain3, bias3);
-  //   %t46: f32[32,128] = sub %t41, %t45   wavenet.ts:46
-  //   %dhpre3: f32[32,128] = mul %t40, %t46   wavenet.ts:46
-  for (let i = 0; i < 32; i++) {
-    for (let j = 0; j < 128; j++) {
-      dhpre3[i * 128 + j] = t40[j] * (t41[i * 128 + j] - t42[i * 128 + j] * t44[j]);
+      dhpre3[i * 128 + j] = t42[j] * (t38[i * 128 + j] - t39[j] - bnraw_2[i * 128 + j] * 1.032258064516129 * t41[j]);
     }
   }
 
@@ -973,7 +951,8 @@ export function valueAndGrad(params, inputs, options) {
   // dbnraw_1 = dhbn2 * gain2   mul'  (wavenet.ts:42)
   // t50 = dbnraw_1 * 64   bn_apply'  (wavenet.ts:42)
   // t51 = dbnraw_1.sum((0, 1))   bn_apply'  (wavenet.ts:42)
-  // t52 = bnvar_inv_1 * 0.015625   bn_apply'  (wavenet.ts:42)
+  // t53 = (dbnraw_1 * bnraw_1).sum((0, 1))   bn_apply'  (wavenet.ts:42)
+  // t54 = bnvar_inv_1 * 0.015625   bn_apply'  (wavenet.ts:42)
   //   %t47: f32[32,2,128] = square %h2   wavenet.ts:43  const h2 = hbn2.tanh();
   //   %t48: f32[32,2,128] = sub %t23, %t47   wavenet.ts:43
   //   %dhbn2: f32[32,2,128] = mul %dh2, %t48   wavenet.ts:43
@@ -983,58 +962,43 @@ export function valueAndGrad(params, inputs, options) {
   //   %dbnraw_1: f32[32,2,128] = mul %dhbn2, %gain2   wavenet.ts:42
   //   %t50: f32[32,2,128] = mul %dbnraw_1, %t27   wavenet.ts:42
   //   %t51: f32[1,1,128] = sum %dbnraw_1 {axes=[0, 1], keepDims=true}   wavenet.ts:42
-  //   %t52: f32[1,1,128] = mul %bnvar_inv_1, %t26   wavenet.ts:42
+  //   %t52: f32[32,2,128] = mul %dbnraw_1, %bnraw_1   wavenet.ts:42
+  //   %t53: f32[1,1,128] = sum %t52 {axes=[0, 1], keepDims=true}   wavenet.ts:42
+  //   %t54: f32[1,1,128] = mul %bnvar_inv_1, %t26   wavenet.ts:42
   for (let i = 0; i < 128; i++) {
     _acc0[i] = 0;
     _acc1[i] = 0;
     _acc2[i] = 0;
+    _acc3[i] = 0;
   }
   for (let i = 0; i < 64; i++) {
     for (let j = 0; j < 128; j++) {
       const _dhbn2 = dh2[i * 128 + j] * (1 - h2[i * 128 + j] * h2[i * 128 + j]);
       const _dbnraw_1 = _dhbn2 * gain2[j];
-      dbnraw_1[i * 128 + j] = _dbnraw_1;
       t50[i * 128 + j] = _dbnraw_1 * 64;
       _acc0[j] += _dhbn2;
       _acc1[j] += _dhbn2 * bnraw_1[i * 128 + j];
       _acc2[j] += _dbnraw_1;
+      _acc3[j] += _dbnraw_1 * bnraw_1[i * 128 + j];
     }
   }
   for (let i = 0; i < 128; i++) {
     dbias2[i] = _acc0[i];
     dgain2[i] = _acc1[i];
     t51[i] = _acc2[i];
-    t52[i] = bnvar_inv_1[i] * 0.015625;
+    t53[i] = _acc3[i];
+    t54[i] = bnvar_inv_1[i] * 0.015625;
   }
 
-  // t53 = t50 - t51   bn_apply'  (wavenet.ts:42)
-  // t54 = bnraw_1 * 1.0158730158730158   bn_apply'  (wavenet.ts:42)
-  // t56 = (dbnraw_1 * bnraw_1).sum((0, 1))   bn_apply'  (wavenet.ts:42)
-  //   %t53: f32[32,2,128] = sub %t50, %t51   wavenet.ts:42  const hbn2 = g.batchNorm(hpre2, gain2, bias2); // statistics over n·2 rows
-  //   %t54: f32[32,2,128] = mul %bnraw_1, %t28   wavenet.ts:42
-  //   %t55: f32[32,2,128] = mul %dbnraw_1, %bnraw_1   wavenet.ts:42
-  //   %t56: f32[1,1,128] = sum %t55 {axes=[0, 1], keepDims=true}   wavenet.ts:42
-  for (let i = 0; i < 128; i++) {
-    _acc0[i] = 0;
-  }
+  // dhpre2 = t54 * (t50 - t51 - bnraw_1 * 1.0158730158730158 * t53)   bn_apply'  (wavenet.ts:42)
+  //   %t55: f32[32,2,128] = sub %t50, %t51   wavenet.ts:42  const hbn2 = g.batchNorm(hpre2, gain2, bias2); // statistics over n·2 rows
+  //   %t56: f32[32,2,128] = mul %bnraw_1, %t28   wavenet.ts:42
+  //   %t57: f32[32,2,128] = mul %t56, %t53   wavenet.ts:42
+  //   %t58: f32[32,2,128] = sub %t55, %t57   wavenet.ts:42
+  //   %dhpre2: f32[32,2,128] = mul %t54, %t58   wavenet.ts:42
   for (let i = 0; i < 64; i++) {
     for (let j = 0; j < 128; j++) {
-      t53[i * 128 + j] = t50[i * 128 + j] - t51[j];
-      t54[i * 128 + j] = bnraw_1[i * 128 + j] * 1.0158730158730158;
-      _acc0[j] += dbnraw_1[i * 128 + j] * bnraw_1[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 128; i++) {
-    t56[i] = _acc0[i];
-  }
-
-  // dhpre2 = t52 * (t53 - t54 * t56)   bn_apply'  (wavenet.ts:42)
-  //   %t57: f32[32,2,128] = mul %t54, %t56   wavenet.ts:42  const hbn2 = g.batchNorm(hpre2, gain2, bias2); // statistics over n·2 rows
-  //   %t58: f32[32,2,128] = sub %t53, %t57   wavenet.ts:42
-  //   %dhpre2: f32[32,2,128] = mul %t52, %t58   wavenet.ts:42
-  for (let i = 0; i < 64; i++) {
-    for (let j = 0; j < 128; j++) {
-      dhpre2[i * 128 + j] = t52[j] * (t53[i * 128 + j] - t54[i * 128 + j] * t56[j]);
+      dhpre2[i * 128 + j] = t54[j] * (t50[i * 128 + j] - t51[j] - bnraw_1[i * 128 + j] * 1.0158730158730158 * t53[j]);
     }
   }
 
@@ -1052,7 +1016,8 @@ export function valueAndGrad(params, inputs, options) {
   // dbnraw = dhbn1 * gain1   mul'  (wavenet.ts:38)
   // t62 = dbnraw * 128   bn_apply'  (wavenet.ts:38)
   // t63 = dbnraw.sum((0, 1))   bn_apply'  (wavenet.ts:38)
-  // t64 = bnvar_inv * 0.0078125   bn_apply'  (wavenet.ts:38)
+  // t65 = (dbnraw * bnraw).sum((0, 1))   bn_apply'  (wavenet.ts:38)
+  // t66 = bnvar_inv * 0.0078125   bn_apply'  (wavenet.ts:38)
   //   %t59: f32[32,4,128] = square %h1   wavenet.ts:39  const h1 = hbn1.tanh();
   //   %t60: f32[32,4,128] = sub %t23, %t59   wavenet.ts:39
   //   %dhbn1: f32[32,4,128] = mul %dh1, %t60   wavenet.ts:39
@@ -1062,58 +1027,43 @@ export function valueAndGrad(params, inputs, options) {
   //   %dbnraw: f32[32,4,128] = mul %dhbn1, %gain1   wavenet.ts:38
   //   %t62: f32[32,4,128] = mul %dbnraw, %t30   wavenet.ts:38
   //   %t63: f32[1,1,128] = sum %dbnraw {axes=[0, 1], keepDims=true}   wavenet.ts:38
-  //   %t64: f32[1,1,128] = mul %bnvar_inv, %t29   wavenet.ts:38
+  //   %t64: f32[32,4,128] = mul %dbnraw, %bnraw   wavenet.ts:38
+  //   %t65: f32[1,1,128] = sum %t64 {axes=[0, 1], keepDims=true}   wavenet.ts:38
+  //   %t66: f32[1,1,128] = mul %bnvar_inv, %t29   wavenet.ts:38
   for (let i = 0; i < 128; i++) {
     _acc0[i] = 0;
     _acc1[i] = 0;
     _acc2[i] = 0;
+    _acc3[i] = 0;
   }
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 128; j++) {
       const _dhbn1 = dh1[i * 128 + j] * (1 - h1[i * 128 + j] * h1[i * 128 + j]);
       const _dbnraw = _dhbn1 * gain1[j];
-      dbnraw[i * 128 + j] = _dbnraw;
       t62[i * 128 + j] = _dbnraw * 128;
       _acc0[j] += _dhbn1;
       _acc1[j] += _dhbn1 * bnraw[i * 128 + j];
       _acc2[j] += _dbnraw;
+      _acc3[j] += _dbnraw * bnraw[i * 128 + j];
     }
   }
   for (let i = 0; i < 128; i++) {
     dbias1[i] = _acc0[i];
     dgain1[i] = _acc1[i];
     t63[i] = _acc2[i];
-    t64[i] = bnvar_inv[i] * 0.0078125;
+    t65[i] = _acc3[i];
+    t66[i] = bnvar_inv[i] * 0.0078125;
   }
 
-  // t65 = t62 - t63   bn_apply'  (wavenet.ts:38)
-  // t66 = bnraw * 1.0078740157480315   bn_apply'  (wavenet.ts:38)
-  // t68 = (dbnraw * bnraw).sum((0, 1))   bn_apply'  (wavenet.ts:38)
-  //   %t65: f32[32,4,128] = sub %t62, %t63   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
-  //   %t66: f32[32,4,128] = mul %bnraw, %t31   wavenet.ts:38
-  //   %t67: f32[32,4,128] = mul %dbnraw, %bnraw   wavenet.ts:38
-  //   %t68: f32[1,1,128] = sum %t67 {axes=[0, 1], keepDims=true}   wavenet.ts:38
-  for (let i = 0; i < 128; i++) {
-    _acc0[i] = 0;
-  }
+  // dhpre1 = t66 * (t62 - t63 - bnraw * 1.0078740157480315 * t65)   bn_apply'  (wavenet.ts:38)
+  //   %t67: f32[32,4,128] = sub %t62, %t63   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
+  //   %t68: f32[32,4,128] = mul %bnraw, %t31   wavenet.ts:38
+  //   %t69: f32[32,4,128] = mul %t68, %t65   wavenet.ts:38
+  //   %t70: f32[32,4,128] = sub %t67, %t69   wavenet.ts:38
+  //   %dhpre1: f32[32,4,128] = mul %t66, %t70   wavenet.ts:38
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 128; j++) {
-      t65[i * 128 + j] = t62[i * 128 + j] - t63[j];
-      t66[i * 128 + j] = bnraw[i * 128 + j] * 1.0078740157480315;
-      _acc0[j] += dbnraw[i * 128 + j] * bnraw[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 128; i++) {
-    t68[i] = _acc0[i];
-  }
-
-  // dhpre1 = t64 * (t65 - t66 * t68)   bn_apply'  (wavenet.ts:38)
-  //   %t69: f32[32,4,128] = mul %t66, %t68   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
-  //   %t70: f32[32,4,128] = sub %t65, %t69   wavenet.ts:38
-  //   %dhpre1: f32[32,4,128] = mul %t64, %t70   wavenet.ts:38
-  for (let i = 0; i < 128; i++) {
-    for (let j = 0; j < 128; j++) {
-      dhpre1[i * 128 + j] = t64[j] * (t65[i * 128 + j] - t66[i * 128 + j] * t68[j]);
+      dhpre1[i * 128 + j] = t66[j] * (t62[i * 128 + j] - t63[j] - bnraw[i * 128 + j] * 1.0078740157480315 * t65[j]);
     }
   }
 
