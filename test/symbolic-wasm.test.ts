@@ -14,6 +14,11 @@ import { gradTolerance, modelFile, randomArgs, reference, relErr, ROOT, tmp } fr
 import { jsLoopSteps, kernelJsSteps } from './wasm-steps.js';
 import { resolveHyper } from '../codegen/optim.js';
 import { SOURCES } from '../codegen/wasm/symbolic.js';
+import { TEMPS, unaryOnStackDecl } from '../codegen/wasm/symbolic-replay.js';
+import { unaryOnStack } from '../codegen/wasm/kernel-alu.js';
+import { Body } from '../codegen/wasm/encode.js';
+import type { Local } from '../codegen/wasm/encode.js';
+import ts from 'typescript';
 import { readFileSync } from 'node:fs';
 
 const EXAMPLES = ROOT.split(path.sep).join('/') + '/examples';
@@ -43,6 +48,19 @@ function argsFor(fwd: Parameters<typeof randomArgs>[0], n: number, seed: number)
 const copyOf = (r: { loss: number; grads: Record<string, Float32Array> }) => ({ loss: r.loss, grads: Object.fromEntries(Object.entries(r.grads).map(([k, v]) => [k, Float32Array.from(v)])) });
 
 describe('the kernel generators the symbolic module embeds', () => {
+  it("replay the kernel form's exp and tanh (the steps' unaryOnStack) as the static renderer writes them, byte for byte", () => {
+    const js = ts.transpileModule(unaryOnStackDecl().join('\n'), { compilerOptions: { target: ts.ScriptTarget.ES2022 } }).outputText;
+    const replay = new Function(`${js}\nreturn unaryOnStack;`)() as (f: Body, op: 'exp' | 'tanh', tmp: readonly Local[]) => void;
+    for (const op of ['exp', 'tanh'] as const) {
+      const [a, b] = [new Body(), new Body()];
+      const [ta, tb] = [a, b].map((f) => Array.from({ length: TEMPS[op] }, () => f.local('v128')));
+      unaryOnStack(a, op, ta!);
+      replay(b, op, tb!);
+      expect(b.encode().length, op).toBeGreaterThan(30);
+      expect(b.encode(), op).toEqual(a.encode());
+    }
+  });
+
   it('import only from each other (their imports are stripped), but for steps.ts\'s unaryOnStack, replayed', () => {
     // every import statement, whatever its form (named, default, namespace, type, side effect)
     const imports = SOURCES.flatMap((f) =>

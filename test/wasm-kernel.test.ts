@@ -110,6 +110,8 @@ describe('the kernel-form wasm renderer', () => {
       [kernel('kernel k [3, 8, 12]', '%0: f32 = load x[96*d0 + d1 + 8*d2]', 'store y[96*d0 + 12*d1 + d2] = %0'), 288, 288, true],
       [kernel('kernel k [8, 12]', '%0: f32 = load x[d0 + 8*d1]', 'store y[12*d0 + d1] = %0'), 96, 96, true],
       [kernel('kernel k [24, 20]', '%0: f32 = load x[d0 + 24*d1]', 'store y[20*d0 + d1] = %0'), 480, 480, true],
+      // NCHW → NHWC at N = 1 (an outer axis of one point: split by rows of tiles too)
+      [kernel('kernel k [1, 12, 8]', '%0: f32 = load x[96*d0 + d1 + 12*d2]', 'store y[96*d0 + 8*d1 + d2] = %0'), 96, 96, true],
       [kernel('kernel k [2, 4, 16]', '%0: f32 = load x[5 + 300*d0 + d1 + 17*d2]', 'store y[64*d0 + 16*d1 + d2] = %0'), 600, 128, true],
     ];
     for (const [k, nx, ny, splits] of cases) {

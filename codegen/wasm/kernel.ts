@@ -22,7 +22,7 @@ import { WASM_CAPABILITIES, alu, constant } from './kernel-alu.js';
 import { decompose } from '../kernel/decompose.js';
 import { rareBlocks, renderPass } from './kernel-rare.js';
 import type { Split } from './threads.js';
-import { emitTransposeCopy, tileAxes, transposeCopy, type TransposeCopy } from './transpose.js';
+import { emitTransposeCopy, splitsOuter, tileAxes, transposeCopy, type TransposeCopy } from './transpose.js';
 
 export { KernelUnsupported };
 export { TileEpilogue, type TilePointer } from './tile-epilogue.js';
@@ -82,12 +82,11 @@ export function renderWasmKernel(k: Kernel, addr: (arg: string) => number | unde
   return { body: whole, ranged: { body: nest.f, split: { extent: fk.dims[outer]!, align: outer === nest.vec ? 4 : 1, work } } };
 }
 
-/** A transpose's copy in 4×4 tiles (codegen/wasm/transpose.ts), split over threads along its first outer axis, or without one by rows of tiles. */
+/** A transpose's copy in 4×4 tiles (codegen/wasm/transpose.ts), split over threads along its first outer axis, or (none, or of one point) by rows of tiles. */
 function renderTransposeCopy(fk: StaticFlatKernel, tc: TransposeCopy): WasmKernel {
   const whole = new Body();
   emitTransposeCopy(whole, fk, tc, false);
-  const outer = tc.outer[0];
-  const extent = outer === undefined ? fk.dims[tileAxes(fk, tc)[0]]! / 4 : fk.dims[outer]!;
+  const extent = splitsOuter(fk, tc) ? fk.dims[tc.outer[0]!]! : fk.dims[tileAxes(fk, tc)[0]]! / 4;
   if (extent < 2) return { body: whole };
   const ranged = new Body(2);
   emitTransposeCopy(ranged, fk, tc, true);

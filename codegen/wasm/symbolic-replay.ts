@@ -3,19 +3,16 @@
 // form's decomposition of them (codegen/kernel/decompose.ts) rendered by the static renderer,
 // which the module does not embed. Here unaryOnStack's calls on its Body are recorded at build
 // time, with stand-ins for its temporaries, and written into the module as a table and a replay
-// function; the written replay is checked against the renderer before it is used (one exp rule
-// for both modules).
+// function (one exp rule for both modules).
 
-import ts from 'typescript';
-import { Body } from './encode.js';
-import type { Local } from './encode.js';
+import type { Body, Local } from './encode.js';
 import { unaryOnStack } from './kernel-alu.js';
 import { EXP_TEMPS, STEP_TEMPS } from './steps.js';
 
 type Unary = 'exp' | 'tanh';
 
 /** The temporaries steps.ts gives unaryOnStack for each op. */
-const TEMPS: Record<Unary, number> = { exp: EXP_TEMPS, tanh: STEP_TEMPS };
+export const TEMPS: Record<Unary, number> = { exp: EXP_TEMPS, tanh: STEP_TEMPS };
 
 /** unaryOnStack's calls on its Body for `op`, its temporaries as stand-ins `{ tmp: k }`. */
 function calls(op: Unary): unknown[][] {
@@ -50,27 +47,12 @@ function replaySource(): string[] {
   ];
 }
 
-const toJs = (src: string): string => ts.transpileModule(src, { compilerOptions: { target: ts.ScriptTarget.ES2022 } }).outputText;
-
-let checked: string[] | undefined;
+let source: string[] | undefined;
 
 /**
  * The replay as TypeScript source (the module's generators are transpiled together where it is
- * JavaScript), after running its JavaScript on a real Body against unaryOnStack for each op: the
- * same bytes, or an internal error.
+ * JavaScript). test/symbolic-wasm.test.ts runs it against unaryOnStack on real bodies.
  */
 export function unaryOnStackDecl(): string[] {
-  if (!checked) {
-    const src = replaySource();
-    const replay = new Function(`${toJs(src.join('\n'))}\nreturn unaryOnStack;`)() as (f: Body, op: Unary, tmp: readonly Local[]) => void;
-    for (const op of ['exp', 'tanh'] as const) {
-      const [a, b] = [new Body(), new Body()];
-      const [ta, tb] = [a, b].map((f) => Array.from({ length: TEMPS[op] }, () => f.local('v128')));
-      unaryOnStack(a, op, ta!);
-      replay(b, op, tb!);
-      if (a.encode().join() !== b.encode().join()) throw new Error(`internal: the symbolic module's recorded ${op} differs from the kernel form's`);
-    }
-    checked = src;
-  }
-  return checked;
+  return (source ??= replaySource());
 }

@@ -30,6 +30,11 @@ export function transposeCopy(k: StaticFlatKernel): TransposeCopy | undefined {
   return { a, b, outer: k.dims.map((_d, i) => i).filter((i) => i !== a && i !== b) };
 }
 
+/** Whether a ranged copy splits along its first outer axis (one of 2 or more points), else by rows of tiles along p. */
+export function splitsOuter(k: StaticFlatKernel, t: TransposeCopy): boolean {
+  return t.outer.length > 0 && k.dims[t.outer[0]!]! >= 2;
+}
+
 /** The tiles' outer axis p and inner axis q: the longer of the two innermost (the longer runs of bumped pointers). */
 export function tileAxes(k: StaticFlatKernel, t: TransposeCopy): readonly [number, number] {
   return k.dims[t.a]! >= k.dims[t.b]! ? [t.b, t.a] : [t.a, t.b];
@@ -37,15 +42,15 @@ export function tileAxes(k: StaticFlatKernel, t: TransposeCopy): readonly [numbe
 
 /**
  * Appends the tiled copy to `f`; with `ranged` (a function of two i32 arguments, start and end) only
- * the points whose first outer coordinate lies in [start, end), or without outer axes, the rows of
- * tiles along p (`tileAxes`) in [start, end).
+ * the points whose first outer coordinate lies in [start, end), or where that axis has one point
+ * or there is none (`splitsOuter`), the rows of tiles along p (`tileAxes`) in [start, end).
  */
 export function emitTransposeCopy(f: Body, k: StaticFlatKernel, t: TransposeCopy, ranged: boolean): void {
   if (k.dims.some((d) => d === 0)) return;
   const ld = k.accesses[(k.nodes[0] as { a: number }).a]!;
   const st = k.accesses[k.stores[0]!.a]!;
   const [p, q] = tileAxes(k, t);
-  const splitTiles = ranged && t.outer.length === 0;
+  const splitTiles = ranged && !splitsOuter(k, t);
   const x = t.outer.map(() => f.local('i32'));
   const [sRow, dRow, s, d, cp, cq] = [0, 0, 0, 0, 0, 0].map(() => f.local('i32')) as [Local, Local, Local, Local, Local, Local];
   const r = [0, 1, 2, 3].map(() => f.local('v128'));
@@ -94,7 +99,7 @@ export function emitTransposeCopy(f: Body, k: StaticFlatKernel, t: TransposeCopy
   const level = (i: number): void => {
     if (i === t.outer.length) return tiles();
     const xi = x[i]!;
-    const split = ranged && i === 0;
+    const split = ranged && i === 0 && !splitTiles;
     if (split) f.get(f.param(0)).set(xi);
     else f.assign(xi, 0);
     f.loopUntil(
