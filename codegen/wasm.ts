@@ -37,6 +37,7 @@ import { encodeModule, RELAXED_PROBE } from './wasm/encode.js';
 import { Body } from './wasm/encode.js';
 import { DEFAULT_TILE, matmulBody, packBody, packFloats, packsA, packsB } from './wasm/matmul.js';
 import { CHUNKS, convBody, convScratch, convSplit, convSumBody, gradInPanels } from './wasm/conv.js';
+import { winogradBody, winogradFits, winogradScratch, winogradWhat } from './wasm/winograd.js';
 import { softmaxBody } from './wasm/softmax.js';
 import type { Split } from './wasm/threads.js';
 import { formSplit, PACK_COST, SOFTMAX_COST, threadsDecl } from './wasm/threads.js';
@@ -187,7 +188,7 @@ class StaticModule {
     for (const [u, d] of this.decisions)
       if (d.kind === 'conv') {
         convAt.set(u, end);
-        end += align(convScratch(d.kernel) * 4);
+        end += align((winogradFits(d.kernel) ? winogradScratch(d.kernel) : convScratch(d.kernel)) * 4);
       }
     // the partial totals of the column sums split by rows (one area: a kernel's `_sum` runs right after it)
     this.partialAt = end;
@@ -312,7 +313,9 @@ class StaticModule {
       const kernel = { ...d.kernel, scratch: this.scratch.convAt.get(u)! };
       // the forward and the input gradient split by images, the weight gradient by chunks of images
       const split = convSplit(kernel);
-      this.kernels.push(split ? { name, body: convBody(kernel, { ranged: true }), d, split } : { name, body: convBody(kernel), d });
+      // 3×3 stride-1 forwards and input gradients as Winograd F(2×2, 3×3) (codegen/wasm/winograd.ts), split the same way
+      const body = winogradFits(kernel) ? winogradBody : convBody;
+      this.kernels.push(split ? { name, body: body(kernel, { ranged: true }), d, split } : { name, body: body(kernel), d });
       if (kernel.op !== 'conv_weight_grad') return call(name);
       // the weight gradient's partial sums of the chunks, added in order into dw
       this.kernels.push({ name: `${name}_sum`, body: convSumBody(kernel), d, what: `the ${CHUNKS} chunks' partial sums of ${name}, added in order` });
@@ -580,6 +583,7 @@ function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean):
       const Kg = (c.C / c.groups) * c.kH * c.kW;
       const Og = c.O / c.groups;
       const gr = c.groups > 1 ? `${c.groups} groups × ` : '';
+      if (winogradFits(c)) return winogradWhat(c);
       if (c.op === 'conv') return `im2col, ${gr}${c.N} × [${Og},${Kg}]·[${Kg},${S}]`;
       // a stride-1 input gradient: the convolution of dy by the flipped weights, dy's col in panels, stored straight into dx
       if (c.op === 'conv_input_grad' && gradInPanels(c)) return `a convolution of dy by the flipped weights, ${gr}${c.N} × [${c.C / c.groups},${Og * c.kH * c.kW}]·[${Og * c.kH * c.kW},${c.H * c.W}], dy's col in panels, stored into dx`;

@@ -1,0 +1,351 @@
+// WebAssembly SIMD Winograd F(2×2, 3×3) kernels for 3×3, stride-1, undilated, ungrouped
+// convolutions: the forward and the input gradient (a convolution of dy by the flipped weights
+// with their channels transposed, as ./conv.ts `inputGradInPanels` treats it). Each 2×2 output
+// tile is
+//
+//   y = Aᵀ [ Σ_c (G w[o, c] Gᵀ) ⊙ (Bᵀ d[c] B) ] A,     d[c] the tile's 4×4 input window,
+//
+// 16 multiplies per input channel for 36 of the direct convolution (2.25× fewer). Per call the
+// weights are transformed once, U[p][o][c] (p the 16 positions of the transform); per image its
+// input is copied into a padded buffer (its borders never written: they stay the zeros the
+// scratch starts with), then block by block of tile rows (their transformed input V[p][c][t],
+// tiles contiguous, in L1/L2): V by 4 tiles a vector (the stride-2 columns of a tile row gathered
+// by shuffles), then per register tile of 4 output channels × 4 or 8 tiles the 16 products
+// M[p] = U[p] · V[p] (each one f32 sum along the channels) into a small buffer, and their output
+// transform stored straight into y (dx). Every output is written: nothing is zeroed or added to.
+//
+// Eligibility (`winogradFits`): 3×3, stride 1, dilation 1, groups 1, C and O multiples of 4 and
+// at least 8, outputs of even height and a width a multiple of 8 (whole tiles, whole vectors of
+// 4 tiles); an input gradient's paddings at most 2. Threads split the images in whole chunks as
+// the direct kernels do (conv.ts `convSplit`): each chunk has its own scratch, and the range's
+// first chunk's holds its transformed weights.
+
+import type { Local } from './encode.js';
+import { Body } from './encode.js';
+import type { ConvKernel } from './conv.js';
+import { chunksOf } from './conv.js';
+
+/** The convolution the kernel computes: C input channels of H×W, O output channels of Ho×Wo, the top and left padding, byte addresses. */
+interface Geometry {
+  readonly N: number;
+  readonly C: number;
+  readonly O: number;
+  readonly H: number;
+  readonly W: number;
+  readonly Ho: number;
+  readonly Wo: number;
+  readonly pt: number;
+  readonly pl: number;
+  /** x (dy for the input gradient), y (dx), w */
+  readonly src: number;
+  readonly dst: number;
+  readonly w: number;
+  /** the input gradient: the weights flipped and their channels transposed */
+  readonly grad: boolean;
+}
+
+function geometry(k: Omit<ConvKernel, 'scratch'>): Geometry {
+  const [pt, pl] = k.padding as [number, number];
+  if (k.op === 'conv') return { N: k.N, C: k.C, O: k.O, H: k.H, W: k.W, Ho: k.Ho, Wo: k.Wo, pt, pl, src: k.x, dst: k.y, w: k.w, grad: false };
+  return { N: k.N, C: k.O, O: k.C, H: k.Ho, W: k.Wo, Ho: k.H, Wo: k.W, pt: 2 - pt, pl: 2 - pl, src: k.y, dst: k.x, w: k.w, grad: true };
+}
+
+/** Whether a forward or input-gradient kernel runs as Winograd F(2×2, 3×3) (see the header). */
+export function winogradFits(k: Omit<ConvKernel, 'scratch'>): boolean {
+  if (k.op !== 'conv' && k.op !== 'conv_input_grad') return false;
+  if (k.kH !== 3 || k.kW !== 3 || k.groups !== 1) return false;
+  if (k.stride.some((s) => s !== 1) || k.dilation.some((d) => d !== 1)) return false;
+  if (k.C % 4 || k.O % 4 || k.C < 8 || k.O < 8 || k.N < 1) return false;
+  if (k.op === 'conv_input_grad' && k.padding.some((p) => p < 0 || p > 2)) return false;
+  if (k.padding.some((p) => p < 0)) return false;
+  const g = geometry(k);
+  return g.Ho >= 2 && g.Ho % 2 === 0 && g.Wo % 8 === 0 && g.Ho + 2 >= g.H + g.pt && g.Wo + 2 >= g.W + g.pl;
+}
+
+/** Floats of V a block may hold (64 KB: it stays in L2 while its products read it). */
+const V_FLOATS = 16384;
+
+/** The sizes the kernel is built from: tiles, the block of tile rows, the register tile's vectors of tiles, the scratch of a chunk. */
+function plan(g: Geometry) {
+  const th = g.Ho / 2;
+  const tw = g.Wo / 2;
+  // tiles a register tile spans: 8 where a tile row holds whole pairs of vectors
+  const Gt = tw % 8 === 0 ? 2 : 1;
+  let Rt = 1;
+  for (let r = 1; r <= th; r++) if (th % r === 0 && 16 * g.C * r * tw <= V_FLOATS) Rt = r;
+  const T = Rt * tw;
+  const Hp = g.Ho + 2;
+  const Wp = g.Wo + 2;
+  const at4 = (n: number) => 4 * Math.ceil(n / 4);
+  const uF = at4(16 * g.O * g.C);
+  const xpF = at4(g.C * Hp * Wp);
+  const vF = 16 * g.C * T;
+  const mF = 16 * 4 * Gt * 4;
+  return { th, tw, Gt, Rt, T, Hp, Wp, u: 0, xp: 4 * uF, v: 4 * (uF + xpF), m: 4 * (uF + xpF + vF), slotFloats: uF + xpF + vF + mF };
+}
+
+/** Floats of scratch: a slot per chunk (its transformed weights, padded input, V and products). */
+export function winogradScratch(k: Omit<ConvKernel, 'scratch'>): number {
+  return chunksOf(k.N).chunks * plan(geometry(k)).slotFloats;
+}
+
+/** The kernel list's description: the direct convolution's product shape (so bench/kernel-peak.mjs counts its flops), and that it runs as Winograd. */
+export function winogradWhat(k: Omit<ConvKernel, 'scratch'>): string {
+  const g = geometry(k);
+  const K = g.C * 9;
+  const how = k.op === 'conv' ? '' : 'the input gradient as a convolution of dy by the flipped weights, ';
+  return `Winograd F(2×2,3×3), ${how}${g.N} × [${g.O},${K}]·[${K},${g.Ho * g.Wo}] of the direct convolution's flops (2.25× fewer multiplies), stored into ${k.op === 'conv' ? 'y' : 'dx'}`;
+}
+
+/** The kernel's body; with `ranged`, a function of the images [start, end) (whole chunks). */
+export function winogradBody(k: ConvKernel, opts: { ranged?: boolean } = {}): Body {
+  const f = new Body(opts.ranged ? 2 : 0);
+  const g = geometry(k);
+  const p = plan(g);
+  const { per } = chunksOf(g.N);
+  const [n, slot, xp, xb, yb, blk] = Array.from({ length: 6 }, () => f.local('i32'));
+  const range = opts.ranged ? { start: f.param(0), end: f.param(1) } : undefined;
+  // the scratch of the range's first chunk
+  if (range) f.get(range.start).i32(per).i32DivU().i32(4 * p.slotFloats).i32Mul().i32(k.scratch).i32Add().set(slot);
+  else f.assign(slot, k.scratch);
+  transformWeights(f, g, slot);
+  const copy = inputCopier(f, g, p);
+  const input = inputTransform(f, g, p);
+  const products = productsWriter(f, g, p);
+  const image = () => {
+    f.get(slot).i32(p.xp).i32Add().set(xp);
+    copy(n, xp);
+    f.get(xp).set(xb);
+    f.get(n).i32(4 * g.O * g.Ho * g.Wo).i32Mul().i32(g.dst).i32Add().set(yb);
+    f.repeat(blk, p.th / p.Rt, () => {
+      input(xb, slot);
+      products(yb, slot);
+      f.bump(xb, 4 * 2 * p.Rt * p.Wp).bump(yb, 4 * 2 * p.Rt * g.Wo);
+    });
+  };
+  if (range) f.get(range.start).set(n);
+  else f.assign(n, 0);
+  f.loopUntil(() => (range ? f.get(n).get(range.end) : f.get(n).i32(g.N)).i32GeS(), () => {
+    image();
+    f.bump(n, 1);
+  });
+  return f;
+}
+
+/**
+ * U[p][o][c] = (G w[o, c] Gᵀ)[p] into the slot (G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1]), scalar: O·C·16
+ * floats once per call. The input gradient's w'[c', o'] = w[o', c'] flipped (both taps reversed).
+ */
+function transformWeights(f: Body, g: Geometry, slot: Local): void {
+  const [oc, cc, src, dst, dO] = Array.from({ length: 5 }, () => f.local('i32'));
+  const w = Array.from({ length: 9 }, () => f.local('f32'));
+  const t = Array.from({ length: 6 }, () => f.local('f32'));
+  // w is [rows][cols][3][3]: forward rows = O (o), cols = C (c); the gradient's rows = C' (its o'), cols = O' (its c')
+  const [rows, cols] = g.grad ? [g.C, g.O] : [g.O, g.C];
+  const plane = 4 * g.O * g.C;
+  /** ½(a + b + c), ½(a − b + c) */
+  const plus = (a: Local, b: Local, c: Local) => f.get(a).get(b).f32Add().get(c).f32Add().f32Const(0.5).f32Mul();
+  const minus = (a: Local, b: Local, c: Local) => f.get(a).get(c).f32Add().get(b).raw(0x93).f32Const(0.5).f32Mul();
+  f.i32(g.w).set(src).get(slot).set(dO);
+  f.repeat(oc, rows, () => {
+    f.get(dO).set(dst);
+    f.repeat(cc, cols, () => {
+      for (let i = 0; i < 9; i++) f.get(src).f32Load(4 * (g.grad ? 8 - i : i)).set(w[i]!);
+      // the rows of G w: w's row 0, ½(sum), ½(alternating), w's row 2
+      for (let j = 0; j < 3; j++) {
+        plus(w[j]!, w[3 + j]!, w[6 + j]!).set(t[j]!);
+        minus(w[j]!, w[3 + j]!, w[6 + j]!).set(t[3 + j]!);
+      }
+      const rowsOf = [[w[0]!, w[1]!, w[2]!], [t[0]!, t[1]!, t[2]!], [t[3]!, t[4]!, t[5]!], [w[6]!, w[7]!, w[8]!]];
+      rowsOf.forEach(([a, b, c], i) => {
+        f.get(dst).get(a!).f32Store(plane * 4 * i);
+        f.get(dst);
+        plus(a!, b!, c!).f32Store(plane * (4 * i + 1));
+        f.get(dst);
+        minus(a!, b!, c!).f32Store(plane * (4 * i + 2));
+        f.get(dst).get(c!).f32Store(plane * (4 * i + 3));
+      });
+      f.bump(src, 36).bump(dst, g.grad ? 4 * g.C : 4);
+    });
+    f.bump(dO, g.grad ? 4 : 4 * g.C);
+  });
+}
+
+type Plan = ReturnType<typeof plan>;
+
+/** Image n of the input copied into the padded buffer at `xp` (rows Hp × Wp, the image at row pt, column pl): by vectors, the row's rest by floats. */
+function inputCopier(f: Body, g: Geometry, p: Plan): (n: Local, xp: Local) => void {
+  const [cc, rc, vc, s, d, sr, dr] = Array.from({ length: 7 }, () => f.local('i32'));
+  const vecs = Math.floor(g.W / 4);
+  return (n, xp) => {
+    f.get(n).i32(4 * g.C * g.H * g.W).i32Mul().i32(g.src).i32Add().set(sr);
+    f.get(xp).i32(4 * (g.pt * p.Wp + g.pl)).i32Add().set(dr);
+    f.repeat(cc, g.C, () => {
+      f.repeat(rc, g.H, () => {
+        f.get(sr).set(s).get(dr).set(d);
+        if (vecs > 16)
+          f.repeat(vc, vecs, () => {
+            f.get(d).get(s).v128Load(0).v128Store(0);
+            f.bump(s, 16).bump(d, 16);
+          });
+        else for (let v = 0; v < vecs; v++) f.get(d).get(s).v128Load(16 * v).v128Store(16 * v);
+        const at = vecs > 16 ? 0 : 4 * 4 * vecs;
+        for (let e = 0; e < g.W % 4; e++) f.get(d).get(s).f32Load(at + 4 * e).f32Store(at + 4 * e);
+        f.bump(sr, 4 * g.W).bump(dr, 4 * p.Wp);
+      });
+      f.bump(dr, 4 * (p.Hp - g.H) * p.Wp);
+    });
+  };
+}
+
+/**
+ * V[p][c][t] = (Bᵀ d B)[p] of the block's tiles (rows of tiles from the padded buffer at xb),
+ * Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1], by 4 tiles a vector: a tile row's window row from
+ * column s is 4 loads (s, s+4, s+2, s+6) whose even and odd lanes are its 4 columns.
+ */
+function inputTransform(f: Body, g: Geometry, p: Plan): (xb: Local, slot: Local) => void {
+  const [cc, rc, gc, sp, dp, cs, cd] = Array.from({ length: 7 }, () => f.local('i32'));
+  const v = () => f.local('v128');
+  const [a, b, a2, b2] = [v(), v(), v(), v()];
+  const d = [v(), v(), v(), v()];
+  const e = Array.from({ length: 16 }, v);
+  const EVEN = [0, 2, 4, 6] as const;
+  const ODD = [1, 3, 5, 7] as const;
+  const plane = 4 * g.C * p.T;
+  const groups = p.tw / 4;
+  const op = (x: Local, o: 'add' | 'sub', y: Local) => f.get(x).get(y).f32x4(o);
+  const four = () => {
+    for (let i = 0; i < 4; i++) {
+      const row = 4 * i * p.Wp;
+      f.get(sp).v128Load(row).set(a).get(sp).v128Load(row + 16).set(b);
+      f.get(sp).v128Load(row + 8).set(a2).get(sp).v128Load(row + 24).set(b2);
+      f.get(a).get(b).i32x4Shuffle(EVEN).set(d[0]!).get(a).get(b).i32x4Shuffle(ODD).set(d[1]!);
+      f.get(a2).get(b2).i32x4Shuffle(EVEN).set(d[2]!).get(a2).get(b2).i32x4Shuffle(ODD).set(d[3]!);
+      // the row times B: d0 − d2, d1 + d2, d2 − d1, d1 − d3
+      op(d[0]!, 'sub', d[2]!).set(e[4 * i]!);
+      op(d[1]!, 'add', d[2]!).set(e[4 * i + 1]!);
+      op(d[2]!, 'sub', d[1]!).set(e[4 * i + 2]!);
+      op(d[1]!, 'sub', d[3]!).set(e[4 * i + 3]!);
+    }
+    // Bᵀ times the rows, each stored at its position's plane
+    for (let j = 0; j < 4; j++) {
+      const st = (i: number, x: Local, o: 'add' | 'sub', y: Local) => {
+        f.get(dp);
+        op(x, o, y).v128Store(plane * (4 * i + j));
+      };
+      st(0, e[j]!, 'sub', e[8 + j]!);
+      st(1, e[4 + j]!, 'add', e[8 + j]!);
+      st(2, e[8 + j]!, 'sub', e[4 + j]!);
+      st(3, e[4 + j]!, 'sub', e[12 + j]!);
+    }
+  };
+  return (xb, slot) => {
+    f.get(xb).set(cs).get(slot).i32(p.v).i32Add().set(cd);
+    f.repeat(cc, g.C, () => {
+      f.get(cs).set(sp).get(cd).set(dp);
+      f.repeat(rc, p.Rt, () => {
+        f.repeat(gc, groups, () => {
+          four();
+          f.bump(sp, 32).bump(dp, 16);
+        });
+        f.bump(sp, 4 * 2 * p.Wp - 32 * groups);
+      });
+      f.bump(cs, 4 * p.Hp * p.Wp).bump(cd, 4 * p.T);
+    });
+  };
+}
+
+/** Input channels a product's loop unrolls (all of them up to 64). */
+function unrollOf(C: number): number {
+  if (C <= 64) return C;
+  let u = 4;
+  for (let d = 4; d <= 32; d += 4) if (C % d === 0) u = d;
+  return u;
+}
+
+/**
+ * The block's outputs (y rows from yb): per tile row, pair (or single vector) of 4-tile vectors
+ * and 4 output channels, the 16 products M[p] = U[p][o..o+3] · V[p][:, tiles] (4 × Gt vector
+ * accumulators along the channels) into the slot's M, then their output transform
+ * Aᵀ M A (Aᵀ = [1 1 1 0; 0 1 −1 −1]) stored into y, each output row's two columns interleaved.
+ */
+function productsWriter(f: Body, g: Geometry, p: Plan): (yb: Local, slot: Local) => void {
+  const { Gt, T } = p;
+  const S = g.Ho * g.Wo;
+  const [rc, gc, oc, pc, cc, yT, tP, aO, yO, aP, bP, mP, mB] = Array.from({ length: 13 }, () => f.local('i32'));
+  const v = () => f.local('v128');
+  const acc = Array.from({ length: 4 * Gt }, v);
+  const bv = Array.from({ length: Gt }, v);
+  const av = v();
+  const s = Array.from({ length: 8 }, v);
+  const y = Array.from({ length: 4 }, v);
+  const unroll = unrollOf(g.C);
+  /** 4 output channels × Gt vectors of tiles, position by position into M. */
+  const gemm = () => {
+    f.get(aO).set(aP).get(tP).set(bP).get(mB).set(mP);
+    f.repeat(pc, 16, () => {
+      for (const x of acc) f.f32x4Const(0).set(x);
+      const steps = () => {
+        for (let c = 0; c < unroll; c++) {
+          for (let t = 0; t < Gt; t++) f.get(bP).v128Load(4 * c * T + 16 * t).set(bv[t]!);
+          for (let r = 0; r < 4; r++) {
+            f.get(aP).v128Load32Splat(4 * (r * g.C + c)).set(av);
+            for (let t = 0; t < Gt; t++) f.get(av).get(bv[t]!).madd(acc[r * Gt + t]!).set(acc[r * Gt + t]!);
+          }
+        }
+      };
+      if (unroll === g.C) steps();
+      else {
+        f.repeat(cc, g.C / unroll, () => {
+          steps();
+          f.bump(aP, 4 * unroll).bump(bP, 4 * unroll * T);
+        });
+        f.bump(aP, -4 * g.C).bump(bP, -4 * g.C * T);
+      }
+      acc.forEach((x, i) => f.get(mP).get(x).v128Store(16 * i));
+      f.bump(aP, 4 * g.O * g.C).bump(bP, 4 * g.C * T).bump(mP, 16 * 4 * Gt);
+    });
+  };
+  /** Output channel r's vector t of tiles: its 16 products in M, transformed and stored at yO. */
+  const out = (r: number, t: number) => {
+    const m = (i: number, j: number) => f.get(mB).v128Load(16 * ((4 * i + j) * 4 * Gt + r * Gt + t));
+    for (let j = 0; j < 4; j++) {
+      m(0, j);
+      m(1, j);
+      f.f32x4('add');
+      m(2, j);
+      f.f32x4('add').set(s[j]!);
+      m(1, j);
+      m(2, j);
+      f.f32x4('sub');
+      m(3, j);
+      f.f32x4('sub').set(s[4 + j]!);
+    }
+    for (let i = 0; i < 2; i++) {
+      const [s0, s1, s2, s3] = s.slice(4 * i, 4 * i + 4) as [Local, Local, Local, Local];
+      f.get(s0).get(s1).f32x4('add').get(s2).f32x4('add').set(y[2 * i]!);
+      f.get(s1).get(s2).f32x4('sub').get(s3).f32x4('sub').set(y[2 * i + 1]!);
+      // columns 2j and 2j + 1 of the 4 tiles, interleaved: 8 contiguous floats of the output row
+      const at = 4 * (r * S + i * g.Wo) + 32 * t;
+      f.get(yO).get(y[2 * i]!).get(y[2 * i + 1]!).i32x4Shuffle([0, 4, 1, 5]).v128Store(at);
+      f.get(yO).get(y[2 * i]!).get(y[2 * i + 1]!).i32x4Shuffle([2, 6, 3, 7]).v128Store(at + 16);
+    }
+  };
+  return (yb, slot) => {
+    f.get(slot).i32(p.m).i32Add().set(mB);
+    f.get(yb).set(yT).get(slot).i32(p.v).i32Add().set(tP);
+    f.repeat(rc, p.Rt, () => {
+      f.repeat(gc, p.tw / (4 * Gt), () => {
+        f.get(slot).i32(p.u).i32Add().set(aO);
+        f.get(yT).set(yO);
+        f.repeat(oc, g.O / 4, () => {
+          gemm();
+          for (let r = 0; r < 4; r++) for (let t = 0; t < Gt; t++) out(r, t);
+          f.bump(aO, 4 * 4 * g.C).bump(yO, 4 * 4 * S);
+        });
+        f.bump(yT, 32 * Gt).bump(tP, 16 * Gt);
+      });
+      f.bump(yT, 4 * g.Wo);
+    });
+  };
+}

@@ -1,0 +1,99 @@
+// The wasm module's Winograd F(2×2, 3×3) convolutions (codegen/wasm/winograd.ts): the forwards and
+// input gradients of eligible 3×3 stride-1 convolutions (pad 1, pad 0, uneven paddings, 1 and 3
+// images, C ≠ O, 4- and 8-tile register tiles, a block of tile rows less than the image) against
+// the float64 interpreter; that they take the Winograd path and that ineligible ones (stride 2, a
+// dx whose width is no multiple of 8) do not; and a 2-thread instance splitting them bit for bit.
+
+import { readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { compileGraphs } from '../src/build.js';
+import { indent } from '../codegen/module.js';
+import { emitWasm } from '../codegen/wasm.js';
+import { randomArgs, reference, relErr, modelFile, tmp } from './helpers.js';
+
+type Arrays = Record<string, Float32Array | Int32Array>;
+interface Instance {
+  forward(p: Arrays, i: Arrays): Record<string, number | Float32Array>;
+  valueAndGrad(p: Arrays, i: Arrays): { loss: number; grads: Record<string, Float32Array> };
+}
+interface WasmModule extends Instance {
+  create(o?: { threads?: number; minWork?: number; adapt?: boolean }): Promise<Instance & { destroy(): Promise<void> }>;
+}
+
+// each conv: [name, x dims, w dims, options, (forward, input gradient) on the Winograd path]
+const CONVS: [string, number[], number[], string, [boolean, boolean]][] = [
+  // pad 1, 3 images, C ≠ O, 4 tiles a row (one vector of tiles)
+  ['a', [3, 8, 8, 8], [12, 8, 3, 3], '{ padding: 1 }', [true, true]],
+  // 1 image, 8 tiles a row (two vectors), an odd count of tile rows
+  ['b', [1, 12, 6, 16], [8, 12, 3, 3], '{ padding: 1 }', [true, true]],
+  // pad 0: the forward's output 8×16; dx 10×18 is no whole vectors of tiles (the direct kernel)
+  ['c', [2, 8, 10, 18], [8, 8, 3, 3], '{}', [true, false]],
+  // pad 0: the forward's output 8×14 (direct), dx 10×16 (Winograd with the dy's padding 2)
+  ['d', [1, 8, 10, 16], [16, 8, 3, 3], '{}', [false, true]],
+  // uneven paddings (2 rows, 1 column): output 8×16, dx 6×16
+  ['e', [2, 8, 6, 16], [8, 8, 3, 3], '{ padding: [2, 1] }', [true, true]],
+  // 72 input channels: a block of fewer tile rows than the image, the products' loop over channels not unrolled whole
+  ['f', [1, 72, 8, 8], [8, 72, 3, 3], '{ padding: 1 }', [true, true]],
+  // stride 2: ineligible
+  ['g', [2, 8, 8, 8], [8, 8, 3, 3], '{ padding: 1, stride: 2 }', [false, false]],
+];
+
+const SOURCE = `import { model } from 'graphc';
+export default model('wino', (g) => {
+${CONVS.map(
+  ([n, x, w, o]) => `  const x${n} = g.param('x${n}', [${x}]);
+  const w${n} = g.param('w${n}', [${w}]);
+  const y${n} = g.conv2d(x${n}, w${n}, ${o});
+  const R${n} = g.input('R${n}', y${n}.dims);`,
+).join('\n')}
+  const loss = ${CONVS.map(([n]) => `y${n}.mul(R${n}).sum()`).join('.add(')}${')'.repeat(CONVS.length - 1)};
+  return { loss, ${CONVS.map(([n]) => `y${n}`).join(', ')} };
+});
+`;
+
+describe('Winograd F(2×2, 3×3) convolutions of the wasm module', () => {
+  const file = modelFile(SOURCE);
+  const { fwd, bwd, plan } = compileGraphs(file);
+  const info = { name: 'wino', plan, source: 'model.ts', fwd, bwd, sourceLine: () => undefined };
+  const out = path.join(tmp(), 'wino.wasm.js');
+  writeFileSync(out, indent(emitWasm(info, false)));
+  const src = readFileSync(out, 'utf8');
+  const load = () => import(pathToFileURL(out).href) as Promise<WasmModule>;
+  const { params, inputs } = randomArgs(fwd, 11, 0.5);
+
+  it('runs the eligible forwards and input gradients as Winograd kernels, the others as the direct ones', () => {
+    const kernels = new Map([...src.matchAll(/^\/\/ {3}(conv\w*): (.*)$/gm)].map((m) => [m[1]!, m[2]!] as const));
+    for (const [n, , , , [forward, grad]] of CONVS)
+      for (const [name, want] of [[`conv_y${n}`, forward], [`conv_input_grad_dx${n}`, grad]] as const) {
+        const what = kernels.get(name);
+        expect(what, name).toBeDefined();
+        expect(/Winograd F\(2×2,3×3\)/.test(what!), `${name}: ${what}`).toBe(want);
+      }
+  });
+
+  it('agrees with the float64 interpreter: outputs, loss and every gradient', async () => {
+    const m = await load();
+    const ref = reference(fwd, bwd, params, inputs);
+    const got = m.valueAndGrad(params, inputs);
+    expect(relErr([got.loss], ref.outputs.loss!.data), 'loss').toBeLessThan(1e-5);
+    for (const [k, g] of Object.entries(got.grads)) expect(relErr(g, ref.grads[k]!), `d loss / d ${k}`).toBeLessThan(1e-4);
+    const y = m.forward(params, inputs);
+    for (const [n] of CONVS) expect(relErr(y[`y${n}`] as Float32Array, ref.outputs[`y${n}`]!.data), `y${n}`).toBeLessThan(1e-5);
+  });
+
+  it('splits over 2 threads by images without changing a bit', async () => {
+    const m = await load();
+    const t = await m.create({ threads: 2, minWork: 0, adapt: false });
+    try {
+      const want = m.valueAndGrad(params, inputs);
+      const copy = Object.fromEntries(Object.entries(want.grads).map(([k, g]) => [k, Float32Array.from(g)]));
+      const got = t.valueAndGrad(params, inputs);
+      expect(Object.is(got.loss, want.loss)).toBe(true);
+      for (const [k, g] of Object.entries(copy)) expect(Buffer.from(got.grads[k]!.buffer, got.grads[k]!.byteOffset, got.grads[k]!.byteLength).equals(Buffer.from(g.buffer)), k).toBe(true);
+    } finally {
+      await t.destroy();
+    }
+  });
+});
