@@ -1,6 +1,6 @@
 // The wasm module's Winograd F(2×2, 3×3) convolutions (codegen/wasm/winograd.ts): the forwards and
 // input gradients of eligible 3×3 stride-1 convolutions (pad 1, pad 0, uneven paddings, 1 and 3
-// images, C ≠ O, 4- and 8-tile register tiles, a block of tile rows less than the image) against
+// images, C ≠ O, register tiles of 4 tiles, 8 of a tile row and 8 of two, a block of tile rows less than the image) against
 // the float64 interpreter; that they take the Winograd path and that ineligible ones (stride 2, a
 // dx whose width is no multiple of 8) do not; and a 2-thread instance splitting them bit for bit.
 
@@ -36,6 +36,8 @@ const CONVS: [string, number[], number[], string, [boolean, boolean]][] = [
   ['e', [2, 8, 6, 16], [8, 8, 3, 3], '{ padding: [2, 1] }', [true, true]],
   // 72 input channels: a block of fewer tile rows than the image, the products' loop over channels not unrolled whole
   ['f', [1, 72, 8, 8], [8, 72, 3, 3], '{ padding: 1 }', [true, true]],
+  // 3 tile rows of one vector of tiles: register tiles of 4 tiles (8×8 outputs above pair two tile rows)
+  ['h', [2, 8, 6, 8], [8, 8, 3, 3], '{ padding: 1 }', [true, true]],
   // stride 2: ineligible
   ['g', [2, 8, 8, 8], [8, 8, 3, 3], '{ padding: 1, stride: 2 }', [false, false]],
 ];

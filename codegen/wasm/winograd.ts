@@ -52,7 +52,6 @@ function geometry(k: Omit<ConvKernel, 'scratch'>): Geometry {
 
 /** Whether a forward or input-gradient kernel runs as Winograd F(2×2, 3×3) (see the header). */
 export function winogradFits(k: Omit<ConvKernel, 'scratch'>): boolean {
-  if (process.env.WINO_OFF) return false;
   if (k.op !== 'conv' && k.op !== 'conv_input_grad') return false;
   if (k.kH !== 3 || k.kW !== 3 || k.groups !== 1) return false;
   if (k.stride.some((s) => s !== 1) || k.dilation.some((d) => d !== 1)) return false;
@@ -71,9 +70,15 @@ function plan(g: Geometry) {
   const th = g.Ho / 2;
   const tw = g.Wo / 2;
   // tiles a register tile spans: 8 where a tile row holds whole pairs of vectors
-  const Gt = tw % 8 === 0 ? 2 : 1;
-  let Rt = 1;
-  for (let r = 1; r <= th; r++) if (th % r === 0 && 16 * g.C * r * tw <= V_FLOATS) Rt = r;
+  // a rows of one vector of tiles (4 tiles): its pairs are two tile rows (stack 2), where they come in twos
+  const stack = tw === 4 && th % 2 === 0 ? 2 : 1;
+  const Gt = tw % 8 === 0 || stack === 2 ? 2 : 1;
+  let Rt = stack;
+  for (let r = stack; r <= th; r += stack) if (th % r === 0 && 16 * g.C * r * tw <= V_FLOATS) Rt = r;
+  // per pair (register tile's tiles) of a tile row, bytes from its first vector of tiles to its second in the padded input and in y
+  const subX = stack === 2 ? 4 * 2 * (g.Wo + 2) : 32;
+  const subY = stack === 2 ? 4 * 2 * g.Wo : 32;
+  const pairs = (tw * stack) / (4 * Gt);
   const T = Rt * tw;
   const Hp = g.Ho + 2;
   const Wp = g.Wo + 2;
@@ -82,7 +87,7 @@ function plan(g: Geometry) {
   const xpF = at4(g.C * Hp * Wp);
   const vF = 16 * g.C * T;
   const mF = 16 * 4 * Gt * 4;
-  return { th, tw, Gt, Rt, T, Hp, Wp, u: 0, xp: 4 * uF, v: 4 * (uF + xpF), m: 4 * (uF + xpF + vF), slotFloats: uF + xpF + vF + mF };
+  return { th, tw, Gt, Rt, T, stack, subX, subY, pairs, Hp, Wp, u: 0, xp: 4 * uF, v: 4 * (uF + xpF), m: 4 * (uF + xpF + vF), slotFloats: uF + xpF + vF + mF };
 }
 
 /** Floats of scratch: a slot per chunk (its transformed weights, padded input, V and products). */
@@ -115,11 +120,11 @@ export function winogradBody(k: ConvKernel, opts: { ranged?: boolean } = {}): Bo
   const products = productsWriter(f, g, p);
   const image = () => {
     f.get(slot).i32(p.xp).i32Add().set(xp);
-    if (!process.env.SKIP?.includes('copy')) copy(n, xp);
+    copy(n, xp);
     f.get(xp).set(xb);
     f.get(n).i32(4 * g.O * g.Ho * g.Wo).i32Mul().i32(g.dst).i32Add().set(yb);
     f.repeat(blk, p.th / p.Rt, () => {
-      if (!process.env.SKIP?.includes('in')) input(xb, slot);
+      input(xb, slot);
       products(yb, slot);
       f.bump(xb, 4 * 2 * p.Rt * p.Wp).bump(yb, 4 * 2 * p.Rt * g.Wo);
     });
@@ -221,11 +226,13 @@ function inputTransform(f: Body, g: Geometry, p: Plan): (xb: Local, slot: Local)
   const ODD = [1, 3, 5, 7] as const;
   const Gt = p.Gt;
   const plane = 16 * Gt * g.C;
-  const pairs = p.tw / (4 * Gt);
+  const { pairs, stack } = p;
+  // bytes from one pair to the next along a tile row (none where a pair spans two rows)
+  const step = stack === 2 ? 0 : 32 * Gt;
   const op = (x: Local, o: 'add' | 'sub', y: Local) => f.get(x).get(y).f32x4(o);
   const four = (sub: number) => {
     for (let i = 0; i < 4; i++) {
-      const row = 4 * i * p.Wp + 32 * sub;
+      const row = 4 * i * p.Wp + p.subX * sub;
       f.get(sp).v128Load(row).set(a).get(sp).v128Load(row + 16).set(b);
       f.get(sp).v128Load(row + 8).set(a2).get(sp).v128Load(row + 24).set(b2);
       f.get(a).get(b).i32x4Shuffle(EVEN).set(d[0]!).get(a).get(b).i32x4Shuffle(ODD).set(d[1]!);
@@ -252,12 +259,12 @@ function inputTransform(f: Body, g: Geometry, p: Plan): (xb: Local, slot: Local)
     f.get(xb).set(cs).get(slot).i32(p.v).i32Add().set(cd);
     f.repeat(cc, g.C, () => {
       f.get(cs).set(sp).get(cd).set(dp);
-      f.repeat(rc, p.Rt, () => {
+      f.repeat(rc, p.Rt / stack, () => {
         f.repeat(gc, pairs, () => {
           for (let sub = 0; sub < Gt; sub++) four(sub);
-          f.bump(sp, 32 * Gt).bump(dp, 16 * plane);
+          f.bump(sp, step).bump(dp, 16 * plane);
         });
-        f.bump(sp, 4 * 2 * p.Wp - 32 * Gt * pairs);
+        f.bump(sp, 4 * 2 * p.Wp * stack - step * pairs);
       });
       f.bump(cs, 4 * p.Hp * p.Wp).bump(cd, 16 * Gt);
     });
@@ -283,7 +290,7 @@ function productsWriter(f: Body, g: Geometry, p: Plan): (yb: Local, slot: Local)
   /** 4 output channels × Gt vectors of tiles, position by position into M. */
   const gemm = () => {
     f.get(aO).set(aP).get(tP).set(bP).get(mB).set(mP);
-    f.repeat(pc, Number(process.env.PC ?? 16), () => {
+    f.repeat(pc, 16, () => {
       for (const x of acc) f.f32x4Const(0).set(x);
       // along the channels by a loop (unrolled, V8 measured 1.8× slower: the loads all hoisted ahead)
       f.repeat(cc, g.C, () => {
@@ -319,7 +326,7 @@ function productsWriter(f: Body, g: Geometry, p: Plan): (yb: Local, slot: Local)
       f.get(s0).get(s1).f32x4('add').get(s2).f32x4('add').set(y[2 * i]!);
       f.get(s1).get(s2).f32x4('sub').get(s3).f32x4('sub').set(y[2 * i + 1]!);
       // columns 2j and 2j + 1 of the 4 tiles, interleaved: 8 contiguous floats of the output row
-      const at = 4 * (r * S + i * g.Wo) + 32 * t;
+      const at = 4 * (r * S + i * g.Wo) + p.subY * t;
       f.get(yO).get(y[2 * i]!).get(y[2 * i + 1]!).i32x4Shuffle([0, 4, 1, 5]).v128Store(at);
       f.get(yO).get(y[2 * i]!).get(y[2 * i + 1]!).i32x4Shuffle([2, 6, 3, 7]).v128Store(at + 16);
     }
@@ -327,18 +334,19 @@ function productsWriter(f: Body, g: Geometry, p: Plan): (yb: Local, slot: Local)
   return (yb, slot) => {
     f.get(slot).i32(p.m).i32Add().set(mB);
     f.get(yb).set(yT).get(slot).i32(p.v).i32Add().set(tP);
-    f.repeat(rc, p.Rt, () => {
-      f.repeat(gc, p.tw / (4 * Gt), () => {
+    const step = p.stack === 2 ? 0 : 32 * Gt;
+    f.repeat(rc, p.Rt / p.stack, () => {
+      f.repeat(gc, p.pairs, () => {
         f.get(slot).i32(p.u).i32Add().set(aO);
         f.get(yT).set(yO);
         f.repeat(oc, g.O / 4, () => {
-          if (!process.env.SKIP?.includes('gemm')) gemm();
-          if (!process.env.SKIP?.includes('out')) for (let r = 0; r < 4; r++) for (let t = 0; t < Gt; t++) out(r, t);
+          gemm();
+          for (let r = 0; r < 4; r++) for (let t = 0; t < Gt; t++) out(r, t);
           f.bump(aO, 256 * g.C).bump(yO, 4 * 4 * S);
         });
-        f.bump(yT, 32 * Gt).bump(tP, 256 * Gt * g.C);
+        f.bump(yT, step).bump(tP, 256 * Gt * g.C);
       });
-      f.bump(yT, 4 * g.Wo);
+      f.bump(yT, 4 * 2 * g.Wo * p.stack - step * p.pairs);
     });
   };
 }
