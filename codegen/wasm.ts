@@ -38,6 +38,7 @@ import { Body } from './wasm/encode.js';
 import { DEFAULT_TILE, matmulBody, packBody, packFloats, packsA, packsB } from './wasm/matmul.js';
 import { CHUNKS, convBody, convScratch, convSplit, convSumBody, gradInPanels } from './wasm/conv.js';
 import { winogradBody, winogradFits, winogradScratch, winogradWhat } from './wasm/winograd.js';
+import { winogradSumBody, winogradWeightGradBody } from './wasm/winograd-weight.js';
 import { softmaxBody } from './wasm/softmax.js';
 import type { Split } from './wasm/threads.js';
 import { formSplit, PACK_COST, SOFTMAX_COST, threadsDecl } from './wasm/threads.js';
@@ -313,12 +314,13 @@ class StaticModule {
       const kernel = { ...d.kernel, scratch: this.scratch.convAt.get(u)! };
       // the forward and the input gradient split by images, the weight gradient by chunks of images
       const split = convSplit(kernel);
-      // 3×3 stride-1 forwards and input gradients as Winograd F(2×2, 3×3) (codegen/wasm/winograd.ts), split the same way
-      const body = winogradFits(kernel) ? winogradBody : convBody;
+      // 3×3 stride-1 convolutions as Winograd (codegen/wasm/winograd.ts, winograd-weight.ts), split the same way
+      const wino = winogradFits(kernel);
+      const body = !wino ? convBody : kernel.op === 'conv_weight_grad' ? winogradWeightGradBody : winogradBody;
       this.kernels.push(split ? { name, body: body(kernel, { ranged: true }), d, split } : { name, body: body(kernel), d });
       if (kernel.op !== 'conv_weight_grad') return call(name);
       // the weight gradient's partial sums of the chunks, added in order into dw
-      this.kernels.push({ name: `${name}_sum`, body: convSumBody(kernel), d, what: `the ${CHUNKS} chunks' partial sums of ${name}, added in order` });
+      this.kernels.push({ name: `${name}_sum`, body: (wino ? winogradSumBody : convSumBody)(kernel), d, what: `the ${CHUNKS} chunks' partial sums of ${name}, added in order${wino ? ', and the Winograd output transform' : ''}` });
       return [...call(name), ...call(`${name}_sum`)];
     }
     if (d.kind === 'pool') {

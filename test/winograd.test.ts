@@ -1,5 +1,5 @@
-// The wasm module's Winograd F(2×2, 3×3) convolutions (codegen/wasm/winograd.ts): the forwards and
-// input gradients of eligible 3×3 stride-1 convolutions (pad 1, pad 0, uneven paddings, 1 and 3
+// The wasm module's Winograd convolutions (codegen/wasm/winograd.ts, winograd-weight.ts): the forwards,
+// input gradients (F(2×2, 3×3)) and weight gradients (F(3×3, 2×2)) of eligible 3×3 stride-1 convolutions (pad 1, pad 0, uneven paddings, 1 and 3
 // images, C ≠ O, register tiles of 4 tiles, 8 of a tile row and 8 of two, a block of tile rows less than the image) against
 // the float64 interpreter; that they take the Winograd path and that ineligible ones (stride 2, a
 // dx whose width is no multiple of 8) do not; and a 2-thread instance splitting them bit for bit.
@@ -22,7 +22,7 @@ interface WasmModule extends Instance {
   create(o?: { threads?: number; minWork?: number; adapt?: boolean }): Promise<Instance & { destroy(): Promise<void> }>;
 }
 
-// each conv: [name, x dims, w dims, options, (forward, input gradient) on the Winograd path]
+// each conv: [name, x dims, w dims, options, (forward and weight gradient, input gradient) on the Winograd path]
 const CONVS: [string, number[], number[], string, [boolean, boolean]][] = [
   // pad 1, 3 images, C ≠ O, 4 tiles a row (one vector of tiles)
   ['a', [3, 8, 8, 8], [12, 8, 3, 3], '{ padding: 1 }', [true, true]],
@@ -68,10 +68,10 @@ describe('Winograd F(2×2, 3×3) convolutions of the wasm module', () => {
   it('runs the eligible forwards and input gradients as Winograd kernels, the others as the direct ones', () => {
     const kernels = new Map([...src.matchAll(/^\/\/ {3}(conv\w*): (.*)$/gm)].map((m) => [m[1]!, m[2]!] as const));
     for (const [n, , , , [forward, grad]] of CONVS)
-      for (const [name, want] of [[`conv_y${n}`, forward], [`conv_input_grad_dx${n}`, grad]] as const) {
+      for (const [name, want] of [[`conv_y${n}`, forward], [`conv_input_grad_dx${n}`, grad], [`conv_weight_grad_dw${n}`, forward]] as const) {
         const what = kernels.get(name);
         expect(what, name).toBeDefined();
-        expect(/Winograd F\(2×2,3×3\)/.test(what!), `${name}: ${what}`).toBe(want);
+        expect(/Winograd F\((2×2,3×3|3×3,2×2)\)/.test(what!), `${name}: ${what}`).toBe(want);
       }
   });
 
@@ -85,7 +85,7 @@ describe('Winograd F(2×2, 3×3) convolutions of the wasm module', () => {
     for (const [n] of CONVS) expect(relErr(y[`y${n}`] as Float32Array, ref.outputs[`y${n}`]!.data), `y${n}`).toBeLessThan(1e-5);
   });
 
-  it('splits over 2 threads by images without changing a bit', async () => {
+  it('splits over 2 threads (images, chunks of images) without changing a bit', async () => {
     const m = await load();
     const t = await m.create({ threads: 2, minWork: 0, adapt: false });
     try {

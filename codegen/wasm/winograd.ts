@@ -26,7 +26,7 @@ import type { ConvKernel } from './conv.js';
 import { chunksOf } from './conv.js';
 
 /** The convolution the kernel computes: C input channels of H×W, O output channels of Ho×Wo, the top and left padding, byte addresses. */
-interface Geometry {
+export interface Geometry {
   readonly N: number;
   readonly C: number;
   readonly O: number;
@@ -44,15 +44,15 @@ interface Geometry {
   readonly grad: boolean;
 }
 
-function geometry(k: Omit<ConvKernel, 'scratch'>): Geometry {
+export function geometry(k: Omit<ConvKernel, 'scratch'>): Geometry {
   const [pt, pl] = k.padding as [number, number];
-  if (k.op === 'conv') return { N: k.N, C: k.C, O: k.O, H: k.H, W: k.W, Ho: k.Ho, Wo: k.Wo, pt, pl, src: k.x, dst: k.y, w: k.w, grad: false };
+  // the weight gradient's: the forward's, dy at dst and dw at w
+  if (k.op !== 'conv_input_grad') return { N: k.N, C: k.C, O: k.O, H: k.H, W: k.W, Ho: k.Ho, Wo: k.Wo, pt, pl, src: k.x, dst: k.y, w: k.w, grad: false };
   return { N: k.N, C: k.O, O: k.C, H: k.Ho, W: k.Wo, Ho: k.H, Wo: k.W, pt: 2 - pt, pl: 2 - pl, src: k.y, dst: k.x, w: k.w, grad: true };
 }
 
 /** Whether a forward or input-gradient kernel runs as Winograd F(2×2, 3×3) (see the header). */
 export function winogradFits(k: Omit<ConvKernel, 'scratch'>): boolean {
-  if (k.op !== 'conv' && k.op !== 'conv_input_grad') return false;
   if (k.kH !== 3 || k.kW !== 3 || k.groups !== 1) return false;
   if (k.stride.some((s) => s !== 1) || k.dilation.some((d) => d !== 1)) return false;
   if (k.C % 4 || k.O % 4 || k.C < 8 || k.O < 8 || k.N < 1) return false;
@@ -62,11 +62,11 @@ export function winogradFits(k: Omit<ConvKernel, 'scratch'>): boolean {
   return g.Ho >= 2 && g.Ho % 2 === 0 && g.Wo % 8 === 0 && g.Ho + 2 >= g.H + g.pt && g.Wo + 2 >= g.W + g.pl;
 }
 
-/** Floats of V a block may hold (64 KB: it stays in L2 while its products read it). */
+/** Floats of V a block may hold (64 KB: it stays in L2 while its products read it); a weight gradient's V and D together twice that (its products' long sums flush per block). */
 const V_FLOATS = 16384;
 
 /** The sizes the kernel is built from: tiles, the block of tile rows, the register tile's vectors of tiles, the scratch of a chunk. */
-function plan(g: Geometry) {
+export function plan(g: Geometry, weightGrad = false) {
   const th = g.Ho / 2;
   const tw = g.Wo / 2;
   // tiles a register tile spans: 8 where a tile row holds whole pairs of vectors
@@ -74,7 +74,8 @@ function plan(g: Geometry) {
   const stack = tw === 4 && th % 2 === 0 ? 2 : 1;
   const Gt = tw % 8 === 0 || stack === 2 ? 2 : 1;
   let Rt = stack;
-  for (let r = stack; r <= th; r += stack) if (th % r === 0 && 16 * g.C * r * tw <= V_FLOATS) Rt = r;
+  const perTile = weightGrad ? (16 * (g.C + g.O)) / 2 : 16 * g.C;
+  for (let r = stack; r <= th; r += stack) if (th % r === 0 && perTile * r * tw <= V_FLOATS) Rt = r;
   // per pair (register tile's tiles) of a tile row, bytes from its first vector of tiles to its second in the padded input and in y
   const subX = stack === 2 ? 4 * 2 * (g.Wo + 2) : 32;
   const subY = stack === 2 ? 4 * 2 * g.Wo : 32;
@@ -83,22 +84,25 @@ function plan(g: Geometry) {
   const Hp = g.Ho + 2;
   const Wp = g.Wo + 2;
   const at4 = (n: number) => 4 * Math.ceil(n / 4);
-  const uF = at4(16 * g.O * g.C);
+  // the slot: U (the forwards') or D (the weight gradient's transformed dy), the padded input, V, M (the forwards') or the partial sums ([16][O][C] vectors)
+  const uF = at4(weightGrad ? 16 * g.O * T : 16 * g.O * g.C);
   const xpF = at4(g.C * Hp * Wp);
   const vF = 16 * g.C * T;
-  const mF = 16 * 4 * Gt * 4;
+  const mF = weightGrad ? 64 * g.O * g.C : 16 * 4 * Gt * 4;
   return { th, tw, Gt, Rt, T, stack, subX, subY, pairs, Hp, Wp, u: 0, xp: 4 * uF, v: 4 * (uF + xpF), m: 4 * (uF + xpF + vF), slotFloats: uF + xpF + vF + mF };
 }
 
 /** Floats of scratch: a slot per chunk (its transformed weights, padded input, V and products). */
 export function winogradScratch(k: Omit<ConvKernel, 'scratch'>): number {
-  return chunksOf(k.N).chunks * plan(geometry(k)).slotFloats;
+  return chunksOf(k.N).chunks * plan(geometry(k), k.op === 'conv_weight_grad').slotFloats;
 }
 
 /** The kernel list's description: the direct convolution's product shape (so bench/kernel-peak.mjs counts its flops), and that it runs as Winograd. */
 export function winogradWhat(k: Omit<ConvKernel, 'scratch'>): string {
   const g = geometry(k);
   const K = g.C * 9;
+  if (k.op === 'conv_weight_grad')
+    return `Winograd F(3×3,2×2) (dy's 2×2 tiles as the filter), [${g.O},${g.N * g.Ho * g.Wo}]·[${g.N * g.Ho * g.Wo},${K}] of the direct convolution's flops (2.25× fewer multiplies), in chunks of images`;
   const how = k.op === 'conv' ? '' : 'the input gradient as a convolution of dy by the flipped weights, ';
   return `Winograd F(2×2,3×3), ${how}${g.N} × [${g.O},${K}]·[${K},${g.Ho * g.Wo}] of the direct convolution's flops (2.25× fewer multiplies), stored into ${k.op === 'conv' ? 'y' : 'dx'}`;
 }
@@ -184,10 +188,10 @@ function transformWeights(f: Body, g: Geometry, slot: Local): void {
   });
 }
 
-type Plan = ReturnType<typeof plan>;
+export type Plan = ReturnType<typeof plan>;
 
 /** Image n of the input copied into the padded buffer at `xp` (rows Hp × Wp, the image at row pt, column pl): by vectors, the row's rest by floats. */
-function inputCopier(f: Body, g: Geometry, p: Plan): (n: Local, xp: Local) => void {
+export function inputCopier(f: Body, g: Geometry, p: Plan): (n: Local, xp: Local) => void {
   const [cc, rc, vc, s, d, sr, dr] = Array.from({ length: 7 }, () => f.local('i32'));
   const vecs = Math.floor(g.W / 4);
   return (n, xp) => {
@@ -216,7 +220,7 @@ function inputCopier(f: Body, g: Geometry, p: Plan): (n: Local, xp: Local) => vo
  * Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1], by 4 tiles a vector: a tile row's window row from
  * column s is 4 loads (s, s+4, s+2, s+6) whose even and odd lanes are its 4 columns.
  */
-function inputTransform(f: Body, g: Geometry, p: Plan): (xb: Local, slot: Local) => void {
+export function inputTransform(f: Body, g: Geometry, p: Plan): (xb: Local, slot: Local) => void {
   const [cc, rc, gc, sp, dp, cs, cd] = Array.from({ length: 7 }, () => f.local('i32'));
   const v = () => f.local('v128');
   const [a, b, a2, b2] = [v(), v(), v(), v()];
