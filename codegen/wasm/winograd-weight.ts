@@ -29,7 +29,7 @@ export function winogradWeightGradBody(k: ConvKernel, opts: { ranged?: boolean }
   const [c, n, nEnd, slot, xp, xb, yb, blk, part, zc, zp] = Array.from({ length: 11 }, () => f.local('i32'));
   const range = opts.ranged ? { start: f.param(0), end: f.param(1) } : undefined;
   const copy = inputCopier(f, g, p);
-  const input = inputTransform(f, g, p);
+  const input = inputTransform(f, g, p, true);
   const dyT = dyTransform(f, g, p);
   const products = productsAdder(f, g, p);
   if (range) f.get(range.start).set(c);
@@ -62,8 +62,8 @@ export function winogradWeightGradBody(k: ConvKernel, opts: { ranged?: boolean }
 }
 
 /**
- * D[pair][p][o][tiles of the pair] = (G dy_tile Gᵀ)[p] of the block's tiles (dy's rows from yb), laid
- * out as inputTransform's V: by 4 tiles a vector, a tile row's dy row from column s is 2 loads whose
+ * D[p][o][T] = (G dy_tile Gᵀ)[p] of the block's tiles (dy's rows from yb), laid out as
+ * inputTransform's V with tilesInRows: by 4 tiles a vector, a tile row's dy row from column s is 2 loads whose
  * even and odd lanes are its 2 columns.
  */
 function dyTransform(f: Body, g: Geometry, p: Plan): (yb: Local, slot: Local) => void {
@@ -72,7 +72,7 @@ function dyTransform(f: Body, g: Geometry, p: Plan): (yb: Local, slot: Local) =>
   const [a, b] = [v(), v()];
   const r = Array.from({ length: 8 }, v);
   const { Gt, pairs, stack } = p;
-  const plane = 16 * Gt * g.O;
+  const plane = 4 * g.O * p.T;
   const subY = stack === 2 ? 4 * 2 * g.Wo : 32;
   const step = stack === 2 ? 0 : 32 * Gt;
   const half = () => f.f32x4Const(0.5).f32x4('mul');
@@ -118,30 +118,27 @@ function dyTransform(f: Body, g: Geometry, p: Plan): (yb: Local, slot: Local) =>
       f.repeat(rc, p.Rt / stack, () => {
         f.repeat(gc, pairs, () => {
           for (let sub = 0; sub < Gt; sub++) four(sub);
-          f.bump(sp, step).bump(dp, 16 * plane);
+          f.bump(sp, step).bump(dp, 16 * Gt);
         });
         f.bump(sp, 4 * 2 * g.Wo * stack - step * pairs);
       });
-      f.bump(os, 4 * g.Ho * g.Wo).bump(od, 16 * Gt);
+      f.bump(os, 4 * g.Ho * g.Wo).bump(od, 4 * p.T);
     });
   };
 }
 
 /**
- * part[p][o][c] += Σ_(block's tiles) D[p][o][t] · V[p][c][t], per position by register tiles of 4
+ * part[p][o][c] += Σ_(block's tiles) D[p][o][t] · V[p][c][t] (rows of the block's T tiles), per position by register tiles of 4
  * output × 2 input channels whose 8 vector accumulators run along the block's tiles (6 loads for 8
  * multiply-adds), then are added into the partial sums.
  */
 function productsAdder(f: Body, g: Geometry, p: Plan): (slot: Local, part: Local) => void {
-  const { Gt } = p;
   const [pc, ob, cb, tc, dB, vB, dP, vP, pP, dO, vO] = Array.from({ length: 11 }, () => f.local('i32'));
   const v = () => f.local('v128');
   const acc = Array.from({ length: 8 }, v);
   const dv = Array.from({ length: 4 }, v);
   const xv = [v(), v()];
-  const planeD = 16 * Gt * g.O;
-  const planeV = 16 * Gt * g.C;
-  const tiles = p.T / (4 * Gt);
+  const row = 4 * p.T;
   return (slot, part) => {
     f.get(slot).i32(p.u).i32Add().set(dB).get(slot).i32(p.v).i32Add().set(vB).get(part).set(pP);
     f.repeat(pc, 16, () => {
@@ -151,15 +148,13 @@ function productsAdder(f: Body, g: Geometry, p: Plan): (slot: Local, part: Local
         f.repeat(cb, g.C / 2, () => {
           for (const x of acc) f.f32x4Const(0).set(x);
           f.get(dO).set(dP).get(vO).set(vP);
-          f.repeat(tc, tiles, () => {
-            for (let s = 0; s < Gt; s++) {
-              for (let r = 0; r < 4; r++) f.get(dP).v128Load(16 * (r * Gt + s)).set(dv[r]!);
-              for (let k = 0; k < 2; k++) {
-                f.get(vP).v128Load(16 * (k * Gt + s)).set(xv[k]!);
-                for (let r = 0; r < 4; r++) f.get(dv[r]!).get(xv[k]!).madd(acc[2 * r + k]!).set(acc[2 * r + k]!);
-              }
+          f.repeat(tc, p.T / 4, () => {
+            for (let r = 0; r < 4; r++) f.get(dP).v128Load(r * row).set(dv[r]!);
+            for (let k = 0; k < 2; k++) {
+              f.get(vP).v128Load(k * row).set(xv[k]!);
+              for (let r = 0; r < 4; r++) f.get(dv[r]!).get(xv[k]!).madd(acc[2 * r + k]!).set(acc[2 * r + k]!);
             }
-            f.bump(dP, 16 * planeD).bump(vP, 16 * planeV);
+            f.bump(dP, 16).bump(vP, 16);
           });
           // the partial sums of output channels o..o+3 × input channels c, c+1 (rows of C vectors)
           for (let r = 0; r < 4; r++)
@@ -167,11 +162,11 @@ function productsAdder(f: Body, g: Geometry, p: Plan): (slot: Local, part: Local
               const at = 16 * (r * g.C + k);
               f.get(pP).get(pP).v128Load(at).get(acc[2 * r + k]!).f32x4('add').v128Store(at);
             }
-          f.bump(vO, 2 * 16 * Gt).bump(pP, 32);
+          f.bump(vO, 2 * row).bump(pP, 32);
         });
-        f.bump(dO, 4 * 16 * Gt).bump(pP, 16 * (4 * g.C - g.C));
+        f.bump(dO, 4 * row).bump(pP, 16 * (4 * g.C - g.C));
       });
-      f.bump(dB, planeD).bump(vB, planeV);
+      f.bump(dB, g.O * row).bump(vB, g.C * row);
     });
   };
 }
