@@ -64,7 +64,7 @@ export async function kernelPeakReport(moduleFile, { rounds = 20, params, inputs
     `per kernel, 1 thread (median ms per step over ${rounds} steps, this process; step ${fmt.ms(prof.step)} ms with the timers), against the SIMD peak ${fmt.gflops(peak.gflops)} GFLOP/s (f32x4 mul + add, ${peak.accumulators} accumulators)`,
     table(['kernel', 'shape', 'n', 'ms', 'of step', 'GFLOP/s', 'of peak'], body),
     ...([...products.values()].some((p) => p.winograd)
-      ? ['Winograd: the kernels of 3×3 stride-1 convolutions that run as Winograd F(2×2,3×3) count the direct convolution\'s flops (2.25× their multiplies): "of peak" above 100% is the saving']
+      ? ['Winograd: the kernels of 3×3 stride-1 convolutions that run as Winograd (F(2×2,3×3) the forward and input gradient, F(3×3,2×2) the weight gradient) count the direct convolution\'s flops (2.25× their multiplies): "of peak" above 100% is the saving']
       : []),
   ].join('\n');
 }
