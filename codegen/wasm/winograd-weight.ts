@@ -184,7 +184,6 @@ export function winogradSumBody(k: ConvKernel): Body {
   const cv = f.local('v128');
   const s = Array.from({ length: 16 }, () => f.local('f32'));
   const t = Array.from({ length: 12 }, () => f.local('f32'));
-  const vecs = 16 * g.O * g.C;
   f.assign(aP, k.scratch + p.m).assign(wP, g.w);
   f.repeat(oc, g.O * g.C, () => {
     for (let q = 0; q < 16; q++) {
@@ -210,6 +209,5 @@ export function winogradSumBody(k: ConvKernel): Body {
     }
     f.bump(aP, 16).bump(wP, 36);
   });
-  void vecs;
   return f;
 }

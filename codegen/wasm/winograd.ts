@@ -6,11 +6,12 @@
 //   y = Aᵀ [ Σ_c (G w[o, c] Gᵀ) ⊙ (Bᵀ d[c] B) ] A,     d[c] the tile's 4×4 input window,
 //
 // 16 multiplies per input channel for 36 of the direct convolution (2.25× fewer). Per call the
-// weights are transformed once, U[p][o][c] (p the 16 positions of the transform); per image its
-// input is copied into a padded buffer (its borders never written: they stay the zeros the
-// scratch starts with), then block by block of tile rows (their transformed input V[p][c][t],
-// tiles contiguous, in L1/L2): V by 4 tiles a vector (the stride-2 columns of a tile row gathered
-// by shuffles), then per register tile of 4 output channels × 4 or 8 tiles the 16 products
+// weights are transformed once, U[o/4][p][o%4][c] (p the 16 positions of the transform); per image
+// its input is copied into a padded buffer (its borders never written: they stay the zeros the
+// scratch starts with), then block by block of tile rows (V_FLOATS): their transformed input V,
+// laid out per register tile's tiles (V[pair][p][c][8 tiles]: one tile's loads contiguous, never
+// 4 KB apart), by 4 tiles a vector (the stride-2 columns of a tile row gathered by shuffles), then
+// per register tile of 4 output channels × 4 or 8 tiles (of one tile row or two) the 16 products
 // M[p] = U[p] · V[p] (each one f32 sum along the channels) into a small buffer, and their output
 // transform stored straight into y (dx). Every output is written: nothing is zeroed or added to.
 //
@@ -18,7 +19,8 @@
 // at least 8, outputs of even height and a width a multiple of 8 (whole tiles, whole vectors of
 // 4 tiles); an input gradient's paddings at most 2. Threads split the images in whole chunks as
 // the direct kernels do (conv.ts `convSplit`): each chunk has its own scratch, and the range's
-// first chunk's holds its transformed weights.
+// first chunk's holds its transformed weights. The weight gradient (F(3×3, 2×2), the same
+// eligibility) is ./winograd-weight.ts, on this file's input copy and transform.
 
 import type { Local } from './encode.js';
 import { Body } from './encode.js';
@@ -51,7 +53,7 @@ export function geometry(k: Omit<ConvKernel, 'scratch'>): Geometry {
   return { N: k.N, C: k.O, O: k.C, H: k.Ho, W: k.Wo, Ho: k.H, Wo: k.W, pt: 2 - pt, pl: 2 - pl, src: k.y, dst: k.x, w: k.w, grad: true };
 }
 
-/** Whether a forward or input-gradient kernel runs as Winograd F(2×2, 3×3) (see the header). */
+/** Whether a convolution kernel runs as Winograd: F(2×2, 3×3) a forward or input gradient, F(3×3, 2×2) a weight gradient (see the header). */
 export function winogradFits(k: Omit<ConvKernel, 'scratch'>): boolean {
   if (k.kH !== 3 || k.kW !== 3 || k.groups !== 1) return false;
   if (k.stride.some((s) => s !== 1) || k.dilation.some((d) => d !== 1)) return false;
