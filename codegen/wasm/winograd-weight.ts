@@ -130,7 +130,7 @@ function dyTransform(f: Body, g: Geometry, p: Plan): (yb: Local, slot: Local) =>
 /**
  * part[p][o][c] += Σ_(block's tiles) D[p][o][t] · V[p][c][t] (rows of the block's T tiles), per position by register tiles of 4
  * output × 2 input channels whose 8 vector accumulators run along the block's tiles (6 loads for 8
- * multiply-adds), then are added into the partial sums.
+ * multiply-adds), loaded from the partial sums and stored back.
  */
 function productsAdder(f: Body, g: Geometry, p: Plan): (slot: Local, part: Local) => void {
   const [pc, ob, cb, tc, dB, vB, dP, vP, pP, dO, vO] = Array.from({ length: 11 }, () => f.local('i32'));
@@ -146,7 +146,8 @@ function productsAdder(f: Body, g: Geometry, p: Plan): (slot: Local, part: Local
       f.repeat(ob, g.O / 4, () => {
         f.get(vB).set(vO);
         f.repeat(cb, g.C / 2, () => {
-          for (const x of acc) f.f32x4Const(0).set(x);
+          // the accumulators start from the partial sums of output channels o..o+3 × input channels c, c+1 (rows of C vectors)
+          for (let r = 0; r < 4; r++) for (let k = 0; k < 2; k++) f.get(pP).v128Load(16 * (r * g.C + k)).set(acc[2 * r + k]!);
           f.get(dO).set(dP).get(vO).set(vP);
           f.repeat(tc, p.T / 4, () => {
             for (let r = 0; r < 4; r++) f.get(dP).v128Load(r * row).set(dv[r]!);
@@ -156,12 +157,7 @@ function productsAdder(f: Body, g: Geometry, p: Plan): (slot: Local, part: Local
             }
             f.bump(dP, 16).bump(vP, 16);
           });
-          // the partial sums of output channels o..o+3 × input channels c, c+1 (rows of C vectors)
-          for (let r = 0; r < 4; r++)
-            for (let k = 0; k < 2; k++) {
-              const at = 16 * (r * g.C + k);
-              f.get(pP).get(pP).v128Load(at).get(acc[2 * r + k]!).f32x4('add').v128Store(at);
-            }
+          for (let r = 0; r < 4; r++) for (let k = 0; k < 2; k++) f.get(pP).get(acc[2 * r + k]!).v128Store(16 * (r * g.C + k));
           f.bump(vO, 2 * row).bump(pP, 32);
         });
         f.bump(dO, 4 * row).bump(pP, 16 * (4 * g.C - g.C));
