@@ -37,7 +37,7 @@ import { encodeModule, RELAXED_PROBE } from './wasm/encode.js';
 import { Body } from './wasm/encode.js';
 import { DEFAULT_TILE, matmulBody, packBody, packFloats, packsA, packsB } from './wasm/matmul.js';
 import { CHUNKS, convBody, convScratch, convSplit, convSumBody, gradInPanels } from './wasm/conv.js';
-import { winogradBody, winogradFits, winogradScratch, winogradWhat } from './wasm/winograd.js';
+import { winogradBody, winogradFits, winogradScratch, winogradWeightsBody, winogradWhat } from './wasm/winograd.js';
 import { winogradSumBody, winogradWeightGradBody } from './wasm/winograd-weight.js';
 import { softmaxBody } from './wasm/softmax.js';
 import type { Split } from './wasm/threads.js';
@@ -317,8 +317,11 @@ class StaticModule {
       // 3×3 stride-1 convolutions as Winograd (codegen/wasm/winograd.ts, winograd-weight.ts), split the same way
       const wino = winogradFits(kernel);
       const body = !wino ? convBody : kernel.op === 'conv_weight_grad' ? winogradWeightGradBody : winogradBody;
+      // the forwards' transformed weights first, once (unsplit: the threads of the split kernel all read them)
+      const weights = wino && kernel.op !== 'conv_weight_grad';
+      if (weights) this.kernels.push({ name: `${name}_u`, body: winogradWeightsBody(kernel), what: `the Winograd transform of ${name}'s weights (G w Gᵀ), read by ${name}` });
       this.kernels.push(split ? { name, body: body(kernel, { ranged: true }), d, split } : { name, body: body(kernel), d });
-      if (kernel.op !== 'conv_weight_grad') return call(name);
+      if (kernel.op !== 'conv_weight_grad') return weights ? [...call(`${name}_u`), ...call(name)] : call(name);
       // the weight gradient's partial sums of the chunks, added in order into dw
       this.kernels.push({ name: `${name}_sum`, body: (wino ? winogradSumBody : convSumBody)(kernel), d, what: `the ${CHUNKS} chunks' partial sums of ${name}, added in order${wino ? ', and the Winograd output transform' : ''}` });
       return [...call(name), ...call(`${name}_sum`)];

@@ -1,8 +1,10 @@
 // The wasm module's Winograd convolutions (codegen/wasm/winograd.ts, winograd-weight.ts): the forwards,
 // input gradients (F(2×2, 3×3)) and weight gradients (F(3×3, 2×2)) of eligible 3×3 stride-1 convolutions (pad 1, pad 0, uneven paddings, 1 and 3
-// images, C ≠ O, register tiles of 4 tiles, 8 of a tile row and 8 of two, a block of tile rows less than the image) against
+// images, C ≠ O, register tiles of 4 tiles, 8 of a tile row and 8 of two, a block of tile rows less than the image,
+// 9 images in chunks of 2, a width of 72, 3 vectors of tiles a tile row, pad 2) against
 // the float64 interpreter; that they take the Winograd path and that ineligible ones (stride 2, a
 // dx whose width is no multiple of 8) do not; and a 2-thread instance splitting them bit for bit.
+// Many channels fall back to the direct kernels (the scratch stays the direct kernels' size).
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -38,6 +40,14 @@ const CONVS: [string, number[], number[], string, [boolean, boolean]][] = [
   ['f', [1, 72, 8, 8], [8, 72, 3, 3], '{ padding: 1 }', [true, true]],
   // 3 tile rows of one vector of tiles: register tiles of 4 tiles (8×8 outputs above pair two tile rows)
   ['h', [2, 8, 6, 8], [8, 8, 3, 3], '{ padding: 1 }', [true, true]],
+  // 9 images: chunks of 2, the last of 1
+  ['i', [9, 8, 4, 8], [8, 8, 3, 3], '{ padding: 1 }', [true, true]],
+  // width 72: the input copy's loop over vectors; 9 vectors of 4 tiles a tile row
+  ['j', [1, 8, 2, 72], [8, 8, 3, 3], '{ padding: 1 }', [true, true]],
+  // output width 24: 3 vectors of 4 tiles a tile row
+  ['k', [1, 8, 4, 24], [8, 8, 3, 3], '{ padding: 1 }', [true, true]],
+  // pad 2: the forward's output 8×16; dx 6×14 (direct)
+  ['l', [1, 8, 6, 14], [8, 8, 3, 3], '{ padding: 2 }', [true, false]],
   // stride 2: ineligible
   ['g', [2, 8, 8, 8], [8, 8, 3, 3], '{ padding: 1, stride: 2 }', [false, false]],
 ];
@@ -97,5 +107,30 @@ describe('Winograd F(2×2, 3×3) convolutions of the wasm module', () => {
     } finally {
       await t.destroy();
     }
+  });
+});
+
+describe('Winograd convolutions with many channels', () => {
+  it('fall back to the direct kernels where their scratch would outgrow it (the module builds as without Winograd)', () => {
+    // two 1024 → 1024 convolutions of 8 images 8×8: Winograd's transformed weights and partial sums took 6.1 GB
+    const file = modelFile(`import { model } from 'graphc';
+export default model('big', (g) => {
+  const x = g.param('x', [8, 1024, 8, 8]);
+  const w1 = g.param('w1', [1024, 1024, 3, 3]);
+  const w2 = g.param('w2', [1024, 1024, 3, 3]);
+  const y = g.conv2d(g.conv2d(x, w1, { padding: 1 }).relu(), w2, { padding: 1 });
+  return { loss: y.sum() };
+});
+`);
+    const { fwd, bwd, plan } = compileGraphs(file);
+    const src = emitWasm({ name: 'big', plan, source: 'model.ts', fwd, bwd, sourceLine: () => undefined }, false);
+    const kernels = new Map([...src.matchAll(/^\/\/ {3}(conv\w*): (.*)$/gm)].map((m) => [m[1]!, m[2]!] as const));
+    // the forwards' U (16 MB) and the weight gradients' partial sums (8 × 256 MB) outgrow the direct kernels' scratch: direct
+    for (const name of ['conv_t1', 'conv_y', 'conv_weight_grad_dw1', 'conv_weight_grad_dw2']) expect(kernels.get(name), name).not.toMatch(/Winograd/);
+    // the direct input gradients' flipped weights a chunk (8 × 38 MB) outgrow Winograd's one U: Winograd
+    for (const name of ['conv_input_grad_dx', 'conv_input_grad_dt2']) expect(kernels.get(name), name).toMatch(/Winograd F\(2×2,3×3\)/);
+    // (main, the direct kernels only: 50,241 pages, 3.3 GB)
+    const pages = Number(/new WebAssembly\.Memory\(\{ initial: (\d+)/.exec(src)![1]);
+    expect(pages * 65536).toBeLessThan(3.3e9);
   });
 });

@@ -6,7 +6,8 @@
 //   y = Aᵀ [ Σ_c (G w[o, c] Gᵀ) ⊙ (Bᵀ d[c] B) ] A,     d[c] the tile's 4×4 input window,
 //
 // 16 multiplies per input channel for 36 of the direct convolution (2.25× fewer). Per call the
-// weights are transformed once, U[o/4][p][o%4][c] (p the 16 positions of the transform); per image
+// weights are transformed once, U[o/4][p][o%4][c] (p the 16 positions of the transform), by an
+// unsplit kernel of their own (`winogradWeightsBody`) into one copy every thread reads; per image
 // its input is copied into a padded buffer (its borders never written: they stay the zeros the
 // scratch starts with), then block by block of tile rows (V_FLOATS): their transformed input V,
 // laid out per register tile's tiles (V[pair][p][c][8 tiles]: one tile's loads contiguous, never
@@ -18,14 +19,16 @@
 // Eligibility (`winogradFits`): 3×3, stride 1, dilation 1, groups 1, C and O multiples of 4 and
 // at least 8, outputs of even height and a width a multiple of 8 (whole tiles, whole vectors of
 // 4 tiles); an input gradient's paddings at most 2. Threads split the images in whole chunks as
-// the direct kernels do (conv.ts `convSplit`): each chunk has its own scratch, and the range's
-// first chunk's holds its transformed weights. The weight gradient (F(3×3, 2×2), the same
-// eligibility) is ./winograd-weight.ts, on this file's input copy and transform.
+// the direct kernels do (conv.ts `convSplit`): each chunk has its own slot of scratch (a range
+// uses its first chunk's), after the one U. Where the Winograd scratch would outgrow the direct
+// kernel's by more than WINOGRAD_EXTRA_BYTES (many channels) the direct kernel runs. The weight
+// gradient (F(3×3, 2×2), the same eligibility) is ./winograd-weight.ts, on this file's input copy
+// and transform.
 
 import type { Local } from './encode.js';
 import { Body } from './encode.js';
 import type { ConvKernel } from './conv.js';
-import { chunksOf } from './conv.js';
+import { chunksOf, convScratch } from './conv.js';
 
 /** The convolution the kernel computes: C input channels of H×W, O output channels of Ho×Wo, the top and left padding, byte addresses. */
 export interface Geometry {
@@ -61,7 +64,8 @@ export function winogradFits(k: Omit<ConvKernel, 'scratch'>): boolean {
   if (k.op === 'conv_input_grad' && k.padding.some((p) => p < 0 || p > 2)) return false;
   if (k.padding.some((p) => p < 0)) return false;
   const g = geometry(k);
-  return g.Ho >= 2 && g.Ho % 2 === 0 && g.Wo % 8 === 0 && g.Ho + 2 >= g.H + g.pt && g.Wo + 2 >= g.W + g.pl;
+  if (!(g.Ho >= 2 && g.Ho % 2 === 0 && g.Wo % 8 === 0 && g.Ho + 2 >= g.H + g.pt && g.Wo + 2 >= g.W + g.pl)) return false;
+  return 4 * winogradScratch(k) <= 4 * convScratch(k) + WINOGRAD_EXTRA_BYTES;
 }
 
 /**
@@ -90,18 +94,31 @@ export function plan(g: Geometry, weightGrad = false) {
   const Hp = g.Ho + 2;
   const Wp = g.Wo + 2;
   const at4 = (n: number) => 4 * Math.ceil(n / 4);
-  // the slot: U (the forwards') or D (the weight gradient's transformed dy), the padded input, V, M (the forwards') or the partial sums ([16][O][C] vectors)
-  const uF = at4(weightGrad ? 16 * g.O * T : 16 * g.O * g.C);
+  // ahead of the slots, the forwards' U (one copy: written by its own unsplit kernel before the split one reads it)
+  const shared = weightGrad ? 0 : at4(16 * g.O * g.C);
+  // the slot: D (the weight gradient's transformed dy; none for the forwards), the padded input, V, M (the forwards') or the partial sums ([16][O][C] vectors)
+  const uF = weightGrad ? at4(16 * g.O * T) : 0;
   const xpF = at4(g.C * Hp * Wp);
   const vF = 16 * g.C * T;
   const mF = weightGrad ? 64 * g.O * g.C : 16 * 4 * Gt * 4;
-  return { th, tw, Gt, Rt, T, stack, subX, subY, pairs, Hp, Wp, u: 0, xp: 4 * uF, v: 4 * (uF + xpF), m: 4 * (uF + xpF + vF), slotFloats: uF + xpF + vF + mF };
+  return { th, tw, Gt, Rt, T, stack, subX, subY, pairs, Hp, Wp, shared, u: 0, xp: 4 * uF, v: 4 * (uF + xpF), m: 4 * (uF + xpF + vF), slotFloats: uF + xpF + vF + mF };
 }
 
-/** Floats of scratch: a slot per chunk (its transformed weights, padded input, V and products). */
+/** Floats of scratch: the forwards' transformed weights, then a slot per chunk (its padded input, V and products; the weight gradient's D and partial sums). */
 export function winogradScratch(k: Omit<ConvKernel, 'scratch'>): number {
-  return chunksOf(k.N).chunks * plan(geometry(k), k.op === 'conv_weight_grad').slotFloats;
+  const p = plan(geometry(k), k.op === 'conv_weight_grad');
+  return p.shared + chunksOf(k.N).chunks * p.slotFloats;
 }
+
+/**
+ * Bytes of scratch a Winograd kernel may take beyond the direct kernel's (./conv.ts `convScratch`).
+ * Its U (16·O·C floats, the direct kernel has none) and a weight gradient's partial sums (64·O·C
+ * floats a chunk, the direct kernel's 36·O·C) outgrow the direct kernel's scratch with the
+ * channels: beyond this margin the direct kernel runs instead, so a model's memory stays within
+ * 4 MiB a convolution of the direct kernels' (a model that fits wasm's 4 GiB without Winograd
+ * still fits with it, up to that margin). The ResNet's 16 to 64 channels stay well inside it.
+ */
+export const WINOGRAD_EXTRA_BYTES = 4 << 20;
 
 /** The kernel list's description: the direct convolution's product shape (so bench/kernel-peak.mjs counts its flops), and that it runs as Winograd. */
 export function winogradWhat(k: Omit<ConvKernel, 'scratch'>): string {
@@ -121,13 +138,13 @@ export function winogradBody(k: ConvKernel, opts: { ranged?: boolean } = {}): Bo
   const { per } = chunksOf(g.N);
   const [n, slot, xp, xb, yb, blk] = Array.from({ length: 6 }, () => f.local('i32'));
   const range = opts.ranged ? { start: f.param(0), end: f.param(1) } : undefined;
-  // the scratch of the range's first chunk
-  if (range) f.get(range.start).i32(per).i32DivU().i32(4 * p.slotFloats).i32Mul().i32(k.scratch).i32Add().set(slot);
-  else f.assign(slot, k.scratch);
-  transformWeights(f, g, slot);
+  // the scratch of the range's first chunk (U, ahead of the slots, written by winogradWeightsBody)
+  const first = k.scratch + 4 * p.shared;
+  if (range) f.get(range.start).i32(per).i32DivU().i32(4 * p.slotFloats).i32Mul().i32(first).i32Add().set(slot);
+  else f.assign(slot, first);
   const copy = inputCopier(f, g, p);
   const input = inputTransform(f, g, p);
-  const products = productsWriter(f, g, p);
+  const products = productsWriter(f, g, p, k.scratch);
   const image = () => {
     f.get(slot).i32(p.xp).i32Add().set(xp);
     copy(n, xp);
@@ -145,6 +162,15 @@ export function winogradBody(k: ConvKernel, opts: { ranged?: boolean } = {}): Bo
     image();
     f.bump(n, 1);
   });
+  return f;
+}
+
+/** The forward's or input gradient's U into the scratch ahead of the slots: an unsplit kernel run right before the split one (every thread reads the one copy). */
+export function winogradWeightsBody(k: ConvKernel): Body {
+  const f = new Body(0);
+  const at = f.local('i32');
+  f.assign(at, k.scratch);
+  transformWeights(f, geometry(k), at);
   return f;
 }
 
@@ -288,7 +314,7 @@ export function inputTransform(f: Body, g: Geometry, p: Plan, tilesInRows = fals
  * accumulators along the channels) into the slot's M, then their output transform
  * Aᵀ M A (Aᵀ = [1 1 1 0; 0 1 −1 −1]) stored into y, each output row's two columns interleaved.
  */
-function productsWriter(f: Body, g: Geometry, p: Plan): (yb: Local, slot: Local) => void {
+function productsWriter(f: Body, g: Geometry, p: Plan, u: number): (yb: Local, slot: Local) => void {
   const { Gt } = p;
   const S = g.Ho * g.Wo;
   const [rc, gc, oc, pc, cc, yT, tP, aO, yO, aP, bP, mP, mB] = Array.from({ length: 13 }, () => f.local('i32'));
@@ -348,7 +374,7 @@ function productsWriter(f: Body, g: Geometry, p: Plan): (yb: Local, slot: Local)
     const step = p.stack === 2 ? 0 : 32 * Gt;
     f.repeat(rc, p.Rt / p.stack, () => {
       f.repeat(gc, p.pairs, () => {
-        f.get(slot).i32(p.u).i32Add().set(aO);
+        f.assign(aO, u);
         f.get(yT).set(yO);
         f.repeat(oc, g.O / 4, () => {
           gemm();
