@@ -30,12 +30,13 @@ import type { Local } from './encode.js';
 import { Body } from './encode.js';
 import { f32x4Exp } from './steps.js';
 import { softmaxColumns } from './softmax-columns.js';
+import { softmaxRows } from './softmax.js';
 import type { Split } from './threads.js';
 import type { I32, IndexKernel, Lines } from './index-lines.js';
-import { argBest, around, bumpBy, copyFloats, cumsum, eachLineBy4, f64Log, forRange, hoisted, minus, numel, op, product, push, rangeOf, repeatN, rows, SIMD_OP, softmaxLines, text, times, work } from './index-lines.js';
+import { argBest, around, bumpBy, copyFloats, cumsum, eachLineBy4, f64Log, forRange, hoisted, minus, numel, op, product, push, rangeOf, repeatN, rows, SIMD_OP, text, times, work } from './index-lines.js';
 
 export type { I32, IndexKernel, Lines } from './index-lines.js';
-export { argBest, cumsum, softmaxLines } from './index-lines.js';
+export { argBest, cumsum } from './index-lines.js';
 
 /** The ops this file has kernels for. */
 const OPS = new Set(['gather', 'scatter_add', 'pick', 'xent', 'argmax', 'argmin', 'argmax_mask', 'cumsum', 'softmax', 'log_softmax', 'max_pool_pick']);
@@ -73,7 +74,7 @@ export function indexKernel(r: Routine, at: (arg: string) => number | undefined)
       const inner = numel(x.slice(axis + 1));
       // along an axis with elements after it: four adjacent lines at a time (softmax-columns.ts)
       if (inner > 1) return softmaxColumns(numel(x.slice(0, axis)), x[axis]!, inner, r.op === 'log_softmax', a!, b!, true);
-      return softmaxLines(around(x, axis), r.op === 'log_softmax', a!, b!);
+      return softmaxRows(numel(x.slice(0, axis)), x[axis]!, r.op === 'log_softmax', a!, b!, true);
     }
     case 'argmax_mask': {
       const lines = maskLines(dims(r.inputs[0]!), r.attrs.axes);

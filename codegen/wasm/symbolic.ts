@@ -3,9 +3,9 @@
 // its arena in one growable WebAssembly.Memory. Its elementwise, reduction and layout groups (and
 // a convolution's epilogue) are kernels of the kernel form encoded once, at build time, whose
 // symbolic sizes, strides and addresses are read from a parameter block (codegen/wasm/symbolic-forms.ts);
-// so are its index routines and its softmaxes over rows (where their sizes allow: symbolic-forms.ts),
-// and the optimizer's update (codegen/wasm/symbolic-train.ts). Its matmul, convolution and pooling
-// groups (and a softmax the forms do not take) are wasm SIMD kernels encoded at run time: the first call that brings a
+// so are its index routines and its softmaxes (where their sizes allow: symbolic-forms.ts), and
+// the optimizer's update (codegen/wasm/symbolic-train.ts). Its matmul, convolution and pooling
+// groups are wasm SIMD kernels encoded at run time: the first call that brings a
 // set of sizes lays the memory out for them (growing it when they need more), writes the
 // parameter block, encodes those kernels for its sizes and addresses with the kernel generators
 // of codegen/wasm/*.ts, embedded in the module, and instantiates them; a later call with the same
@@ -41,7 +41,7 @@ import type { Backend, UnitEmitter } from '../ts.js';
 import { emitTs } from '../ts.js';
 import { isForwardOnly } from '../../ir/autodiff.js';
 import type { Decision } from './decide.js';
-import { decideConv, decideMatmul, decidePool, decideSoftmax, isConv } from './decide.js';
+import { decideConv, decideMatmul, decidePool, isConv } from './decide.js';
 import { CHUNKS, convScratch } from './conv.js';
 import { isPool } from './pool.js';
 import { PADDING, PAGE, addresses } from './layout.js';
@@ -57,8 +57,8 @@ import { symTrain } from './symbolic-train.js';
  * stripped: each imports only from these, but for steps.ts's unaryOnStack, replayed by
  * unaryOnStackDecl), and what it calls of them.
  */
-export const SOURCES = ['encode', 'steps', 'matmul', 'softmax', 'conv', 'pool'] as const;
-const GENERATORS = ['encodeModule', 'matmulBody', 'softmaxBody', 'convBody', 'convSumBody', 'poolBody'] as const;
+export const SOURCES = ['encode', 'steps', 'matmul', 'conv', 'pool'] as const;
+const GENERATORS = ['encodeModule', 'matmulBody', 'convBody', 'convSumBody', 'poolBody'] as const;
 
 type Dims = Readonly<Record<string, number>>;
 
@@ -70,7 +70,7 @@ interface SymKernel {
    * The generator and its argument; `sum`: a second function, `${name}_sum`, that adds the chunks'
    * partial sums (a weight gradient's, by convSumBody).
    */
-  readonly gen: 'matmulBody' | 'softmaxBody' | 'convBody' | 'poolBody';
+  readonly gen: 'matmulBody' | 'convBody' | 'poolBody';
   readonly arg: object;
   readonly sum?: boolean;
 }
@@ -224,20 +224,12 @@ function probe(m: ModuleInfo, units: readonly Unit[], L: SymLayout, dims: Dims, 
       if (d) kernels.set(u, [{ name: `${d.kernel.op}_${nameOf(u)}`, d, gen: 'poolBody', arg: d.kernel }]);
       continue;
     }
-    const d =
-      op === 'matmul'
-        ? decideMatmul(m, b, address)
-        : decideSoftmax(m, b, address);
+    const d = op === 'matmul' ? decideMatmul(m, b, address) : undefined;
     if (!d) continue;
     const name = `${d.kind}_${nameOf(u)}`;
-    if (d.kind === 'matmul') {
-      const mm = u.insts[0]!;
-      const c = d.productStored ? address(u.graph, mm.result) : d.fusedEpilogue ? undefined : polyEval(L.productAt, dims);
-      kernels.set(u, [{ name, d, gen: 'matmulBody', arg: { ...d.kernel, name, c, pack: d.kernel.transB ? polyEval(L.packAt, dims) : undefined } }]);
-    } else {
-      const gen = ({ softmax: 'softmaxBody', conv: 'convBody', pool: 'poolBody' } as const)[d.kind as 'softmax' | 'conv' | 'pool'];
-      kernels.set(u, [{ name, d, gen, arg: d.kernel }]);
-    }
+    const mm = u.insts[0]!;
+    const c = d.productStored ? address(u.graph, mm.result) : d.fusedEpilogue ? undefined : polyEval(L.productAt, dims);
+    kernels.set(u, [{ name, d, gen: 'matmulBody', arg: { ...d.kernel, name, c, pack: d.kernel.transB ? polyEval(L.packAt, dims) : undefined } }]);
   }
   return kernels;
 }
@@ -370,7 +362,7 @@ function generatorsDecl(typed: boolean, used: ReadonlySet<string>): string[] {
   if (!used.size) return [];
   // (each generator with the files it imports: a convolution's matmuls are the matmul kernel's, whose epilogues are steps)
   const matmul = used.has('matmulBody') || used.has('convBody');
-  const has = (f: string) => f === 'encode' || (f === 'steps' ? matmul || used.has('softmaxBody') : f === 'matmul' ? matmul : used.has(`${f}Body`));
+  const has = (f: string) => f === 'encode' || (f === 'steps' || f === 'matmul' ? matmul : used.has(`${f}Body`));
   const sources = SOURCES.filter(has);
   const generators = GENERATORS.filter((n) => n === 'encodeModule' || used.has(n === 'convSumBody' ? 'convBody' : n));
   const body = sources
@@ -565,7 +557,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   ];
 
   const backend: Backend = {
-    what: `The flat module with its elementwise, reduction and layout groups as WebAssembly SIMD kernels of the kernel form built by graphc (their sizes read at run time), and its matmuls, row softmaxes, convolutions and poolings as kernels encoded at run time for the sizes of ${syms.join(', ')} (the kernel generators are embedded below): no imports, no tape.`,
+    what: `The flat module with its elementwise, reduction and layout groups as WebAssembly SIMD kernels of the kernel form built by graphc (their sizes read at run time), and its matmuls, convolutions and poolings as kernels encoded at run time for the sizes of ${syms.join(', ')} (the kernel generators are embedded below): no imports, no tape.`,
     entries: needsProduct ? ['_product: product, // matmul products read by an epilogue loop'] : [],
     ...(train?.fn ? { train: train.backend } : {}),
     buffersDecl: () => {
