@@ -18,17 +18,8 @@ import type { I32, IndexKernel } from './index-lines.js';
 import { bumpBy, f64Log, op, push, repeatN, rows, text, times, work } from './index-lines.js';
 import { SOFTMAX_COST } from './threads.js';
 
-/** The static module's softmax decision (codegen/wasm/decide.ts): all numbers. */
+/** M rows of N floats from x into out (byte addresses): numbers, or run-time values (the symbolic module's). */
 export interface SoftmaxKernel {
-  readonly M: number;
-  readonly N: number;
-  /** Byte addresses of the input and of the output, both rows of N floats. */
-  readonly x: number;
-  readonly out: number;
-}
-
-/** A row kernel whose rows, length and addresses may be run-time values (a whole body only, not a ranged one). */
-export interface RtSoftmaxKernel {
   readonly M: I32;
   readonly N: I32;
   readonly x: I32;
@@ -54,11 +45,11 @@ export function softmaxRows(M: I32, N: I32, log: boolean, x: I32, out: I32, thre
   return { body, split, what: `${log ? 'log_softmax' : 'softmax'} of ${text(M)} rows of ${text(N)}, four columns at a time` };
 }
 
-/** With `ranged`, a function of two arguments that computes the rows [start, end): threads' row blocks. */
-export function softmaxBody(k: SoftmaxKernel | RtSoftmaxKernel, opts: { ranged?: boolean } = {}): Body {
+/** With `ranged` (all sizes numbers), a function of two arguments that computes the rows [start, end): threads' row blocks. */
+export function softmaxBody(k: SoftmaxKernel, opts: { ranged?: boolean } = {}): Body {
   const f = new Body(opts.ranged ? 2 : 0);
   const { M, N } = k;
-  const log = 'log' in k && k.log === true;
+  const log = k.log === true;
   if (M === 0 || N === 0) return f;
   const [rows, vecs, rowX, rowO, px, po] = [f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32')];
   const [max, sum, v] = [f.local('v128'), f.local('v128'), f.local('v128')];
