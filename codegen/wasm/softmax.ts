@@ -84,14 +84,14 @@ export function softmaxBody(k: SoftmaxKernel, opts: { ranged?: boolean } = {}): 
   const pass = (body: (lanes: Lanes) => void, flushed = false) => {
     f.get(rowX).set(px).get(rowO).set(po);
     const vectors = (count: I32) =>
-      repeatN(f, vecs, count, () => {
+      repeat(f, vecs, count, () => {
         body(4);
         f.bump(px, 16).bump(po, 16);
       });
     const byBlocks = flushed && blocked !== false;
     if (byBlocks) {
       f.f32x4Const(0).set(lo!).f32x4Const(0).set(hi!);
-      repeatN(f, nb!, blocks, () => {
+      repeat(f, nb!, blocks, () => {
         vectors(SOFTMAX_BLOCK);
         flush();
       });
@@ -118,7 +118,7 @@ export function softmaxBody(k: SoftmaxKernel, opts: { ranged?: boolean } = {}): 
       push(f, k.x).set(rowX);
       push(f, k.out).set(rowO);
       // (a run-time number of rows counted down, none for 0)
-      return repeatN(f, rows, M, each);
+      return repeat(f, rows, M, each);
     }
     if (typeof M !== 'number' || typeof N !== 'number' || typeof k.x !== 'number' || typeof k.out !== 'number') throw new Error('internal: a ranged softmax body with run-time sizes');
     const [start, end] = [f.param(0), f.param(1)];
@@ -195,6 +195,22 @@ export function softmaxBody(k: SoftmaxKernel, opts: { ranged?: boolean } = {}): 
     });
   });
   return f;
+}
+
+/**
+ * body() `count` times (counting j down): a number as Body.repeat; a run-time count, which may be
+ * 0, as a loop tested at its end (one branch a pass) entered where the count is not 0.
+ */
+function repeat(f: Body, j: Local, count: I32, body: () => void): void {
+  if (typeof count === 'number') return repeatN(f, j, count, body);
+  f.when(
+    () => push(f, count).tee(j),
+    () => {
+      f.raw(0x03, 0x40); // loop
+      body();
+      f.get(j).i32(1).i32Sub().tee(j).raw(0x0d, 0x00, 0x0b); // br_if 0 while j ≠ 0; end
+    },
+  );
 }
 
 /**
