@@ -15,6 +15,7 @@ import type { Graph } from '../ir/graph.js';
 import type { Inst, ValueId } from '../ir/types.js';
 import * as E from './expr.js';
 import type { Expr } from './expr.js';
+import { convOperands } from '../ir/conv.js';
 
 /** What these kernels need of the GPU target's kernel writer. */
 export interface PositionWriter {
@@ -127,7 +128,7 @@ function convGeometry(g: Graph, inst: ConvInst) {
   const [dh, dw] = a.dilation as [number, number];
   const [pt, pl] = a.padding as [number, number];
   const [a0, a1] = inst.args as [ValueId, ValueId];
-  const [xs, ws, ys] = inst.op === 'conv' ? [t(a0), t(a1), t(inst.result)] : inst.op === 'conv_input_grad' ? [t(inst.result), t(a1), t(a0)] : [t(a0), t(inst.result), t(a1)];
+  const { x: xs, w: ws, y: ys } = convOperands(inst.op, inst.args.map(t), t(inst.result));
   const [N, , H, W] = xs as [Dim, number, number, number];
   const [O, Cg, kH, kW] = ws as [number, number, number, number];
   const [, , Ho, Wo] = ys as [Dim, number, number, number];

@@ -44,6 +44,16 @@ export interface PoolGradAttrs extends PoolAttrs {
   size: number[];
 }
 
+/**
+ * A convolution op's x [N, C, H, W], w [O, Cg, kH, kW] and y [N, O, Ho, Wo]: which of its two
+ * arguments and its result holds each (conv: x, w → y; conv_input_grad: dy, w → dx;
+ * conv_weight_grad: x, dy → dw).
+ */
+export function convOperands<T>(op: string, [a0, a1]: readonly T[], result: T): { x: T; w: T; y: T } {
+  if (op === 'conv') return { x: a0!, w: a1!, y: result };
+  return op === 'conv_input_grad' ? { x: result, w: a1!, y: a0! } : { x: a0!, w: result, y: a1! };
+}
+
 export const CONV_SCHEMA = { stride: 'ints', padding: 'ints', dilation: 'ints', groups: 'int' } as const;
 export const POOL_SCHEMA = { kernel: 'ints', stride: 'ints', padding: 'ints' } as const;
 

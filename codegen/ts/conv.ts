@@ -18,6 +18,7 @@
 
 import type { InstOf, ValueId } from '../../ir/types.js';
 import type { ConvAttrs, PoolAttrs } from '../../ir/conv.js';
+import { convOperands } from '../../ir/conv.js';
 import { sizeText } from '../../ir/dims.js';
 import type { Ctx } from './snippets.js';
 
@@ -25,9 +26,8 @@ type ConvOp = 'conv' | 'conv_input_grad' | 'conv_weight_grad';
 
 /** The sizes of a convolution: x [N, C, H, W], w [O, Cg, kH, kW], y [N, O, Ho, Wo]. */
 function convDims(c: Ctx, inst: InstOf<ConvOp>) {
-  const [a0, a1] = inst.args as [ValueId, ValueId];
   const t = (v: ValueId) => c.g.type(v).shape;
-  const [x, w, y] = inst.op === 'conv' ? [t(a0), t(a1), t(inst.result)] : inst.op === 'conv_input_grad' ? [t(inst.result), t(a1), t(a0)] : [t(a0), t(inst.result), t(a1)];
+  const { x, w, y } = convOperands(inst.op, inst.args.map(t), t(inst.result));
   const [N, C, H, W] = x as [string | number, number, number, number];
   const [O, Cg, kH, kW] = w as [number, number, number, number];
   const [, , Ho, Wo] = y as [unknown, number, number, number];
@@ -95,9 +95,8 @@ export function convLoops(c: Ctx, inst: InstOf<ConvOp>, epilogue?: ConvEpilogue)
   const [dh, dw] = a.dilation as [number, number];
   const [pt, pl] = a.padding as [number, number];
   const Og = O / a.groups;
-  const [a0, a1] = inst.args as [ValueId, ValueId];
   const out = c.arr(inst.result);
-  const names = inst.op === 'conv' ? { x: c.arr(a0), w: c.arr(a1), y: out } : inst.op === 'conv_input_grad' ? { x: out, w: c.arr(a1), y: c.arr(a0) } : { x: c.arr(a0), w: out, y: c.arr(a1) };
+  const names = convOperands(inst.op, inst.args.map((v) => c.arr(v)), out);
   const chan = a.groups === 1 ? 'k' : `${Og === 1 ? 'm' : `Math.floor(m / ${Og})`} * ${Cg} + k`;
   const row = lin(-pt, sh, 'i');
   const xRow = `_xb + ${/[+-]/.test(row) ? `(${row})` : row} * ${W}`; // the start of input row i·sh − pt (+ p·dh, in _xb)

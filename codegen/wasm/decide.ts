@@ -16,6 +16,7 @@ import type { PoolKernel } from './pool.js';
 import { isPool, poolKernel } from './pool.js';
 import type { Operand, Step, StepOp } from './steps.js';
 import type { Address } from './layout.js';
+import { convOperands } from '../../ir/conv.js';
 
 
 /** How a matmul group is run. */
@@ -95,8 +96,7 @@ export const isConv = (op: string): op is ConvKernel['op'] => op === 'conv' || o
 export function decideConv(m: ModuleInfo, u: Unit, address: Address): ConvDecision | undefined {
   const g = u.graph;
   const inst = u.insts[0] as InstOf<ConvKernel['op']>;
-  const [a0, a1] = inst.args as [ValueId, ValueId];
-  const [xv, wv, yv] = inst.op === 'conv' ? [a0, a1, inst.result] : inst.op === 'conv_input_grad' ? [inst.result, a1, a0] : [a0, inst.result, a1];
+  const { x: xv, w: wv, y: yv } = convOperands(inst.op, inst.args, inst.result);
   const [x, w, y] = [address(g, xv), address(g, wv), address(g, yv)];
   if (x === undefined || w === undefined || y === undefined) return undefined;
   const [N, C, H, W] = g.type(xv).shape as number[];

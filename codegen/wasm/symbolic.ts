@@ -51,6 +51,7 @@ import { encodeModule } from './encode.js';
 import type { Body } from './encode.js';
 import { unaryOnStackDecl } from './symbolic-replay.js';
 import { symTrain } from './symbolic-train.js';
+import { convOperands } from '../../ir/conv.js';
 
 /**
  * The kernel generators the module carries (codegen/wasm/*.ts, in dependency order, their imports
@@ -136,8 +137,7 @@ function convScratchBound(u: Unit): number | undefined {
   const inst = u.insts[0]!;
   if (!isConv(inst.op)) return undefined;
   const g = u.graph;
-  const [a0, a1] = inst.args as [ValueId, ValueId];
-  const [xv, wv, yv] = inst.op === 'conv' ? [a0, a1, inst.result] : inst.op === 'conv_input_grad' ? [inst.result, a1, a0] : [a0, inst.result, a1];
+  const { x: xv, w: wv, y: yv } = convOperands(inst.op, inst.args, inst.result);
   const [x, w, y] = [xv, wv, yv].map((v) => g.type(v).shape);
   if (![...x!.slice(1), ...w!, ...y!.slice(1)].every((d) => typeof d === 'number')) return undefined;
   const [, C, H, W] = x as number[];
