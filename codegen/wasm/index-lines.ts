@@ -243,11 +243,13 @@ export function eachLineBy4(f: Body, x: Lines, at: I32, one: (l: Local, base: Lo
 export const SIMD_OP = { f32x4Ne: 0x42, i32x4ExtractLane: 0x1b, f32x4ReplaceLane: 0x20 } as const;
 
 /**
- * mask = (v better than best, or v NaN) and best not NaN, lane by lane, of the v128 locals: the
- * lanes where the scalar loop would take v (a NaN best is kept: the first NaN ends a line).
+ * mask = (v better than best, or v NaN where a NaN wins) and best not NaN, lane by lane, of the
+ * v128 locals: the lanes where the scalar loop would take v (a NaN best is kept: the first NaN
+ * ends a line).
  */
-function betterMask(f: Body, which: 'argmax' | 'argmin', v: Local, best: Local): void {
+function betterMask(f: Body, which: 'argmax' | 'argmin', v: Local, best: Local, nanWins: boolean): void {
   f.get(v).get(best).f32x4(which === 'argmax' ? 'gt' : 'lt');
+  if (!nanWins) return;
   f.get(v).get(v).simd(SIMD_OP.f32x4Ne);
   f.v128Or();
   f.get(best).get(best).f32x4('eq');
@@ -259,10 +261,15 @@ function betterMask(f: Body, which: 'argmax' | 'argmin', v: Local, best: Local):
  * the last axis of 8 or more: four lanes of (best, index) over the elements 4t + k, the lanes
  * combined (a NaN lane wins over a number; between two NaNs or two equal values the lower index),
  * then the rest one by one; lines four columns apart (inner ≥ 4): four lines at once.
+ * With `mask` (argmax_mask over lines, codegen/wasm/index-kernels.ts's maskLines): each line's
+ * elements 0, and 1 at its first maximum as argmaxMask's `if (v > best)` from the first element (a
+ * NaN first element keeps it; a later NaN is skipped: in the lanes a NaN first vector's lane is
+ * −∞, and the first element is taken at the end where it is NaN); split by whole planes (inner
+ * lines), each thread zeroing its planes.
  */
-export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32): IndexKernel {
+export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32, mask = false): IndexKernel {
   const { lines, len, inner } = x;
-  const split = rows(lines, work(lines, len));
+  const split = !mask ? rows(lines, work(lines, len)) : typeof lines === 'number' && typeof inner === 'number' && lines > inner ? { extent: lines, align: inner, work: work(lines, len) } : undefined;
   const f = new Body(split ? 2 : 0);
   const [best, v] = [f.local('f32'), f.local('f32')];
   const [j, p, idx, i] = [f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32')];
@@ -274,7 +281,7 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
   };
   /** v into best, idx where the mask's lanes hold (vj: the lanes' indices). */
   const take = () => {
-    betterMask(f, which, vv, vb);
+    betterMask(f, which, vv, vb, !mask);
     f.set(vm);
     f.get(vv).get(vb).get(vm).v128Bitselect().set(vb);
     f.get(vj).get(vi).get(vm).v128Bitselect().set(vi);
@@ -292,10 +299,11 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
         f.get(p).f32Load(0).set(v);
         f.when(
           () => {
-            f.get(v).get(v);
-            op.f32Ne(f);
             f.get(v).get(best);
             better();
+            if (mask) return;
+            f.get(v).get(v);
+            op.f32Ne(f);
             op.i32Or(f);
           },
           () => f.get(v).set(best).get(j).set(idx),
@@ -330,6 +338,8 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
   const one = (l: Local, base: Local) => {
     if (vecs) {
       f.get(base).v128Load(0).set(vb);
+      // (a NaN first vector's lane as −∞ where a NaN is skipped)
+      if (mask) f.get(vb).f32x4Const(-Infinity).get(vb).get(vb).f32x4('eq').v128Bitselect().set(vb);
       f.i32x4Lanes([0, 1, 2, 3]).tee(vj).set(vi);
       f.get(base).i32(16).i32Add().set(p);
       f.repeat(j, vecs - 1, () => {
@@ -352,8 +362,14 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
       push(f.get(base), step).i32Add().set(p);
     }
     scalarRest();
-    push(f.get(l).i32(4).i32Mul(), yAt).i32Add().get(idx);
-    op.i32Store(f);
+    if (!mask) {
+      push(f.get(l).i32(4).i32Mul(), yAt).i32Add().get(idx);
+      return void op.i32Store(f);
+    }
+    // a NaN first element: the first
+    if (vecs) f.when(() => void op.f32Ne(f.get(base).f32Load(0).tee(v).get(v)), () => f.assign(idx, 0));
+    push(f.get(idx), step).i32Mul().get(base).i32Add();
+    minus(f, yAt, xAt).i32Add().f32Const(1).f32Store(0);
   };
   const four = (l: Local, base: Local) => {
     // lanes: four lines, the scalar loop's test lane by lane
@@ -366,10 +382,30 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
         f.get(p).v128Load(0).set(vv);
         take();
       });
-    push(f.get(l).i32(4).i32Mul(), yAt).i32Add().get(vi).v128Store(0);
+    if (!mask) return void push(f.get(l).i32(4).i32Mul(), yAt).i32Add().get(vi).v128Store(0);
+    for (let k = 0; k < 4; k++) {
+      push(f.get(vi).simd(SIMD_OP.i32x4ExtractLane).raw(k), step).i32Mul().get(base).i32Add();
+      minus(f, yAt, xAt).i32Add().f32Const(1).f32Store(4 * k);
+    }
   };
+  if (mask) {
+    // zeros: floats [lo·len, hi·len) of y (whole planes), four at a time, then one by one
+    const [lo, hi] = rangeOf(f, lines);
+    const [z, kz] = [f.local('i32'), f.local('i32')];
+    push(push(f.get(lo), times(len, 4)).i32Mul(), yAt).i32Add().set(z);
+    push(f.get(hi).get(lo).i32Sub(), len).i32Mul().set(kz);
+    f.loopUntil(
+      () => f.get(kz).i32(4).i32LtS(),
+      () => void f.get(z).f32x4Const(0).v128Store(0).bump(z, 16).bump(kz, -4),
+    );
+    f.loopUntil(
+      () => f.get(kz).i32Eqz(),
+      () => void f.get(z).f32Const(0).f32Store(0).bump(z, 4).bump(kz, -1),
+    );
+  }
   eachLineBy4(f, x, xAt, one, four);
   const how = vecs ? ', four lanes' : wide(inner) ? ', four columns at once' : '';
+  if (mask) return { body: f, split, what: `argmax_mask of ${text(lines)} lines of ${text(len)}${inner !== 1 ? `, ${text(inner)} apart` : ''} (the first maximum${how})` };
   return { body: f, split, what: `${which} of ${text(lines)} lines of ${text(len)} (the first; a NaN wins${how})` };
 }
 
