@@ -16,7 +16,7 @@ import { numelSize, size } from '../../ir/dims.js';
 import { CompileError } from '../../ir/errors.js';
 import type { Access, AluOp, EType, Kernel } from '../kernel/form.js';
 import { capabilities } from '../kernel/decompose.js';
-import { argsOf, epilogueNodes, offsetTerms } from '../kernel/form.js';
+import { argsOf, epilogueNodes, neededNodes, offsetTerms } from '../kernel/form.js';
 import { storedAfterReduction } from '../kernel/eval.js';
 import { isRare, rareOnly, rarePlan } from '../kernel/rare.js';
 
@@ -313,7 +313,7 @@ export function statements(k: Kernel, which: readonly boolean[], stores: readonl
  */
 function rareStatements(k: Kernel, pass: readonly number[], v: (i: number) => string, stmt: (i: number) => string): string[] {
   if (!k.nodes.some(isRare)) return pass.map(stmt);
-  const only = rareOnly(k.nodes, needed(k, k.stores.map((s) => s.node), true), new Set(k.stores.map((s) => s.node)));
+  const only = rareOnly(k.nodes, neededNodes(k, k.stores.map((s) => s.node), true), new Set(k.stores.map((s) => s.node)));
   return rarePlan(k.nodes, pass, only).flatMap((it) => {
     if (it.kind === 'node') return [stmt(it.node)];
     const arg = (w: number, j: number) => v(argsOf(k.nodes[w]!)[j]!);
@@ -325,18 +325,6 @@ function rareStatements(k: Kernel, pass: readonly number[], v: (i: number) => st
       '}',
     ];
   });
-}
-
-/** The nodes `roots` need, through their arguments (reductions included, not what they reduce, unless `all`). */
-function needed(k: Kernel, roots: readonly number[], all = false): boolean[] {
-  const need = k.nodes.map(() => false);
-  const visit = (i: number) => {
-    if (need[i]) return;
-    need[i] = true;
-    if (all || k.nodes[i]!.op !== 'reduce') argsOf(k.nodes[i]!).forEach(visit);
-  };
-  roots.forEach(visit);
-  return need;
 }
 
 /** The number of terms a block of a sum adds before it joins the total. */
@@ -360,8 +348,8 @@ export function renderKernel(k: Kernel, dtypeOf: (array: string) => 'f32' | 'i32
     const reduces = k.nodes.flatMap((nd, i) => (nd.op === 'reduce' ? [{ i, red: nd.red, x: nd.args[0] }] : []));
     const inLoop = k.stores.filter((s) => !storedAfterReduction(k, s.access.strides));
     const after = k.stores.filter((s) => storedAfterReduction(k, s.access.strides));
-    const loopNodes = needed(k, [...reduces.map((r) => r.x), ...inLoop.map((s) => s.node)]).map((x, i) => x && !epi[i]);
-    const afterNodes = needed(k, after.map((s) => s.node));
+    const loopNodes = neededNodes(k, [...reduces.map((r) => r.x), ...inLoop.map((s) => s.node)]).map((x, i) => x && !epi[i]);
+    const afterNodes = neededNodes(k, after.map((s) => s.node));
     const redDims = k.axes.map((d) => k.domain[d]!);
     const R = numelSize(redDims);
     const sum = reduces.some((r) => r.red === 'sum');
