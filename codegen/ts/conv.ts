@@ -24,14 +24,16 @@ import type { Ctx } from './snippets.js';
 
 type ConvOp = 'conv' | 'conv_input_grad' | 'conv_weight_grad';
 
-/** The sizes of a convolution: x [N, C, H, W], w [O, Cg, kH, kW], y [N, O, Ho, Wo]. */
+/** The sizes of a convolution, x [N, C, H, W], w [O, Cg, kH, kW], y [N, O, Ho, Wo], its strides, dilations and paddings, and Og = O / groups. */
 function convDims(c: Ctx, inst: InstOf<ConvOp>) {
   const t = (v: ValueId) => c.g.type(v).shape;
   const { x, w, y } = convOperands(inst.op, inst.args.map(t), t(inst.result));
   const [N, C, H, W] = x as [string | number, number, number, number];
   const [O, Cg, kH, kW] = w as [number, number, number, number];
   const [, , Ho, Wo] = y as [unknown, number, number, number];
-  return { N: sizeText(N), C, H, W, O, Cg, kH, kW, Ho, Wo };
+  const a = inst.attrs;
+  const [[sh, sw], [dh, dw], [pt, pl]] = [a.stride, a.dilation, a.padding] as [number, number][];
+  return { N: sizeText(N), C, H, W, O, Cg, kH, kW, Ho, Wo, sh: sh!, sw: sw!, dh: dh!, dw: dw!, pt: pt!, pl: pl!, Og: O / a.groups };
 }
 
 /** `a + b·v` simplified for the constants of the emitted code. */
@@ -87,14 +89,10 @@ const TJ = 4;
 const MAX_TAPS = 8;
 
 export function convLoops(c: Ctx, inst: InstOf<ConvOp>, epilogue?: ConvEpilogue): string[] {
-  const { N, C, H, W, O, Cg, kH, kW, Ho, Wo } = convDims(c, inst);
+  const { N, C, H, W, O, Cg, kH, kW, Ho, Wo, sh, sw, dh, dw, pt, pl, Og } = convDims(c, inst);
   if (inst.op === 'conv' && inst.attrs.padding.every((v) => v === 0)) return directConv(c, inst as InstOf<'conv'>, epilogue);
   if (inst.op !== 'conv' && inst.attrs.padding.every((v) => v === 0) && kW <= MAX_TAPS) return rowTaps(c, inst as InstOf<'conv_weight_grad' | 'conv_input_grad'>);
   const a = inst.attrs;
-  const [sh, sw] = a.stride as [number, number];
-  const [dh, dw] = a.dilation as [number, number];
-  const [pt, pl] = a.padding as [number, number];
-  const Og = O / a.groups;
   const out = c.arr(inst.result);
   const names = convOperands(inst.op, inst.args.map((v) => c.arr(v)), out);
   const chan = a.groups === 1 ? 'k' : `${Og === 1 ? 'm' : `Math.floor(m / ${Og})`} * ${Cg} + k`;
@@ -150,11 +148,8 @@ export function convLoops(c: Ctx, inst: InstOf<ConvOp>, epilogue?: ConvEpilogue)
  * group's epilogue then runs on the sums, and each output is written once.
  */
 function directConv(c: Ctx, inst: InstOf<'conv'>, epilogue?: ConvEpilogue): string[] {
-  const { N, C, H, W, O, Cg, kH, kW, Ho, Wo } = convDims(c, inst);
+  const { N, C, H, W, O, Cg, kH, kW, Ho, Wo, sh, sw, dh, dw, Og } = convDims(c, inst);
   const a = inst.attrs;
-  const [sh, sw] = a.stride as [number, number];
-  const [dh, dw] = a.dilation as [number, number];
-  const Og = O / a.groups;
   const [xv, wv] = inst.args as [ValueId, ValueId];
   const [x, w, y] = [c.arr(xv), c.arr(wv), c.arr(inst.result)];
   const group = a.groups === 1 ? '' : ` + ${Og === 1 ? 'm' : `Math.floor(m / ${Og})`} * ${Cg}`;
@@ -208,13 +203,10 @@ function directConv(c: Ctx, inst: InstOf<'conv'>, epilogue?: ConvEpilogue): stri
  * weights held in registers.
  */
 function rowTaps(c: Ctx, inst: InstOf<'conv_weight_grad' | 'conv_input_grad'>): string[] {
-  const { N, C, H, W, O, Cg, kH, kW, Ho, Wo } = convDims(c, inst);
+  const { N, C, H, W, O, Cg, kH, kW, Ho, Wo, sh, sw, dh, dw, Og } = convDims(c, inst);
   const a = inst.attrs;
-  const [sh, sw] = a.stride as [number, number];
-  const [dh, dw] = a.dilation as [number, number];
-  const Og = O / a.groups;
   const out = c.arr(inst.result);
-  const [x, w, dy] = inst.op === 'conv_weight_grad' ? [c.arr(inst.args[0]!), out, c.arr(inst.args[1]!)] : [out, c.arr(inst.args[1]!), c.arr(inst.args[0]!)];
+  const { x, w, y: dy } = convOperands(inst.op, inst.args.map((v) => c.arr(v)), out);
   const chan = a.groups === 1 ? 'k' : `${Og === 1 ? 'm' : `Math.floor(m / ${Og})`} * ${Cg} + k`;
   const taps = [...Array(kW).keys()];
   const xAt = (q: number) => `${x}[_xj${q ? ` + ${q * dw}` : ''}]`;
