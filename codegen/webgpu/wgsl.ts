@@ -43,6 +43,11 @@ export interface Shader {
 
 export const WG = 64;
 
+/** A workgroup's tree join in `red`-like workgroup arrays: `join` (reading li and li + s) in halving strides, behind barriers (lines at the function's indent). */
+export function treeJoin(join: string): string[] {
+  return ['workgroupBarrier();', `for (var s = ${WG / 2}; s > 0; s = s / 2) {`, `  if (li < s) { ${join} }`, '  workgroupBarrier();', '}'];
+}
+
 /** A size in WGSL: a literal, or an interpolation of the bound sizes (the template's `${...}`). */
 export function sz(s: Dim | Size): string {
   const x = size(s);
@@ -377,11 +382,7 @@ export function renderKernel(k: Kernel, dtypeOf: (array: string) => 'f32' | 'i32
         ...reduces.map((r, j) => step(r, j, `acc${j}`)),
         '}',
         ...reduces.map((_r, j) => `red${j}[li] = acc${j};`),
-        'workgroupBarrier();',
-        `for (var s = ${WG / 2}; s > 0; s = s / 2) {`,
-        `  if (li < s) { ${reduces.map(join).join(' ')} }`,
-        '  workgroupBarrier();',
-        '}',
+        ...treeJoin(reduces.map(join).join(' ')),
         'if (li == 0 && live) {',
         ...reduces.map((_r, j) => `  acc${j} = red${j}[0];`),
         ...k.axes.map((d) => `  let x${d} = 0;`),
