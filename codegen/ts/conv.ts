@@ -16,24 +16,18 @@
 // (the direct form), or over each output plane y[n, m, ·, ·] as soon as it is accumulated, while
 // it is in cache: one pass less over y, and the bias a constant of the plane.
 
-import type { InstOf, ValueId } from '../../ir/types.js';
+import type { Inst, InstOf, ValueId } from '../../ir/types.js';
 import type { ConvAttrs, PoolAttrs } from '../../ir/conv.js';
-import { convOperands } from '../../ir/conv.js';
+import { convGeometry, convOperands } from '../../ir/conv.js';
 import { sizeText } from '../../ir/dims.js';
 import type { Ctx } from './snippets.js';
 
 type ConvOp = 'conv' | 'conv_input_grad' | 'conv_weight_grad';
 
-/** The sizes of a convolution, x [N, C, H, W], w [O, Cg, kH, kW], y [N, O, Ho, Wo], its strides, dilations and paddings, and Og = O / groups. */
+/** A convolution's geometry (ir/conv.ts), N as code. */
 function convDims(c: Ctx, inst: InstOf<ConvOp>) {
-  const t = (v: ValueId) => c.g.type(v).shape;
-  const { x, w, y } = convOperands(inst.op, inst.args.map(t), t(inst.result));
-  const [N, C, H, W] = x as [string | number, number, number, number];
-  const [O, Cg, kH, kW] = w as [number, number, number, number];
-  const [, , Ho, Wo] = y as [unknown, number, number, number];
-  const a = inst.attrs;
-  const [[sh, sw], [dh, dw], [pt, pl]] = [a.stride, a.dilation, a.padding] as [number, number][];
-  return { N: sizeText(N), C, H, W, O, Cg, kH, kW, Ho, Wo, sh: sh!, sw: sw!, dh: dh!, dw: dw!, pt: pt!, pl: pl!, Og: O / a.groups };
+  const d = convGeometry(c.g, inst as Inst);
+  return { ...d, N: sizeText(d.N) };
 }
 
 /** `a + b·v` simplified for the constants of the emitted code. */
