@@ -80,9 +80,10 @@ export function softmaxBody(k: SoftmaxKernel, opts: { ranged?: boolean } = {}): 
     f.get(hi!).get(sum).get(sum).i32x4Shuffle([2, 3, 2, 3]).f64x2PromoteLowF32x4().f64x2Add().set(hi!);
     f.f32x4Const(0).set(sum);
   };
-  /** One pass over the row: body(lanes) with px and po at each vector; with `flushed`, the sum's blocks flushed. */
-  const pass = (body: (lanes: Lanes) => void, flushed = false) => {
+  /** One pass over the row (the next one with `second`): body(lanes) with px and po at each vector; with `flushed`, the sum's blocks flushed. */
+  const pass = (body: (lanes: Lanes) => void, flushed = false, second = false) => {
     f.get(rowX).set(px).get(rowO).set(po);
+    if (second) bumpBy(bumpBy(f, px, rowBytes), po, rowBytes);
     const vectors = (count: I32) =>
       repeat(f, vecs, count, () => {
         body(4);
@@ -108,17 +109,22 @@ export function softmaxBody(k: SoftmaxKernel, opts: { ranged?: boolean } = {}): 
     f.f32x4('splat');
   };
 
-  const eachRow = (body: () => void) => {
-    const each = () => {
-      body();
-      bumpBy(f, rowX, rowBytes);
-      bumpBy(f, rowO, rowBytes);
+  /** body(pair) for each row, or with `pairs` for each two rows (pair true) and a last one (false). */
+  const eachRow = (body: (pair: boolean) => void, pairs = false) => {
+    const by = pairs ? 2 : 1;
+    const each = (pair: boolean) => {
+      body(pair);
+      bumpBy(f, rowX, times(rowBytes, by));
+      bumpBy(f, rowO, times(rowBytes, by));
     };
     if (!opts.ranged) {
       push(f, k.x).set(rowX);
       push(f, k.out).set(rowO);
       // (a run-time number of rows counted down, none for 0)
-      return repeat(f, rows, M, each);
+      if (!pairs) return repeat(f, rows, M, () => each(false));
+      if (typeof M === 'number') return void (repeat(f, rows, Math.floor(M / 2), () => each(true)), M % 2 && body(false));
+      repeat(f, rows, { push: (g) => void push(g, M).i32(2).i32DivU(), text: 'pairs' }, () => each(true));
+      return void f.when(() => void op.i32And(push(f, M).i32(1)), () => body(false));
     }
     if (typeof M !== 'number' || typeof N !== 'number' || typeof k.x !== 'number' || typeof k.out !== 'number') throw new Error('internal: a ranged softmax body with run-time sizes');
     const [start, end] = [f.param(0), f.param(1)];
@@ -126,42 +132,66 @@ export function softmaxBody(k: SoftmaxKernel, opts: { ranged?: boolean } = {}): 
     f.get(rows).i32(k.out).i32Add().set(rowO);
     f.get(start).set(rows); // the row index
     f.loopUntil(
-      () => f.get(rows).get(end).i32GeS(),
+      () => f.get(rows).i32(by - 1).i32Add().get(end).i32GeS(),
       () => {
-        each();
-        f.bump(rows, 1);
+        each(pairs);
+        f.bump(rows, by);
       },
     );
+    if (pairs) f.when(() => f.get(rows).get(end).i32LtS(), () => body(false));
   };
-  const logSum = log ? logSumOf(f) : undefined;
+  /** The maximum of the row (the next one with `second`) into m; pmax skips NaN, as the flat module's `if (v > max) max = v` does. */
+  const maxOf = (m: Local, second = false) => {
+    f.f32x4Const(-Infinity).set(m);
+    pass(
+      (lanes) => {
+        f.get(m).get(px).v128Load(0);
+        masked(lanes, -Infinity);
+        f.f32x4('pmax').set(m);
+      },
+      false,
+      second,
+    );
+    across(m, 'f32Max');
+    f.set(m);
+  };
+  if (log) {
+    // log_softmax: two rows at a time (the two f64 sums' chains of adds side by side), then a last one
+    const [max2, sums] = [f.local('v128'), [logSumOf(f), logSumOf(f)]];
+    eachRow((pair) => {
+      const both = pair ? ([[max, 0], [max2, rowBytes]] as const) : ([[max, 0]] as const);
+      both.forEach(([m], r) => maxOf(m, r === 1));
+      // Σ exp(x − max) in f64, element by element
+      both.forEach((_x, r) => sums[r]!.clear());
+      pass((lanes) => {
+        both.forEach(([m, at], r) => {
+          if (typeof at === 'number') f.get(px).v128Load(at);
+          else push(f.get(px), at).i32Add().v128Load(0);
+          f.get(m).f32x4('sub');
+          f32x4Exp(f, tmp);
+          if (lanes === 'rt') masked(lanes, 0);
+          sums[r]!.add(typeof lanes === 'number' ? lanes : 4);
+        });
+      });
+      // y = x − (max + ln Σ), in f64, rounded once
+      both.forEach(([m], r) => {
+        sums[r]!.lse(m);
+        pass(
+          (lanes) => {
+            f.get(px).v128Load(0);
+            sums[r]!.minus();
+            f.set(v);
+            store(lanes);
+          },
+          false,
+          r === 1,
+        );
+      });
+    }, true);
+    return f;
+  }
   eachRow(() => {
-    // the maximum; pmax skips NaN, as the flat module's `if (v > max) max = v` does
-    f.f32x4Const(-Infinity).set(max);
-    pass((lanes) => {
-      f.get(max).get(px).v128Load(0);
-      masked(lanes, -Infinity);
-      f.f32x4('pmax').set(max);
-    });
-    across(max, 'f32Max');
-    f.set(max);
-    if (logSum) {
-      // Σ exp(x − max) in f64, element by element; then y = x − (max + ln Σ), in f64, rounded once
-      logSum.clear();
-      pass((lanes) => {
-        f.get(px).v128Load(0).get(max).f32x4('sub');
-        f32x4Exp(f, tmp);
-        if (lanes === 'rt') masked(lanes, 0);
-        logSum.add(typeof lanes === 'number' ? lanes : 4);
-      });
-      logSum.lse(max);
-      pass((lanes) => {
-        f.get(px).v128Load(0);
-        logSum.minus();
-        f.set(v);
-        store(lanes);
-      });
-      return;
-    }
+    maxOf(max);
     // e = exp(x − max): stored, and summed
     f.f32x4Const(0).set(sum);
     pass((lanes) => {
