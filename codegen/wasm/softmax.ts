@@ -277,18 +277,16 @@ function rowShape(f: Body, N: I32, log: boolean) {
  */
 function logSumOf(f: Body) {
   const s = f.local('f64');
-  const [w, lse] = [f.local('v128'), f.local('v128')];
+  const [w, lse, lo, hi] = Array.from({ length: 4 }, () => f.local('v128'));
   const t = { s: f.local('f64'), z: f.local('f64'), z2: f.local('f64'), p: f.local('f64'), e: f.local('i32') };
   const half = () => f.f64x2PromoteLowF32x4().get(lse).simd(SIMD.f64x2Sub).f32x4DemoteF64x2Zero();
   return {
     clear: () => void op.f64Const(f, 0).set(s),
     add(lanes: number) {
-      f.set(w);
-      for (let l = 0; l < lanes; l++) {
-        f.get(s).get(w).f32x4ExtractLane(l);
-        op.f64PromoteF32(f);
-        f.f64Add().set(s);
-      }
+      // (lanes 0, 1 and 2, 3 promoted two at a time)
+      f.tee(w).f64x2PromoteLowF32x4().set(lo);
+      if (lanes > 2) f.get(w).get(w).i32x4Shuffle([2, 3, 2, 3]).f64x2PromoteLowF32x4().set(hi);
+      for (let l = 0; l < lanes; l++) f.get(s).get(l < 2 ? lo : hi).f64x2ExtractLane(l % 2).f64Add().set(s);
     },
     lse(max: Local) {
       f.get(max).f32x4ExtractLane(0);
