@@ -6,10 +6,11 @@
 // the sum) and the stores go lane by lane. exp is the steps' Cephes approximation.
 // - softmax: exp(x − max) stored and summed in f32, in a row of more than SOFTMAX_BLOCK vectors
 //   into f64 totals after every SOFTMAX_BLOCK vectors; then each element times 1 / Σ.
-// - log_softmax: the sum in f64 in the order of the elements (the flat module's), then
-//   y = x − (max + ln Σ) in f64, rounded once.
+// - log_softmax: the sum in f64 in the order of the elements (the flat module's), two rows at a
+//   time (their chains of dependent adds overlap), then y = x − (max + ln Σ) in f64, rounded once.
 // A run-time row length takes the same steps in the same order as the static module's kernel of
-// that length (the same bits). Along another axis: codegen/wasm/softmax-columns.ts.
+// that length (the same bits). Along another axis (four adjacent lines in the lanes, a different
+// access pattern): codegen/wasm/softmax-columns.ts.
 
 import { Body } from './encode.js';
 import type { Local } from './encode.js';
