@@ -51,7 +51,7 @@ import { encodeModule } from './encode.js';
 import type { Body } from './encode.js';
 import { unaryOnStackDecl } from './symbolic-replay.js';
 import { symTrain } from './symbolic-train.js';
-import { convOperands } from '../../ir/conv.js';
+import { convGeometry } from '../../ir/conv.js';
 
 /**
  * The kernel generators the module carries (codegen/wasm/*.ts, in dependency order, their imports
@@ -136,16 +136,11 @@ function convParts(u: Unit): readonly [Unit, Unit] | undefined {
 function convScratchBound(u: Unit): number | undefined {
   const inst = u.insts[0]!;
   if (!isConv(inst.op)) return undefined;
-  const g = u.graph;
-  const { x: xv, w: wv, y: yv } = convOperands(inst.op, inst.args, inst.result);
-  const [x, w, y] = [xv, wv, yv].map((v) => g.type(v).shape);
-  if (![...x!.slice(1), ...w!, ...y!.slice(1)].every((d) => typeof d === 'number')) return undefined;
-  const [, C, H, W] = x as number[];
-  const [O, , kH, kW] = w as number[];
-  const [, , Ho, Wo] = y as number[];
+  const { C, H, W, O, Cg, kH, kW, Ho, Wo } = convGeometry(u.graph, inst);
+  if (![C, H, W, O, Cg, kH, kW, Ho, Wo].every((d) => typeof d === 'number')) return undefined;
   const a = inst.attrs as { groups: number; stride: number[]; padding: number[]; dilation: number[] };
   // chunksOf(N).chunks ≤ CHUNKS for every N (codegen/wasm/conv.ts)
-  return convScratch({ op: inst.op, N: CHUNKS, C: C!, H: H!, W: W!, O: O!, kH: kH!, kW: kW!, Ho: Ho!, Wo: Wo!, groups: a.groups, stride: a.stride, padding: a.padding, dilation: a.dilation, x: 0, w: 0, y: 0 });
+  return convScratch({ op: inst.op, N: CHUNKS, C, H, W, O, kH, kW, Ho: Ho as number, Wo: Wo as number, groups: a.groups, stride: a.stride, padding: a.padding, dilation: a.dilation, x: 0, w: 0, y: 0 });
 }
 
 /** The layout of the symbolic module (see SymLayout). */
