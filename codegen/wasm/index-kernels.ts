@@ -33,7 +33,7 @@ import { softmaxColumns } from './softmax-columns.js';
 import { softmaxRows } from './softmax.js';
 import type { Split } from './threads.js';
 import type { I32, IndexKernel, Lines } from './index-lines.js';
-import { argBest, around, bumpBy, copyFloats, cumsum, eachLineBy4, f64Log, forRange, hoisted, minus, numel, op, product, push, rangeOf, repeatN, rows, SIMD_OP, text, times, work } from './index-lines.js';
+import { argBest, around, bumpBy, copyFloats, cumsum, eachLineBy4, f64Log, forRange, hoisted, minus, numel, op, product, push, rangeOf, repeatN, rows, SIMD_OP, text, times, work, zeroFloats } from './index-lines.js';
 
 export type { I32, IndexKernel, Lines } from './index-lines.js';
 export { argBest, cumsum } from './index-lines.js';
@@ -334,14 +334,7 @@ export function argmaxMask(shape: readonly I32[], axes: readonly number[], xAt: 
   else {
     // four at a time while four are left, then one by one
     push(f, all).set(kz);
-    f.loopUntil(
-      () => f.get(kz).i32(4).i32LtS(),
-      () => void f.get(z).f32x4Const(0).v128Store(0).bump(z, 16).bump(kz, -4),
-    );
-    f.loopUntil(
-      () => f.get(kz).i32Eqz(),
-      () => void f.get(z).f32Const(0).f32Store(0).bump(z, 4).bump(kz, -1),
-    );
+    zeroFloats(f, z, kz);
   }
   const nest = (levels: readonly number[], from: Local, body: (p: Local) => void) => {
     if (levels.length === 0) return body(from);

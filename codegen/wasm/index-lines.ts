@@ -118,6 +118,18 @@ export function copyFloats(f: Body, count: number, src: Local | undefined, dst: 
   f.bump(dst, 4 * (count % 4));
 }
 
+/** kz floats (a run-time count in the local) from the byte address in z made 0: four at a time while four are left, then one by one. */
+export function zeroFloats(f: Body, z: Local, kz: Local): void {
+  f.loopUntil(
+    () => f.get(kz).i32(4).i32LtS(),
+    () => void f.get(z).f32x4Const(0).v128Store(0).bump(z, 16).bump(kz, -4),
+  );
+  f.loopUntil(
+    () => f.get(kz).i32Eqz(),
+    () => void f.get(z).f32Const(0).f32Store(0).bump(z, 4).bump(kz, -1),
+  );
+}
+
 /** A split by rows where there is more than one. */
 export const rows = (extent: I32, work: number): Split | undefined => (typeof extent === 'number' && extent > 1 ? { extent, align: 1, work } : undefined);
 
@@ -394,14 +406,7 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
     const [z, kz] = [f.local('i32'), f.local('i32')];
     push(push(f.get(lo), times(len, 4)).i32Mul(), yAt).i32Add().set(z);
     push(f.get(hi).get(lo).i32Sub(), len).i32Mul().set(kz);
-    f.loopUntil(
-      () => f.get(kz).i32(4).i32LtS(),
-      () => void f.get(z).f32x4Const(0).v128Store(0).bump(z, 16).bump(kz, -4),
-    );
-    f.loopUntil(
-      () => f.get(kz).i32Eqz(),
-      () => void f.get(z).f32Const(0).f32Store(0).bump(z, 4).bump(kz, -1),
-    );
+    zeroFloats(f, z, kz);
   }
   eachLineBy4(f, x, xAt, one, four);
   const how = vecs ? ', four lanes' : wide(inner) ? ', four columns at once' : '';
