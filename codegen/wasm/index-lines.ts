@@ -302,8 +302,10 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
   const scalarRest = () =>
     f.loopUntil(
       () => {
-        // j ≥ len, or the best is NaN
-        push(f.get(j), n).i32GeS().get(best).get(best);
+        // j ≥ len, or the best is NaN (where a NaN is skipped, none is greater than a NaN first element: to the end)
+        push(f.get(j), n).i32GeS();
+        if (mask) return;
+        f.get(best).get(best);
         op.f32Ne(f);
         op.i32Or(f);
       },
@@ -311,12 +313,10 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
         f.get(p).f32Load(0).set(v);
         f.when(
           () => {
+            if (!mask) op.f32Ne(f.get(v).get(v));
             f.get(v).get(best);
             better();
-            if (mask) return;
-            f.get(v).get(v);
-            op.f32Ne(f);
-            op.i32Or(f);
+            if (!mask) op.i32Or(f);
           },
           () => f.get(v).set(best).get(j).set(idx),
         );
@@ -327,6 +327,11 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
   const combine = () =>
     f.when(
       () => {
+        if (mask) {
+          // (no NaN in the lanes) a greater v, or an equal v of a lower index
+          op.i32Or(op.i32And(f.get(v).get(best).f32Gt().get(v).get(best).raw(0x5b).get(i).get(idx).i32LtS()));
+          return;
+        }
         f.get(v).get(v);
         op.f32Ne(f);
         f.get(i).get(idx).i32LtS();
