@@ -15,6 +15,7 @@ import type { Graph } from '../ir/graph.js';
 import type { Inst, ValueId } from '../ir/types.js';
 import * as E from './expr.js';
 import type { Expr } from './expr.js';
+import { convGeometry as geometry } from '../ir/conv.js';
 
 /** What these kernels need of the GPU target's kernel writer. */
 export interface PositionWriter {
@@ -119,21 +120,11 @@ export function convAt(w: PositionWriter, inst: Extract<Inst, { op: Op }>, pos: 
   }
 }
 
-/** A convolution's strides, dilations, paddings, operands and the sizes of its x, w and y (whichever value holds each). */
+/** A convolution's geometry (ir/conv.ts), its two arguments, and the first channel of m's group as code. */
 function convGeometry(g: Graph, inst: ConvInst) {
-  const t = (v: ValueId) => g.type(v).shape as number[];
-  const a = inst.attrs;
-  const [sh, sw] = a.stride as [number, number];
-  const [dh, dw] = a.dilation as [number, number];
-  const [pt, pl] = a.padding as [number, number];
+  const c = geometry(g, inst);
   const [a0, a1] = inst.args as [ValueId, ValueId];
-  const [xs, ws, ys] = inst.op === 'conv' ? [t(a0), t(a1), t(inst.result)] : inst.op === 'conv_input_grad' ? [t(inst.result), t(a1), t(a0)] : [t(a0), t(inst.result), t(a1)];
-  const [N, , H, W] = xs as [Dim, number, number, number];
-  const [O, Cg, kH, kW] = ws as [number, number, number, number];
-  const [, , Ho, Wo] = ys as [Dim, number, number, number];
-  const Og = O / a.groups;
-  const Gc = (m: string) => (a.groups === 1 ? '0' : `Math.floor(${m} / ${Og}) * ${Cg}`);
-  return { sh, sw, dh, dw, pt, pl, a0, a1, N, H, W, Cg, kH, kW, Ho, Wo, Og, Gc };
+  return { ...c, a0, a1, Gc: (m: string) => (inst.attrs.groups === 1 ? '0' : `Math.floor(${m} / ${c.Og}) * ${c.Cg}`) };
 }
 type ConvGeometry = ReturnType<typeof convGeometry>;
 

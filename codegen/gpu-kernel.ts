@@ -22,7 +22,7 @@ import { CompileError } from '../ir/errors.js';
 import * as E from './expr.js';
 import type { Expr } from './expr.js';
 import type { Access, AluOp, BinaryOp, Kernel, UnaryOp } from './kernel/form.js';
-import { argsOf, offsetTerms } from './kernel/form.js';
+import { argsOf, neededNodes, offsetTerms } from './kernel/form.js';
 import type { Capabilities } from './kernel/decompose.js';
 import { capabilities, decomposeMapped } from './kernel/decompose.js';
 import { storedAfterReduction } from './kernel/eval.js';
@@ -104,19 +104,6 @@ export function indexOf(a: { strides: readonly Size[]; offset: Size | readonly S
   for (const o of offsetTerms(a.offset)) terms.push({ neg: o.coef < 0, code: kdim({ coef: Math.abs(o.coef), syms: o.syms }) });
   if (terms.length === 0) return '0';
   return terms.map((t, k) => (k === 0 ? (t.neg ? `-${t.code}` : t.code) : `${t.neg ? '-' : '+'} ${t.code}`)).join(' ');
-}
-
-/** The nodes `roots` need, walking back through their arguments, stopping at reductions and at `stop`. */
-function needed(k: Kernel, roots: readonly number[], stop: (i: number) => boolean): boolean[] {
-  const need = k.nodes.map(() => false);
-  const visit = (i: number) => {
-    if (need[i]) return;
-    need[i] = true;
-    if (stop(i) || k.nodes[i]!.op === 'reduce') return;
-    argsOf(k.nodes[i]!).forEach(visit);
-  };
-  roots.forEach(visit);
-  return need;
 }
 
 const isAtom = (e: Expr) => e.prec >= E.P.ATOM || E.literal(e) !== undefined;
@@ -211,12 +198,12 @@ export function renderStore(k: Kernel, s: number, pos: readonly string[], names:
   for (const t of k.stores.slice(0, s)) if (t.node !== store.node && !earlier.has(t.node)) earlier.set(t.node, t.access);
   const readStored = (which: readonly boolean[], at: readonly string[]) =>
     new Map([...earlier].filter(([i]) => which[i]).map(([i, a]) => [i, body.read(storedName(a.arg), indexOf(a, at))] as const));
-  const need = needed(k, [store.node], (i) => earlier.has(i));
+  const need = neededNodes(k, [store.node], false, (i) => earlier.has(i));
   const reduces = k.nodes.flatMap((n, i) => (n.op === 'reduce' && need[i] && !earlier.has(i) ? [{ i, red: n.red, x: n.args[0] }] : []));
   const given = new Map<number, Expr>();
   if (reduces.length > 0) {
     // the reduced axes' loop: the nodes the reductions' operands need, at each point of it
-    const inner = needed(k, reduces.map((r) => r.x), (i) => earlier.has(i));
+    const inner = neededNodes(k, reduces.map((r) => r.x), false, (i) => earlier.has(i));
     const accs = reduceLoop(k, reduces, body, (vars, out) => {
       const at = coords.slice();
       k.axes.forEach((d, j) => (at[d] = vars[j]!));

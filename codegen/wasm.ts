@@ -1,6 +1,6 @@
 // The WebAssembly target (`--target wasm`): the flat module, with its arena in one
 // WebAssembly.Memory. Every matmul (its epilogue — bias add, activation — written at the points of
-// its register tile where it can be), convolution, pooling op and softmax over the last axis is a
+// its register tile where it can be), convolution and pooling op is a
 // WebAssembly SIMD routine specialised to the group's shapes and to the addresses of its arrays;
 // every other elementwise, reduction or layout group (and a matmul epilogue that is not fused) is
 // its kernel of the kernel form (codegen/kernel/lower.ts) rendered as a wasm function
@@ -8,7 +8,7 @@
 // kernels are encoded by graphc at build time and embedded in the module, which still imports
 // nothing. The other routines (gather, scatter_add, pick,
 // cross-entropy, argmax, argmin, cumsum, softmax along any axis) are kernels of their own
-// (codegen/wasm/index-kernels.ts); all steps keep the flat module's order and comments.
+// (codegen/wasm/index-kernels.ts, the row softmax codegen/wasm/softmax.ts); all steps keep the flat module's order and comments.
 //
 // This file assembles the module (StaticModule); the layout of the memory is codegen/wasm/layout.ts,
 // the routines' decisions codegen/wasm/decide.ts, the kernels' code codegen/wasm/*.ts. The
@@ -39,14 +39,13 @@ import { DEFAULT_TILE, matmulBody, packBody, packFloats, packsA, packsB } from '
 import { CHUNKS, convBody, convScratch, convSplit, convSumBody, gradInPanels } from './wasm/conv.js';
 import { winogradBody, winogradFits, winogradScratch, winogradWeightsBody, winogradWhat } from './wasm/winograd.js';
 import { winogradSumBody, winogradWeightGradBody } from './wasm/winograd-weight.js';
-import { softmaxBody } from './wasm/softmax.js';
 import type { Split } from './wasm/threads.js';
-import { formSplit, PACK_COST, SOFTMAX_COST, threadsDecl } from './wasm/threads.js';
+import { formSplit, PACK_COST, threadsDecl } from './wasm/threads.js';
 import { checkWasmMemory, emitSymbolicWasm } from './wasm/symbolic.js';
 import type { Address } from './wasm/layout.js';
 import { PADDING, PAGE, addresses, align } from './wasm/layout.js';
 import type { Decision, MatmulDecision, UpdateDecision } from './wasm/decide.js';
-import { decideConv, decideMatmul, decidePool, decideSoftmax, docOf, isConv } from './wasm/decide.js';
+import { decideConv, decideMatmul, decidePool, docOf, isConv } from './wasm/decide.js';
 import { isPool, poolBody } from './wasm/pool.js';
 import { indexKernel } from './wasm/index-kernels.js';
 
@@ -144,7 +143,7 @@ class StaticModule {
     return this.forms.get(u);
   }
 
-  /** How each group runs: a routine's kernel (matmul, convolution, pooling, softmax), else its kernel of the kernel form. */
+  /** How each group runs: a routine's kernel (matmul, convolution, pooling), else its kernel of the kernel form or an index routine's. */
   private decide(): void {
     const { m, address } = this;
     const units = allUnits(this.plan);
@@ -152,7 +151,7 @@ class StaticModule {
       if (u.kind === 'conv' && u.insts[0]!.op === 'conv') this.parts.set(u, [{ ...u, kind: 'single', insts: [u.insts[0]!] }, { ...u, kind: 'elementwise', insts: u.insts.slice(1) }]);
     for (const u of units.flatMap((x) => this.parts.get(x) ?? [x])) {
       const op = u.insts[0]!.op;
-      const d = op === 'matmul' ? this.matmulDecision(u) : isConv(op) ? decideConv(m, u, address) : isPool(op) ? decidePool(m, u, address) : decideSoftmax(m, u, address);
+      const d = op === 'matmul' ? this.matmulDecision(u) : isConv(op) ? decideConv(m, u, address) : isPool(op) ? decidePool(m, u, address) : undefined;
       if (d) this.decisions.set(u, d);
     }
   }
@@ -297,7 +296,7 @@ class StaticModule {
     if (!d) {
       const launch = lowerUnitOf(this.plan, u).launch;
       if (launch?.kind === 'routine') {
-        // the index ops, cross-entropy, softmax along any axis: kernels of their own (codegen/wasm/index-kernels.ts)
+        // the index ops, cross-entropy, softmax along any axis: kernels of their own (codegen/wasm/index-kernels.ts, softmax.ts)
         const k = indexKernel(launch, this.arrayAt);
         const name = `${launch.op}_${last}`;
         if (k) this.kernels.push({ name, body: k.body, ...(k.split ? { split: k.split } : {}), what: `${commentText(docOf(this.m, u))}   ${k.what}` });
@@ -331,13 +330,6 @@ class StaticModule {
       const name = `${d.kernel.op}_${last}`;
       const p = d.kernel;
       this.kernels.push({ name, body: poolBody(p, { ranged: true }), d, split: { extent: p.planes, align: 1, work: p.planes * p.Ho * p.Wo * p.kernel[0]! * p.kernel[1]! } });
-      return call(name);
-    }
-    if (d.kind === 'softmax') {
-      // split by rows
-      const name = `softmax_${last}`;
-      const k = d.kernel;
-      this.kernels.push({ name, body: softmaxBody(k, { ranged: true }), d, split: { extent: k.M, align: 1, work: k.M * k.N * SOFTMAX_COST } });
       return call(name);
     }
     if (d.kind !== 'matmul') throw new Error(`internal: a ${(d as Decision).kind} decision in the static module`);
@@ -579,7 +571,6 @@ function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean):
   const base64 = Buffer.from(bytes).toString('base64');
   const chunks = base64.match(/.{1,96}/g) ?? [''];
   const what = (d: Decision, k: Kernel) => {
-    if (d.kind === 'softmax') return `[${d.kernel.M},${d.kernel.N}] softmax of each row`;
     if (d.kind === 'update') return 'optimizer step';
     if (d.kind === 'pool') return `${d.kernel.op.replaceAll('_', ' ')} over ${d.kernel.planes} planes of ${d.kernel.H}×${d.kernel.W}`;
     if (d.kind === 'conv') {

@@ -16,7 +16,8 @@ import type { NDArray } from './ndarray.js';
 import type { GradCtx, GradThunk } from './ops.js';
 import type { Dim } from './dims.js';
 import { isStatic } from './dims.js';
-import type { TensorType } from './types.js';
+import type { Inst, TensorType } from './types.js';
+import type { Graph } from './graph.js';
 import { formatType } from './types.js';
 
 /** A convolution's geometry: padding is [top, left, bottom, right]. */
@@ -42,6 +43,31 @@ export interface PoolAttrs {
 }
 export interface PoolGradAttrs extends PoolAttrs {
   size: number[];
+}
+
+/**
+ * A convolution op's x [N, C, H, W], w [O, Cg, kH, kW] and y [N, O, Ho, Wo]: which of its two
+ * arguments and its result holds each (conv: x, w → y; conv_input_grad: dy, w → dx;
+ * conv_weight_grad: x, dy → dw).
+ */
+export function convOperands<T>(op: string, [a0, a1]: readonly T[], result: T): { x: T; w: T; y: T } {
+  if (op === 'conv') return { x: a0!, w: a1!, y: result };
+  return op === 'conv_input_grad' ? { x: result, w: a1!, y: a0! } : { x: a0!, w: result, y: a1! };
+}
+
+/**
+ * A convolution instruction's geometry for the emitters: its x, w and y values (convOperands),
+ * x [N, C, H, W] (N may be symbolic), w [O, Cg, kH, kW], y [N, O, Ho, Wo], its strides, dilations
+ * and leading paddings, and Og = O / groups.
+ */
+export function convGeometry(g: Graph, inst: Inst) {
+  const { x, w, y } = convOperands(inst.op, inst.args, inst.result);
+  const [N, C, H, W] = g.type(x).shape as [Dim, number, number, number];
+  const [O, Cg, kH, kW] = g.type(w).shape as [number, number, number, number];
+  const [, , Ho, Wo] = g.type(y).shape as [Dim, number, number, number];
+  const a = inst.attrs as unknown as ConvAttrs;
+  const [[sh, sw], [dh, dw], [pt, pl]] = [a.stride, a.dilation, a.padding] as [number, number][];
+  return { x, w, y, N, C, H, W, O, Cg, kH, kW, Ho, Wo, sh: sh!, sw: sw!, dh: dh!, dw: dw!, pt: pt!, pl: pl!, Og: O / a.groups };
 }
 
 export const CONV_SCHEMA = { stride: 'ints', padding: 'ints', dilation: 'ints', groups: 'int' } as const;

@@ -5,10 +5,11 @@
 
 import { describe, expect, it } from 'vitest';
 import type { Routine, View } from '../codegen/kernel/form.js';
-import { encodeModule } from '../codegen/wasm/encode.js';
+import { Body, encodeModule } from '../codegen/wasm/encode.js';
 import type { IndexKernel } from '../codegen/wasm/index-kernels.js';
-import { argmaxMask, cumsum, indexKernel, softmaxLines } from '../codegen/wasm/index-kernels.js';
-import { around } from '../codegen/wasm/index-lines.js';
+import { argmaxMask, cumsum, indexKernel } from '../codegen/wasm/index-kernels.js';
+import { softmaxBody, softmaxRows } from '../codegen/wasm/softmax.js';
+import { f32x4Exp } from '../codegen/wasm/steps.js';
 import { size } from '../ir/dims.js';
 
 declare const WebAssembly: {
@@ -105,31 +106,118 @@ describe('an index out of range in a wasm index kernel', () => {
   });
 });
 
+/** exp of each float by the kernels' f32x4Exp (the steps' Cephes approximation), in a memory of its own. */
+function wasmExp(xs: readonly number[]): Float32Array {
+  const f = new Body();
+  const [p, j] = [f.local('i32'), f.local('i32')];
+  const tmp = Array.from({ length: 5 }, () => f.local('v128'));
+  f.repeat(j, Math.ceil(xs.length / 4), () => {
+    f.get(p).get(p).v128Load(0);
+    f32x4Exp(f, tmp);
+    f.v128Store(0).bump(p, 16);
+  });
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 });
+  new Float32Array(memory.buffer).set(xs);
+  new WebAssembly.Instance(new WebAssembly.Module(encodeModule(1, [{ name: 'k', body: f }])), { env: { memory } }).exports.k!();
+  return new Float32Array(memory.buffer, 0, xs.length);
+}
+
+/** The bits of a result, every NaN one NaN (which NaN an operation makes is the engine's: its tiers differ). */
+const bits = (x: Float32Array) => Array.from(new Uint32Array(Float32Array.from(x, (v) => (Number.isNaN(v) ? NaN : v)).buffer));
+
+/** softmax of a line as the flat module's loop: `if (v > max) max = v`, exp(x − max) (f32), Σ in f64, times f32(1 / Σ). */
+function softmaxLine(x: readonly number[]): number[] {
+  let max = -Infinity;
+  for (const v of x) if (v > max) max = v;
+  const e = wasmExp(x.map((v) => Math.fround(v - max)));
+  let sum = 0;
+  for (const v of e) sum += v;
+  const c = Math.fround(1 / sum);
+  return Array.from(e, (v) => Math.fround(v * c));
+}
+
+describe('wasm softmax over rows (softmax.ts)', () => {
+  /** M, N read from the memory at d: the symbolic module's run-time row count and length. */
+  const rt = (k: number, text: string) => ({ push: (f: Body) => void f.i32(0).i32Load(AT.d! + 4 * k), text });
+
+  it('a run-time row count and length: the static kernel\'s bits (ragged and blocked rows, NaN, ±∞, ±0, ties); log_softmax against float64', () => {
+    const pool = [3, 3, 0, -0, -Infinity, Infinity, NaN, -1e9];
+    for (const [M, N] of [[3, 1], [2, 3], [5, 4], [3, 7], [2, 65], [2, 259], [1, 300]] as [number, number][]) {
+      const fill = (special: boolean) => (f: Float32Array, i: Int32Array) => {
+        i.set([M, N], at('d'));
+        for (let k = 0; k < M * N; k++) f[at('a', k)] = special && k % 5 === 2 ? pool[k % pool.length]! : Math.sin(k * 1.7) * (k % 3 ? 3 : 40);
+      };
+      for (const log of [false, true])
+        for (const special of [false, true]) {
+          const out = (k: IndexKernel, ranges?: [number, number][]) => run(k, fill(special), ranges).f32.slice(at('b') - 1, at('b', M * N + 1));
+          const stat = softmaxRows(M, N, log, AT.a!, AT.b!, true);
+          const want = out(stat);
+          expect(want[0], 'nothing before the output').toBe(SENTINEL);
+          expect(want[M * N + 1], 'nothing after it').toBe(SENTINEL);
+          if (stat.split) expect(bits(out(stat, [[1, M], [0, 1]])), `${M}×${N}: rows in two ranges`).toEqual(bits(want));
+          const sym = softmaxRows(rt(0, 'M'), rt(1, 'N'), log, AT.a!, AT.b!);
+          expect(sym.what).toBe(`${log ? 'log_softmax' : 'softmax'} of M rows of N, four columns at a time`);
+          expect(bits(out(sym)), `${M}×${N} ${log ? 'log_softmax' : 'softmax'}: run-time sizes`).toEqual(bits(want));
+          if (special || !log) continue;
+          const x = run(stat, fill(false)).f32.slice(at('a'), at('a', M * N));
+          for (let r = 0; r < M; r++) {
+            const row = Array.from(x.subarray(r * N, (r + 1) * N));
+            const lse = Math.max(...row) + Math.log(row.reduce((s, v) => s + Math.exp(v - Math.max(...row)), 0));
+            row.forEach((v, j) => expect(Math.abs(want[1 + r * N + j]! - (v - lse)), `${M}×${N} [${r},${j}]`).toBeLessThan(2e-6 * Math.max(1, Math.abs(v - lse))));
+          }
+        }
+    }
+  });
+
+  it('in place (x and y one array): the same bits as into another array', () => {
+    const fill = (f: Float32Array) => {
+      for (let k = 0; k < 3 * 10; k++) f[at('a', k)] = Math.cos(k) * 9;
+    };
+    for (const log of [false, true]) {
+      const apart = run({ body: softmaxBody({ M: 3, N: 10, x: AT.a!, out: AT.b!, log }), what: '' }, fill).f32.slice(at('b'), at('b', 30));
+      const inPlace = run({ body: softmaxBody({ M: 3, N: 10, x: AT.a!, out: AT.a!, log }), what: '' }, fill).f32.slice(at('a'), at('a', 30));
+      expect(bits(inPlace)).toEqual(bits(apart));
+    }
+  });
+});
+
 describe('wasm softmax along an axis with elements after it', () => {
-  it('four adjacent lines at a time (softmax-columns.ts): bit for bit the line kernel, split by planes or by columns, NaN, ±∞, ±0 and ties', () => {
+  it('four adjacent lines at a time (softmax-columns.ts): bit for bit the flat module\'s loop (softmax) and the row kernel (log_softmax), split by planes or by columns, NaN, ±∞, ±0 and ties', () => {
     for (const [shape, axis] of [[[2, 5, 7], 1], [[6, 9], 0], [[3, 4, 4], 1], [[1, 3, 2], 1]] as [number[], number][]) {
       const n = shape.reduce((p, d) => p * d, 1);
       const [len, inner] = [shape[axis]!, shape.slice(axis + 1).reduce((p, d) => p * d, 1)];
+      const outer = n / (len * inner);
       // the special values in the first line of each plane only (ties, ±0, −∞ in some, ∞ or NaN in others), the other lines finite
-      const fill = (f: Float32Array) => {
-        for (let k = 0; k < n; k++) {
-          const [c, j, p] = [k % inner, Math.floor(k / inner) % len, Math.floor(k / (inner * len))];
-          f[at('a', k)] = c === 0 ? [3, 3, 0, -0, -Infinity, Infinity, NaN][(j + 2 * p) % 7]! : Math.sin(k) * 40;
-        }
+      const value = (k: number) => {
+        const [c, j, p] = [k % inner, Math.floor(k / inner) % len, Math.floor(k / (inner * len))];
+        return c === 0 ? [3, 3, 0, -0, -Infinity, Infinity, NaN][(j + 2 * p) % 7]! : Math.sin(k) * 40;
       };
+      const fill = (f: Float32Array) => {
+        for (let k = 0; k < n; k++) f[at('a', k)] = value(k);
+      };
+      // the element of line (p, c) at j, and its lines as rows ([outer, inner, len])
+      const index = (p: number, c: number, j: number) => (p * len + j) * inner + c;
+      const lines = Array.from({ length: outer * inner }, (_l, l) => Array.from({ length: len }, (_j, j) => index(Math.floor(l / inner), l % inner, j)));
+      const rows = run(softmaxRows(outer * inner, len, true, AT.a!, AT.b!), (f) => lines.flat().forEach((k, r) => (f[at('a', r)] = value(k))));
       for (const op of ['softmax', 'log_softmax']) {
         const r = routine(op, { axis }, [view('a', shape)], view('b', shape));
         const k = indexKernel(r, (arg) => AT[arg])!;
         expect(k.what).toMatch(/four lines at a time/);
-        const want = run(softmaxLines(around(shape, axis), op === 'log_softmax', AT.a!, AT.b!), fill).f32.slice(at('b') - 1, at('b', n + 1));
-        const got = (ranges?: [number, number][]) => new Uint32Array(run(r, fill, ranges).f32.slice(at('b') - 1, at('b', n + 1)).buffer);
-        expect(got()).toEqual(new Uint32Array(want.buffer));
+        const want = new Float32Array(n);
+        lines.forEach((line, l) => {
+          const y = op === 'softmax' ? softmaxLine(line.map((k) => Math.fround(value(k)))) : Array.from(rows.f32.subarray(at('b', l * len), at('b', (l + 1) * len)));
+          line.forEach((k, j) => (want[k] = y[j]!));
+        });
+        const got = (ranges?: [number, number][]) => run(r, fill, ranges).f32.slice(at('b'), at('b', n));
+        expect(bits(got()), `${shape} ${axis} ${op}`).toEqual(bits(want));
         expect(Array.from(want).filter((v) => !Number.isNaN(v)).length, `${shape}: values that are not NaN`).toBeGreaterThan(n / 2);
         if (k.split) {
           const e = k.split.extent;
           const cut = k.split.align === 4 ? 4 : 1;
-          expect(got([[cut, e], [0, cut]])).toEqual(new Uint32Array(want.buffer));
+          expect(bits(got([[cut, e], [0, cut]]))).toEqual(bits(want));
         }
+        const around = run(r, fill).f32;
+        expect([around[at('b') - 1], around[at('b', n)]], 'nothing outside the output').toEqual([SENTINEL, SENTINEL]);
       }
     }
   });

@@ -357,6 +357,22 @@ export function argsOf(n: Node): readonly number[] {
 }
 
 /**
+ * The nodes `roots` need, walking back through their arguments: through a reduction's too with
+ * `throughReduce` (else it is needed, not what it reduces), not through a node where `stop` holds.
+ */
+export function neededNodes(k: Kernel, roots: readonly number[], throughReduce = false, stop?: (i: number) => boolean): boolean[] {
+  const need = k.nodes.map(() => false);
+  const visit = (i: number) => {
+    if (need[i]) return;
+    need[i] = true;
+    if (stop?.(i) || (!throughReduce && k.nodes[i]!.op === 'reduce')) return;
+    argsOf(k.nodes[i]!).forEach(visit);
+  };
+  roots.forEach(visit);
+  return need;
+}
+
+/**
  * Which nodes belong to the epilogue: those that depend on a reduction. The others are
  * evaluated at every point of the domain.
  */

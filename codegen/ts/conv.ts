@@ -16,22 +16,18 @@
 // (the direct form), or over each output plane y[n, m, ·, ·] as soon as it is accumulated, while
 // it is in cache: one pass less over y, and the bias a constant of the plane.
 
-import type { InstOf, ValueId } from '../../ir/types.js';
+import type { Inst, InstOf, ValueId } from '../../ir/types.js';
 import type { ConvAttrs, PoolAttrs } from '../../ir/conv.js';
+import { convGeometry, convOperands } from '../../ir/conv.js';
 import { sizeText } from '../../ir/dims.js';
 import type { Ctx } from './snippets.js';
 
 type ConvOp = 'conv' | 'conv_input_grad' | 'conv_weight_grad';
 
-/** The sizes of a convolution: x [N, C, H, W], w [O, Cg, kH, kW], y [N, O, Ho, Wo]. */
+/** A convolution's geometry (ir/conv.ts), N as code. */
 function convDims(c: Ctx, inst: InstOf<ConvOp>) {
-  const [a0, a1] = inst.args as [ValueId, ValueId];
-  const t = (v: ValueId) => c.g.type(v).shape;
-  const [x, w, y] = inst.op === 'conv' ? [t(a0), t(a1), t(inst.result)] : inst.op === 'conv_input_grad' ? [t(inst.result), t(a1), t(a0)] : [t(a0), t(inst.result), t(a1)];
-  const [N, C, H, W] = x as [string | number, number, number, number];
-  const [O, Cg, kH, kW] = w as [number, number, number, number];
-  const [, , Ho, Wo] = y as [unknown, number, number, number];
-  return { N: sizeText(N), C, H, W, O, Cg, kH, kW, Ho, Wo };
+  const d = convGeometry(c.g, inst as Inst);
+  return { ...d, N: sizeText(d.N) };
 }
 
 /** `a + b·v` simplified for the constants of the emitted code. */
@@ -87,17 +83,12 @@ const TJ = 4;
 const MAX_TAPS = 8;
 
 export function convLoops(c: Ctx, inst: InstOf<ConvOp>, epilogue?: ConvEpilogue): string[] {
-  const { N, C, H, W, O, Cg, kH, kW, Ho, Wo } = convDims(c, inst);
+  const { N, C, H, W, O, Cg, kH, kW, Ho, Wo, sh, sw, dh, dw, pt, pl, Og } = convDims(c, inst);
   if (inst.op === 'conv' && inst.attrs.padding.every((v) => v === 0)) return directConv(c, inst as InstOf<'conv'>, epilogue);
   if (inst.op !== 'conv' && inst.attrs.padding.every((v) => v === 0) && kW <= MAX_TAPS) return rowTaps(c, inst as InstOf<'conv_weight_grad' | 'conv_input_grad'>);
   const a = inst.attrs;
-  const [sh, sw] = a.stride as [number, number];
-  const [dh, dw] = a.dilation as [number, number];
-  const [pt, pl] = a.padding as [number, number];
-  const Og = O / a.groups;
-  const [a0, a1] = inst.args as [ValueId, ValueId];
   const out = c.arr(inst.result);
-  const names = inst.op === 'conv' ? { x: c.arr(a0), w: c.arr(a1), y: out } : inst.op === 'conv_input_grad' ? { x: out, w: c.arr(a1), y: c.arr(a0) } : { x: c.arr(a0), w: out, y: c.arr(a1) };
+  const names = convOperands(inst.op, inst.args.map((v) => c.arr(v)), out);
   const chan = a.groups === 1 ? 'k' : `${Og === 1 ? 'm' : `Math.floor(m / ${Og})`} * ${Cg} + k`;
   const row = lin(-pt, sh, 'i');
   const xRow = `_xb + ${/[+-]/.test(row) ? `(${row})` : row} * ${W}`; // the start of input row i·sh − pt (+ p·dh, in _xb)
@@ -151,11 +142,8 @@ export function convLoops(c: Ctx, inst: InstOf<ConvOp>, epilogue?: ConvEpilogue)
  * group's epilogue then runs on the sums, and each output is written once.
  */
 function directConv(c: Ctx, inst: InstOf<'conv'>, epilogue?: ConvEpilogue): string[] {
-  const { N, C, H, W, O, Cg, kH, kW, Ho, Wo } = convDims(c, inst);
+  const { N, C, H, W, O, Cg, kH, kW, Ho, Wo, sh, sw, dh, dw, Og } = convDims(c, inst);
   const a = inst.attrs;
-  const [sh, sw] = a.stride as [number, number];
-  const [dh, dw] = a.dilation as [number, number];
-  const Og = O / a.groups;
   const [xv, wv] = inst.args as [ValueId, ValueId];
   const [x, w, y] = [c.arr(xv), c.arr(wv), c.arr(inst.result)];
   const group = a.groups === 1 ? '' : ` + ${Og === 1 ? 'm' : `Math.floor(m / ${Og})`} * ${Cg}`;
@@ -209,13 +197,10 @@ function directConv(c: Ctx, inst: InstOf<'conv'>, epilogue?: ConvEpilogue): stri
  * weights held in registers.
  */
 function rowTaps(c: Ctx, inst: InstOf<'conv_weight_grad' | 'conv_input_grad'>): string[] {
-  const { N, C, H, W, O, Cg, kH, kW, Ho, Wo } = convDims(c, inst);
+  const { N, C, H, W, O, Cg, kH, kW, Ho, Wo, sh, sw, dh, dw, Og } = convDims(c, inst);
   const a = inst.attrs;
-  const [sh, sw] = a.stride as [number, number];
-  const [dh, dw] = a.dilation as [number, number];
-  const Og = O / a.groups;
   const out = c.arr(inst.result);
-  const [x, w, dy] = inst.op === 'conv_weight_grad' ? [c.arr(inst.args[0]!), out, c.arr(inst.args[1]!)] : [out, c.arr(inst.args[1]!), c.arr(inst.args[0]!)];
+  const { x, w, y: dy } = convOperands(inst.op, inst.args.map((v) => c.arr(v)), out);
   const chan = a.groups === 1 ? 'k' : `${Og === 1 ? 'm' : `Math.floor(m / ${Og})`} * ${Cg} + k`;
   const taps = [...Array(kW).keys()];
   const xAt = (q: number) => `${x}[_xj${q ? ` + ${q * dw}` : ''}]`;

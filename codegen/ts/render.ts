@@ -17,7 +17,7 @@ import type { Expr } from '../expr.js';
 import type { Access as LoopAccess } from '../loops.js';
 import { nest } from '../loops.js';
 import type { Access, AluOp, BinaryOp, Kernel, Node, Store, UnaryOp } from '../kernel/form.js';
-import { argsOf, epilogueNodes, offsetOf, offsetTerms } from '../kernel/form.js';
+import { argsOf, epilogueNodes, neededNodes, offsetOf, offsetTerms } from '../kernel/form.js';
 import { storedAfterReduction } from '../kernel/eval.js';
 import type { Capabilities } from '../kernel/decompose.js';
 import { capabilities, decomposeMapped } from '../kernel/decompose.js';
@@ -221,19 +221,6 @@ function pointOf(k: Kernel, axes: readonly number[], acc: Accesses, idx: readonl
   };
 }
 
-/** The nodes `roots` need, walking back through their arguments, stopping at reductions (and including them). */
-function needed(k: Kernel, roots: readonly number[], stopAtReduce: boolean): boolean[] {
-  const need = k.nodes.map(() => false);
-  const visit = (i: number) => {
-    if (need[i]) return;
-    need[i] = true;
-    if (stopAtReduce && k.nodes[i]!.op === 'reduce') return;
-    argsOf(k.nodes[i]!).forEach(visit);
-  };
-  roots.forEach(visit);
-  return need;
-}
-
 /** A kernel as statements of the flat module. `acc(k)`: the arena's k-th accumulator array. */
 export function renderKernel(kernel: Kernel, kernelNames: Names, acc: (n: number) => string): string[] {
   const { k, names } = native(kernel, kernelNames);
@@ -316,8 +303,8 @@ function renderReduction(k: Kernel, names: Names, accArray: (n: number) => strin
   const reduces = k.nodes.flatMap((n, i) => (n.op === 'reduce' ? [{ i, red: n.red, x: n.args[0] }] : []));
   const epi = epilogueNodes(k);
   const bodyStores = k.stores.filter((s) => !storedAfterReduction(k, s.access.strides)).map((s) => s.node);
-  const body = needed(k, [...reduces.map((r) => r.x), ...bodyStores], true).map((b, i) => b && !epi[i]);
-  const after = needed(k, k.stores.filter((s) => storedAfterReduction(k, s.access.strides)).map((s) => s.node), true);
+  const body = neededNodes(k, [...reduces.map((r) => r.x), ...bodyStores]).map((b, i) => b && !epi[i]);
+  const after = neededNodes(k, k.stores.filter((s) => storedAfterReduction(k, s.access.strides)).map((s) => s.node));
   const init = (red: 'sum' | 'max') => (red === 'sum' ? '0' : '-Infinity');
   const accumulate = (a: string, v: Expr, r: number): string[] =>
     reduces[r]!.red === 'sum' ? [`${a} += ${v.code};`] : isAtom(v) ? [`if (${v.code} > ${a}) ${a} = ${v.code};`] : [`const _v${r} = ${v.code};`, `if (_v${r} > ${a}) ${a} = _v${r};`];

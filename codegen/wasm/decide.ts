@@ -1,5 +1,5 @@
 // Which groups of the flat module run as wasm kernels, and with what: each decision reads a unit of
-// the memory plan (a matmul group, an elementwise group, a reduction, a softmax, a convolution) and
+// the memory plan (a matmul group, an elementwise group, a reduction, a convolution, a pooling) and
 // the addresses of its arrays, and gives the kernel's description (codegen/wasm/*.ts encode it), or
 // undefined where a part has no SIMD form here (the flat module's code runs it).
 
@@ -14,9 +14,9 @@ import type { MatmulKernel } from './matmul.js';
 import type { ConvKernel } from './conv.js';
 import type { PoolKernel } from './pool.js';
 import { isPool, poolKernel } from './pool.js';
-import type { SoftmaxKernel } from './softmax.js';
 import type { Operand, Step, StepOp } from './steps.js';
 import type { Address } from './layout.js';
+import { convOperands } from '../../ir/conv.js';
 
 
 /** How a matmul group is run. */
@@ -27,13 +27,6 @@ export interface MatmulDecision {
   readonly productStored: boolean;
   /** The epilogue runs in the kernel (else as a loop of the flat module's code after it). */
   readonly fusedEpilogue: boolean;
-  readonly doc: string;
-}
-
-/** A softmax over the last axis as a kernel over its rows. */
-export interface SoftmaxDecision {
-  readonly kind: 'softmax';
-  readonly kernel: SoftmaxKernel;
   readonly doc: string;
 }
 
@@ -58,7 +51,7 @@ export interface PoolDecision {
   readonly doc: string;
 }
 
-export type Decision = ConvDecision | PoolDecision | MatmulDecision | SoftmaxDecision | UpdateDecision;
+export type Decision = ConvDecision | PoolDecision | MatmulDecision | UpdateDecision;
 
 /** How to run a matmul group, or undefined for the flat module's loops (an operand outside the memory). */
 export function decideMatmul(m: ModuleInfo, u: Unit, address: Address): MatmulDecision | undefined {
@@ -103,8 +96,7 @@ export const isConv = (op: string): op is ConvKernel['op'] => op === 'conv' || o
 export function decideConv(m: ModuleInfo, u: Unit, address: Address): ConvDecision | undefined {
   const g = u.graph;
   const inst = u.insts[0] as InstOf<ConvKernel['op']>;
-  const [a0, a1] = inst.args as [ValueId, ValueId];
-  const [xv, wv, yv] = inst.op === 'conv' ? [a0, a1, inst.result] : inst.op === 'conv_input_grad' ? [inst.result, a1, a0] : [a0, inst.result, a1];
+  const { x: xv, w: wv, y: yv } = convOperands(inst.op, inst.args, inst.result);
   const [x, w, y] = [address(g, xv), address(g, wv), address(g, yv)];
   if (x === undefined || w === undefined || y === undefined) return undefined;
   const [N, C, H, W] = g.type(xv).shape as number[];
@@ -213,17 +205,6 @@ function stepsOf(m: ModuleInfo, u: Unit, members: readonly Inst[], space: Space,
     steps.push({ op: op.op, args: args as Operand[], store });
   }
   return { steps, operand };
-}
-
-export function decideSoftmax(m: ModuleInfo, u: Unit, address: Address): SoftmaxDecision | undefined {
-  const inst = u.insts[0]!;
-  if (u.insts.length !== 1 || inst.op !== 'softmax') return undefined;
-  const g = u.graph;
-  const shape = g.type(inst.result).shape as number[];
-  const [x, out] = [address(g, inst.args[0]!), address(g, inst.result)];
-  if (inst.attrs.axis !== shape.length - 1 || x === undefined || out === undefined) return undefined;
-  const N = shape.at(-1)!;
-  return { kind: 'softmax', kernel: { M: shape.slice(0, -1).reduce((a, b) => a * b, 1), N, x, out }, doc: docOf(m, u) };
 }
 
 /** The SIMD form of an elementwise instruction, as in the flat module's snippet table. */

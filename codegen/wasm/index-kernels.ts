@@ -30,12 +30,13 @@ import type { Local } from './encode.js';
 import { Body } from './encode.js';
 import { f32x4Exp } from './steps.js';
 import { softmaxColumns } from './softmax-columns.js';
+import { softmaxRows } from './softmax.js';
 import type { Split } from './threads.js';
 import type { I32, IndexKernel, Lines } from './index-lines.js';
-import { argBest, around, bumpBy, copyFloats, cumsum, eachLineBy4, f64Log, forRange, hoisted, minus, numel, op, product, push, rangeOf, repeatN, rows, SIMD_OP, softmaxLines, text, times, work } from './index-lines.js';
+import { argBest, around, bumpBy, copyFloats, cumsum, eachLineBy4, f64Log, forRange, hoisted, minus, numel, op, product, push, rangeOf, repeatN, rows, SIMD_OP, text, times, work, zeroFloats } from './index-lines.js';
 
 export type { I32, IndexKernel, Lines } from './index-lines.js';
-export { argBest, cumsum, softmaxLines } from './index-lines.js';
+export { argBest, cumsum } from './index-lines.js';
 
 /** The ops this file has kernels for. */
 const OPS = new Set(['gather', 'scatter_add', 'pick', 'xent', 'argmax', 'argmin', 'argmax_mask', 'cumsum', 'softmax', 'log_softmax', 'max_pool_pick']);
@@ -73,11 +74,11 @@ export function indexKernel(r: Routine, at: (arg: string) => number | undefined)
       const inner = numel(x.slice(axis + 1));
       // along an axis with elements after it: four adjacent lines at a time (softmax-columns.ts)
       if (inner > 1) return softmaxColumns(numel(x.slice(0, axis)), x[axis]!, inner, r.op === 'log_softmax', a!, b!, true);
-      return softmaxLines(around(x, axis), r.op === 'log_softmax', a!, b!);
+      return softmaxRows(numel(x.slice(0, axis)), x[axis]!, r.op === 'log_softmax', a!, b!, true);
     }
     case 'argmax_mask': {
       const lines = maskLines(dims(r.inputs[0]!), r.attrs.axes);
-      return lines ? argmaxMaskLines(lines, a!, b!) : argmaxMask(dims(r.inputs[0]!), r.attrs.axes, a!, b!);
+      return lines ? argBest('argmax', lines, a!, b!, true) : argmaxMask(dims(r.inputs[0]!), r.attrs.axes, a!, b!);
     }
     case 'max_pool_pick': {
       const [N, C, H, W] = dims(r.inputs[0]!) as [number, number, number, number];
@@ -333,14 +334,7 @@ export function argmaxMask(shape: readonly I32[], axes: readonly number[], xAt: 
   else {
     // four at a time while four are left, then one by one
     push(f, all).set(kz);
-    f.loopUntil(
-      () => f.get(kz).i32(4).i32LtS(),
-      () => void f.get(z).f32x4Const(0).v128Store(0).bump(z, 16).bump(kz, -4),
-    );
-    f.loopUntil(
-      () => f.get(kz).i32Eqz(),
-      () => void f.get(z).f32Const(0).f32Store(0).bump(z, 4).bump(kz, -1),
-    );
+    zeroFloats(f, z, kz);
   }
   const nest = (levels: readonly number[], from: Local, body: (p: Local) => void) => {
     if (levels.length === 0) return body(from);
@@ -380,119 +374,6 @@ export function maskLines(shape: readonly number[], axes: readonly number[]): Li
   const inner = numel(shape.slice(b + 1));
   const len = numel(shape.slice(a, b + 1));
   return { lines: numel(shape.slice(0, a)) * inner, len, inner };
-}
-
-/**
- * argmax_mask over lines (maskLines): each line's elements 0, and 1 at its first maximum as
- * argmaxMask's `if (v > best)` from the first element (a NaN first element keeps it; a later NaN
- * is skipped); split over threads by whole planes (inner lines), each thread zeroing its planes. Lines of the last axis of
- * 8 or more: four lanes of (best, index) over the elements 4t + k, a NaN lane start taken as −∞
- * (its element loses to every number and to the first element), the lanes combined (the larger,
- * between equal values the lower index), the rest one by one, then the first element where it is
- * NaN; lines four columns apart (inner ≥ 4): four lines at once, the scalar test lane by lane.
- */
-export function argmaxMaskLines(x: Lines, xAt: number, yAt: number): IndexKernel {
-  const { lines, len, inner } = x as { lines: number; len: number; inner: number };
-  // blocks of whole planes (inner lines): each thread zeroes its planes' span of y first
-  const split: Split | undefined = lines > inner ? { extent: lines, align: inner, work: lines * len } : undefined;
-  const f = new Body(split ? 2 : 0);
-  const [best, v] = [f.local('f32'), f.local('f32')];
-  const [j, p, idx, i, z, kz] = Array.from({ length: 6 }, () => f.local('i32'));
-  const [vb, vv, vi, vj, vm] = Array.from({ length: 5 }, () => f.local('v128'));
-  const [dy, step] = [yAt - xAt, inner * 4];
-  const vecs = inner === 1 && len >= 8 ? Math.floor(len / 4) : 0;
-  /** vv into vb, vj into vi, where vv > vb */
-  const take = () => {
-    f.get(vv).get(vb).f32x4('gt').set(vm);
-    f.get(vv).get(vb).get(vm).v128Bitselect().set(vb);
-    f.get(vj).get(vi).get(vm).v128Bitselect().set(vi);
-  };
-  const one = (_l: Local, base: Local) => {
-    f.get(base).set(p);
-    if (vecs) {
-      // lanes: the first four elements (a NaN as −∞), then four at a time
-      f.get(p).v128Load(0).set(vv);
-      f.get(vv).f32x4Const(-Infinity).get(vv).get(vv).f32x4('eq').v128Bitselect().set(vb);
-      f.i32x4Lanes([0, 1, 2, 3]).tee(vj).set(vi);
-      f.repeat(j, vecs - 1, () => {
-        f.bump(p, 16);
-        f.get(vj).i32x4Const(4).i32x4Add().set(vj);
-        f.get(p).v128Load(0).set(vv);
-        take();
-        });
-      f.bump(p, 16);
-      f.get(vb).f32x4ExtractLane(0).set(best);
-      f.get(vi).simd(SIMD_OP.i32x4ExtractLane).raw(0).set(idx);
-      for (let k = 1; k < 4; k++) {
-        f.get(vb).f32x4ExtractLane(k).set(v);
-        f.get(vi).simd(SIMD_OP.i32x4ExtractLane).raw(k).set(i);
-        f.when(
-          () => {
-            f.get(v).get(best).f32Gt();
-            f.get(v).get(best).raw(0x5b); // f32.eq
-            f.get(i).get(idx).i32LtS();
-            op.i32And(f);
-            op.i32Or(f);
-          },
-          () => f.get(v).set(best).get(i).set(idx),
-        );
-      }
-      f.assign(j, 4 * vecs);
-    } else {
-      f.get(p).f32Load(0).set(best);
-      f.assign(idx, 0).assign(j, 1).bump(p, step);
-    }
-    // the rest one by one
-    f.loopUntil(
-      () => f.get(j).i32(len).i32GeS(),
-      () => {
-          f.when(
-          () => f.get(p).f32Load(0).tee(v).get(best).f32Gt(),
-          () => f.get(v).set(best).get(j).set(idx),
-        );
-        f.bump(j, 1).bump(p, step);
-      },
-    );
-    if (vecs) {
-      // a NaN first element: the first
-      f.when(
-        () => {
-          f.get(base).f32Load(0).tee(v).get(v);
-          op.f32Ne(f);
-        },
-        () => f.assign(idx, 0),
-      );
-    }
-    f.get(idx).i32(step).i32Mul().get(base).i32Add().i32(dy).i32Add().f32Const(1).f32Store(0);
-  };
-  const four = (_l: Local, base: Local) => {
-    f.get(base).set(p);
-    f.get(p).v128Load(0).set(vb);
-    f.i32x4Const(0).tee(vi).set(vj);
-    if (len > 1)
-      f.repeat(j, len - 1, () => {
-        f.bump(p, step);
-        f.get(vj).i32x4Const(1).i32x4Add().set(vj);
-        f.get(p).v128Load(0).set(vv);
-        take();
-        });
-    for (let k = 0; k < 4; k++) f.get(vi).simd(SIMD_OP.i32x4ExtractLane).raw(k).i32(step).i32Mul().get(base).i32Add().i32(dy + 4 * k).i32Add().f32Const(1).f32Store(0);
-  };
-  // zeros: floats [lo·len, hi·len) of y (whole planes), four at a time, then one by one
-  const [lo, hi] = rangeOf(f, lines);
-  f.get(lo).i32(len * 4).i32Mul().i32(yAt).i32Add().set(z);
-  f.get(hi).get(lo).i32Sub().i32(len).i32Mul().set(kz);
-  f.loopUntil(
-    () => f.get(kz).i32(4).i32LtS(),
-    () => void f.get(z).f32x4Const(0).v128Store(0).bump(z, 16).bump(kz, -4),
-  );
-  f.loopUntil(
-    () => f.get(kz).i32Eqz(),
-    () => void f.get(z).f32Const(0).f32Store(0).bump(z, 4).bump(kz, -1),
-  );
-  eachLineBy4(f, x, xAt, one, four);
-  const how = vecs ? ', four lanes' : inner >= 4 ? ', four columns at once' : '';
-  return { body: f, split, what: `argmax_mask of ${lines} lines of ${len}${inner > 1 ? `, ${inner} apart` : ''} (the first maximum${how})` };
 }
 
 /**

@@ -1,7 +1,7 @@
 // The index kernels' encoding helpers (run-time sizes and addresses as `I32`, the opcodes the
 // encoder has no name for, ranges of rows) and the kernels over lines along an axis: argmax and
-// argmin, cumsum, softmax and log_softmax (codegen/wasm/index-kernels.ts has the dispatch, the row
-// kernels, xent, argmax_mask and max_pool_pick). A line's count, length and the elements between
+// argmin, cumsum (codegen/wasm/index-kernels.ts has the dispatch, the row kernels, xent,
+// argmax_mask and max_pool_pick; codegen/wasm/softmax.ts and softmax-columns.ts the softmaxes). A line's count, length and the elements between
 // two of its elements may each be a number or a run-time value (the symbolic module,
 // codegen/wasm/symbolic-forms.ts); the four-lanes form needs the numbers, the four-columns form
 // takes a run-time inner size too (whether four lines are four columns is checked line by line).
@@ -116,6 +116,18 @@ export function copyFloats(f: Body, count: number, src: Local | undefined, dst: 
   }
   if (src) f.bump(src, 4 * (count % 4));
   f.bump(dst, 4 * (count % 4));
+}
+
+/** kz floats (a run-time count in the local) from the byte address in z made 0: four at a time while four are left, then one by one. */
+export function zeroFloats(f: Body, z: Local, kz: Local): void {
+  f.loopUntil(
+    () => f.get(kz).i32(4).i32LtS(),
+    () => void f.get(z).f32x4Const(0).v128Store(0).bump(z, 16).bump(kz, -4),
+  );
+  f.loopUntil(
+    () => f.get(kz).i32Eqz(),
+    () => void f.get(z).f32Const(0).f32Store(0).bump(z, 4).bump(kz, -1),
+  );
 }
 
 /** A split by rows where there is more than one. */
@@ -243,11 +255,13 @@ export function eachLineBy4(f: Body, x: Lines, at: I32, one: (l: Local, base: Lo
 export const SIMD_OP = { f32x4Ne: 0x42, i32x4ExtractLane: 0x1b, f32x4ReplaceLane: 0x20 } as const;
 
 /**
- * mask = (v better than best, or v NaN) and best not NaN, lane by lane, of the v128 locals: the
- * lanes where the scalar loop would take v (a NaN best is kept: the first NaN ends a line).
+ * mask = (v better than best, or v NaN where a NaN wins) and best not NaN, lane by lane, of the
+ * v128 locals: the lanes where the scalar loop would take v (a NaN best is kept: the first NaN
+ * ends a line).
  */
-function betterMask(f: Body, which: 'argmax' | 'argmin', v: Local, best: Local): void {
+function betterMask(f: Body, which: 'argmax' | 'argmin', v: Local, best: Local, nanWins: boolean): void {
   f.get(v).get(best).f32x4(which === 'argmax' ? 'gt' : 'lt');
+  if (!nanWins) return;
   f.get(v).get(v).simd(SIMD_OP.f32x4Ne);
   f.v128Or();
   f.get(best).get(best).f32x4('eq');
@@ -259,10 +273,15 @@ function betterMask(f: Body, which: 'argmax' | 'argmin', v: Local, best: Local):
  * the last axis of 8 or more: four lanes of (best, index) over the elements 4t + k, the lanes
  * combined (a NaN lane wins over a number; between two NaNs or two equal values the lower index),
  * then the rest one by one; lines four columns apart (inner ≥ 4): four lines at once.
+ * With `mask` (argmax_mask over lines, codegen/wasm/index-kernels.ts's maskLines): each line's
+ * elements 0, and 1 at its first maximum as argmaxMask's `if (v > best)` from the first element (a
+ * NaN first element keeps it; a later NaN is skipped: in the lanes a NaN first vector's lane is
+ * −∞, and the first element is taken at the end where it is NaN); split by whole planes (inner
+ * lines), each thread zeroing its planes.
  */
-export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32): IndexKernel {
+export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32, mask = false): IndexKernel {
   const { lines, len, inner } = x;
-  const split = rows(lines, work(lines, len));
+  const split = !mask ? rows(lines, work(lines, len)) : typeof lines === 'number' && typeof inner === 'number' && lines > inner ? { extent: lines, align: inner, work: work(lines, len) } : undefined;
   const f = new Body(split ? 2 : 0);
   const [best, v] = [f.local('f32'), f.local('f32')];
   const [j, p, idx, i] = [f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32')];
@@ -274,7 +293,7 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
   };
   /** v into best, idx where the mask's lanes hold (vj: the lanes' indices). */
   const take = () => {
-    betterMask(f, which, vv, vb);
+    betterMask(f, which, vv, vb, !mask);
     f.set(vm);
     f.get(vv).get(vb).get(vm).v128Bitselect().set(vb);
     f.get(vj).get(vi).get(vm).v128Bitselect().set(vi);
@@ -283,8 +302,10 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
   const scalarRest = () =>
     f.loopUntil(
       () => {
-        // j ≥ len, or the best is NaN
-        push(f.get(j), n).i32GeS().get(best).get(best);
+        // j ≥ len, or the best is NaN (where a NaN is skipped, none is greater than a NaN first element: to the end)
+        push(f.get(j), n).i32GeS();
+        if (mask) return;
+        f.get(best).get(best);
         op.f32Ne(f);
         op.i32Or(f);
       },
@@ -292,11 +313,10 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
         f.get(p).f32Load(0).set(v);
         f.when(
           () => {
-            f.get(v).get(v);
-            op.f32Ne(f);
+            if (!mask) op.f32Ne(f.get(v).get(v));
             f.get(v).get(best);
             better();
-            op.i32Or(f);
+            if (!mask) op.i32Or(f);
           },
           () => f.get(v).set(best).get(j).set(idx),
         );
@@ -307,6 +327,11 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
   const combine = () =>
     f.when(
       () => {
+        if (mask) {
+          // (no NaN in the lanes) a greater v, or an equal v of a lower index
+          op.i32Or(op.i32And(f.get(v).get(best).f32Gt().get(v).get(best).raw(0x5b).get(i).get(idx).i32LtS()));
+          return;
+        }
         f.get(v).get(v);
         op.f32Ne(f);
         f.get(i).get(idx).i32LtS();
@@ -330,6 +355,8 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
   const one = (l: Local, base: Local) => {
     if (vecs) {
       f.get(base).v128Load(0).set(vb);
+      // (a NaN first vector's lane as −∞ where a NaN is skipped)
+      if (mask) f.get(vb).f32x4Const(-Infinity).get(vb).get(vb).f32x4('eq').v128Bitselect().set(vb);
       f.i32x4Lanes([0, 1, 2, 3]).tee(vj).set(vi);
       f.get(base).i32(16).i32Add().set(p);
       f.repeat(j, vecs - 1, () => {
@@ -352,8 +379,14 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
       push(f.get(base), step).i32Add().set(p);
     }
     scalarRest();
-    push(f.get(l).i32(4).i32Mul(), yAt).i32Add().get(idx);
-    op.i32Store(f);
+    if (!mask) {
+      push(f.get(l).i32(4).i32Mul(), yAt).i32Add().get(idx);
+      return void op.i32Store(f);
+    }
+    // a NaN first element: the first
+    if (vecs) f.when(() => void op.f32Ne(f.get(base).f32Load(0).tee(v).get(v)), () => f.assign(idx, 0));
+    push(f.get(idx), step).i32Mul().get(base).i32Add();
+    minus(f, yAt, xAt).i32Add().f32Const(1).f32Store(0);
   };
   const four = (l: Local, base: Local) => {
     // lanes: four lines, the scalar loop's test lane by lane
@@ -366,10 +399,23 @@ export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32
         f.get(p).v128Load(0).set(vv);
         take();
       });
-    push(f.get(l).i32(4).i32Mul(), yAt).i32Add().get(vi).v128Store(0);
+    if (!mask) return void push(f.get(l).i32(4).i32Mul(), yAt).i32Add().get(vi).v128Store(0);
+    for (let k = 0; k < 4; k++) {
+      push(f.get(vi).simd(SIMD_OP.i32x4ExtractLane).raw(k), step).i32Mul().get(base).i32Add();
+      minus(f, yAt, xAt).i32Add().f32Const(1).f32Store(4 * k);
+    }
   };
+  if (mask) {
+    // zeros: floats [lo·len, hi·len) of y (whole planes), four at a time, then one by one
+    const [lo, hi] = rangeOf(f, lines);
+    const [z, kz] = [f.local('i32'), f.local('i32')];
+    push(push(f.get(lo), times(len, 4)).i32Mul(), yAt).i32Add().set(z);
+    push(f.get(hi).get(lo).i32Sub(), len).i32Mul().set(kz);
+    zeroFloats(f, z, kz);
+  }
   eachLineBy4(f, x, xAt, one, four);
   const how = vecs ? ', four lanes' : wide(inner) ? ', four columns at once' : '';
+  if (mask) return { body: f, split, what: `argmax_mask of ${text(lines)} lines of ${text(len)}${inner !== 1 ? `, ${text(inner)} apart` : ''} (the first maximum${how})` };
   return { body: f, split, what: `${which} of ${text(lines)} lines of ${text(len)} (the first; a NaN wins${how})` };
 }
 
@@ -486,197 +532,4 @@ export function f64Log(f: Body, t: { s: Local; z: Local; z2: Local; p: Local; e:
   op.f64Const(f, Math.LN2);
   op.f64Mul(f);
   f.f64Add();
-}
-
-/** exp of the f32 on the stack (the softmax kernel's, in lane 0 of a splat). */
-export function f32Exp(f: Body, tmp: readonly Local[]): void {
-  f.f32x4Splat();
-  f32x4Exp(f, tmp);
-  f.f32x4ExtractLane(0);
-}
-
-/** Softmax (log-softmax) along any axis, line by line: max, Σ exp(x − max) in f64, then each element. */
-export function softmaxLines(x: Lines, log: boolean, xAt: I32, yAt: I32): IndexKernel {
-  const { lines, len, inner } = x;
-  const split = rows(lines, work(lines, times(len, 8)));
-  const f = new Body(split ? 2 : 0);
-  const [max, v, c] = [f.local('f32'), f.local('f32'), f.local('f32')];
-  const [sum, lse] = [f.local('f64'), f.local('f64')];
-  const [j, p, q] = [f.local('i32'), f.local('i32'), f.local('i32')];
-  const tmp = Array.from({ length: 5 }, () => f.local('v128'));
-  const t = { s: f.local('f64'), z: f.local('f64'), z2: f.local('f64'), p: f.local('f64'), e: f.local('i32') };
-  const each = (base: Local, body: () => void) => {
-    f.get(base).set(p);
-    repeatN(f, j, len, () => {
-      body();
-      bumpBy(f, p, times(inner, 4));
-    });
-  };
-  eachLine(f, x, xAt, (_l, base) => {
-    // the maximum, NaN skipped (as `if (v > max) max = v`)
-    f.f32Const(-Infinity).set(max);
-    each(base, () => {
-      f.get(p).f32Load(0).tee(v).get(max).f32Gt();
-      f.when(() => undefined, () => f.get(v).set(max));
-    });
-    op.f64Const(f, 0).set(sum);
-    each(base, () => {
-      f.get(p).f32Load(0).get(max);
-      op.f32Sub(f);
-      f32Exp(f, tmp);
-      f.set(v);
-      if (!log) minus(f.get(p), yAt, xAt).i32Add().get(v).f32Store(0);
-      f.get(sum);
-      f.get(v);
-      op.f64PromoteF32(f);
-      f.f64Add().set(sum);
-    });
-    if (log) {
-      // y = x − (max + ln Σ)
-      f.get(max);
-      op.f64PromoteF32(f);
-      f.get(sum);
-      f64Log(f, t);
-      f.f64Add().set(lse);
-      // in f64, rounded once (x and the total near 500 differ by less than f32 resolves there)
-      each(base, () => {
-        minus(f.get(p), yAt, xAt).i32Add().get(p).f32Load(0);
-        op.f64PromoteF32(f);
-        f.get(lse);
-        op.f64Sub(f);
-        f.f32DemoteF64().f32Store(0);
-      });
-    } else {
-      op.f64Const(f, 1);
-      f.get(sum);
-      op.f64Div(f);
-      f.f32DemoteF64().set(c);
-      each(base, () => {
-        minus(f.get(p), yAt, xAt).i32Add().set(q);
-        f.get(q).get(q).f32Load(0).get(c).f32Mul().f32Store(0);
-      });
-    }
-  });
-  return { body: f, split, what: `${log ? 'log_softmax' : 'softmax'} of ${text(lines)} lines of ${text(len)}${inner !== 1 ? `, ${text(inner)} apart` : ''}` };
-}
-
-/**
- * Softmax (log-softmax) of rows whose length is a run-time value (the symbolic module: a line of
- * the last axis, inner 1): per row the maximum, Σ exp(x − max) in f64 and the outputs four
- * elements at a time, then the rest of the row one by one; the row softmax kernel of softmax.ts
- * takes its length as a number.
- */
-export function softmaxRows(lines: I32, len: I32, log: boolean, xAt: I32, yAt: I32): IndexKernel {
-  const f = new Body();
-  const [max, v, c] = [f.local('f32'), f.local('f32'), f.local('f32')];
-  const [sum, lse] = [f.local('f64'), f.local('f64')];
-  const [k, p, q, base, n] = Array.from({ length: 5 }, () => f.local('i32'));
-  const [vm, acc, hi, vv] = Array.from({ length: 4 }, () => f.local('v128'));
-  const tmp = Array.from({ length: 5 }, () => f.local('v128'));
-  const t = { s: f.local('f64'), z: f.local('f64'), z2: f.local('f64'), p: f.local('f64'), e: f.local('i32') };
-  const [N, dy, rowBytes] = [hoisted(f, len), hoisted(f, minusOf(yAt, xAt)), hoisted(f, times(len, 4))];
-  push(f, xAt).set(base);
-  push(f, lines).set(n);
-  /** The row from base: body4() for each four elements at p while four are left, then body1() for each one. */
-  const pass = (body4: () => void, body1: () => void) => {
-    f.get(base).set(p);
-    push(f, N).set(k);
-    f.loopUntil(
-      () => f.get(k).i32(4).i32LtS(),
-      () => {
-        body4();
-        f.bump(p, 16).bump(k, -4);
-      },
-    );
-    f.loopUntil(
-      () => f.get(k).i32Eqz(),
-      () => {
-        body1();
-        f.bump(p, 4).bump(k, -1);
-      },
-    );
-  };
-  /** max = v where v > max (a NaN is skipped, as the flat module's `if (v > max) max = v`) */
-  const better = () => {
-    f.get(v).get(max).f32Gt();
-    f.when(() => undefined, () => f.get(v).set(max));
-  };
-  f.loopUntil(
-    () => f.get(n).i32Eqz(),
-    () => {
-      f.f32x4Const(-Infinity).set(vm);
-      f.f32Const(-Infinity).set(max);
-      // pmax(m, x) = m < x ? x : m: a NaN x is skipped too
-      pass(
-        () => f.get(vm).get(p).v128Load(0).f32x4('pmax').set(vm),
-        () => {
-          f.get(p).f32Load(0).set(v);
-          better();
-        },
-      );
-      for (let l = 0; l < 4; l++) {
-        f.get(vm).f32x4ExtractLane(l).set(v);
-        better();
-      }
-      // Σ exp(x − max): four lanes into two f64x2 totals, the rest into sum
-      f.f32x4Const(0).tee(acc).set(hi);
-      op.f64Const(f, 0).set(sum);
-      pass(
-        () => {
-          f.get(p).v128Load(0).get(max).f32x4Splat().f32x4('sub');
-          f32x4Exp(f, tmp);
-          f.set(vv);
-          if (!log) push(f.get(p), dy).i32Add().get(vv).v128Store(0);
-          f.get(acc).get(vv).f64x2PromoteLowF32x4().f64x2Add().set(acc);
-          f.get(hi).get(vv).get(vv).i32x4Shuffle([2, 3, 2, 3]).f64x2PromoteLowF32x4().f64x2Add().set(hi);
-        },
-        () => {
-          f.get(p).f32Load(0).get(max);
-          op.f32Sub(f);
-          f32Exp(f, tmp);
-          f.set(v);
-          if (!log) push(f.get(p), dy).i32Add().get(v).f32Store(0);
-          f.get(sum).get(v);
-          op.f64PromoteF32(f);
-          f.f64Add().set(sum);
-        },
-      );
-      f.get(sum).get(acc).f64x2ExtractLane(0).f64Add().get(acc).f64x2ExtractLane(1).f64Add();
-      f.get(hi).f64x2ExtractLane(0).f64Add().get(hi).f64x2ExtractLane(1).f64Add().set(sum);
-      if (log) {
-        // y = x − (max + ln Σ), in f64, rounded once
-        f.get(max);
-        op.f64PromoteF32(f);
-        f.get(sum);
-        f64Log(f, t);
-        f.f64Add().set(lse);
-        const one = (at: number) => {
-          push(f.get(p), dy).i32Add().get(p).f32Load(at);
-          op.f64PromoteF32(f);
-          f.get(lse);
-          op.f64Sub(f);
-          f.f32DemoteF64().f32Store(at);
-        };
-        pass(() => [0, 4, 8, 12].forEach(one), () => one(0));
-      } else {
-        op.f64Const(f, 1);
-        f.get(sum);
-        op.f64Div(f);
-        f.f32DemoteF64().set(c);
-        pass(
-          () => {
-            push(f.get(p), dy).i32Add().set(q);
-            f.get(q).get(q).v128Load(0).get(c).f32x4Splat().f32x4('mul').v128Store(0);
-          },
-          () => {
-            push(f.get(p), dy).i32Add().set(q);
-            f.get(q).get(q).f32Load(0).get(c).f32Mul().f32Store(0);
-          },
-        );
-      }
-      bumpBy(f, base, rowBytes);
-      f.bump(n, -1);
-    },
-  );
-  return { body: f, what: `${log ? 'log_softmax' : 'softmax'} of ${text(lines)} rows of ${text(len)}, four elements at a time` };
 }

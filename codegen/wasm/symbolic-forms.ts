@@ -20,11 +20,10 @@ import { valOf } from './kernel-plan.js';
 import { KernelUnsupported, renderWasmKernel } from './kernel.js';
 import type { Routine, View } from '../kernel/form.js';
 import type { I32, IndexKernel } from './index-kernels.js';
-import { softmaxRows } from './index-lines.js';
 import { softmaxColumns } from './softmax-columns.js';
-import { argBest, argmaxMask, cumsum, gather, maxPoolPick, pick, scatterAdd, softmaxLines, xent } from './index-kernels.js';
+import { argBest, argmaxMask, cumsum, gather, maxPoolPick, pick, scatterAdd, xent } from './index-kernels.js';
 import { docOf } from './decide.js';
-import { softmaxBody } from './softmax.js';
+import { softmaxRows } from './softmax.js';
 
 /** A group's kernel of the kernel form: its function's name and what it computes. */
 export interface FormKernel {
@@ -169,9 +168,8 @@ function dense(v: View): boolean {
  * pick's and xent's classes have sizes that are numbers (the shape rules keep them so); a line's
  * count, length and the distance between its elements (argmax, argmin, cumsum, softmax,
  * log_softmax), an argmax_mask's axes and a max_pool_pick's planes may be run-time values. A softmax
- * over the last axis is the static module's row kernel (codegen/wasm/softmax.ts), its rows a
- * run-time value (softmaxRows where the row's length is one); along another axis four adjacent lines
- * at a time (codegen/wasm/softmax-columns.ts).
+ * over the last axis is the static module's row kernel (codegen/wasm/softmax.ts); along another
+ * axis four adjacent lines at a time (codegen/wasm/softmax-columns.ts).
  */
 function indexRoutine(r: Routine, address: (arg: string, off: Size) => Val | undefined, i32: (v: Val) => I32): IndexKernel | undefined {
   const views = [...r.inputs, r.output];
@@ -201,22 +199,15 @@ function indexRoutine(r: Routine, address: (arg: string, off: Size) => Val | und
     k = (r.op === 'pick' ? pick : xent)([count(size(x.shape[0]!)), x.shape[1] as number], a!, b!, c!);
   else if (r.op === 'argmax' || r.op === 'argmin' || r.op === 'cumsum' || r.op === 'softmax' || r.op === 'log_softmax') {
     const axis = r.attrs.axis as number;
-    // (a softmax or log_softmax of rows of a symbolic length: four elements at a time; along another axis (lines 1 apart
-    // are rows): four adjacent lines at a time)
-    const inner = numelSize(x.shape.slice(axis + 1));
-    if ((r.op === 'softmax' || r.op === 'log_softmax') && sizeEq(inner, size(1)) && typeof x.shape[axis] !== 'number')
-      return softmaxRows(count(numelSize(x.shape.slice(0, axis))), dim(size(x.shape[axis]!)), r.op === 'log_softmax', a!, b!);
-    if ((r.op === 'softmax' || r.op === 'log_softmax') && !sizeEq(inner, size(1)))
-      return softmaxColumns(count(numelSize(x.shape.slice(0, axis))), dim(size(x.shape[axis]!)), dim(inner), r.op === 'log_softmax', a!, b!);
-    const len = dim(size(x.shape[axis]!));
-    const lines = { lines: count(numelSize([...x.shape.slice(0, axis), ...x.shape.slice(axis + 1)])), len, inner: dim(numelSize(x.shape.slice(axis + 1))) };
-    if (r.op === 'softmax' && axis === x.shape.length - 1) {
-      // a softmax over rows: the static module's row kernel (codegen/wasm/softmax.ts, codegen/wasm/decide.ts), its rows and addresses run-time values
-      const body = softmaxBody({ M: lines.lines, N: len as number, x: a!, out: b! });
-      k = { body, what: `softmax of ${typeof lines.lines === 'number' ? lines.lines : lines.lines.text} rows of ${len}, four columns at a time` };
-    } else if (r.op === 'cumsum') k = cumsum(lines, !!r.attrs.reverse, a!, b!);
-    else if (r.op === 'argmax' || r.op === 'argmin') k = argBest(r.op, lines, a!, b!);
-    else k = softmaxLines(lines, r.op === 'log_softmax', a!, b!);
+    const [outer, len, inner] = [numelSize(x.shape.slice(0, axis)), size(x.shape[axis]!), numelSize(x.shape.slice(axis + 1))];
+    if (r.op === 'softmax' || r.op === 'log_softmax') {
+      // over rows: the static module's row kernel, its rows, length and addresses run-time values; along another axis
+      // (lines `inner` apart): four adjacent lines at a time
+      if (sizeEq(inner, size(1))) return softmaxRows(count(outer), dim(len), r.op === 'log_softmax', a!, b!);
+      return softmaxColumns(count(outer), dim(len), dim(inner), r.op === 'log_softmax', a!, b!);
+    }
+    const lines = { lines: count(numelSize([...x.shape.slice(0, axis), ...x.shape.slice(axis + 1)])), len: dim(len), inner: dim(inner) };
+    k = r.op === 'cumsum' ? cumsum(lines, !!r.attrs.reverse, a!, b!) : argBest(r.op, lines, a!, b!);
   } else if (r.op === 'argmax_mask') k = argmaxMask(x.shape.map((d) => dim(size(d))), r.attrs.axes as number[], a!, b!);
   else if (r.op === 'max_pool_pick' && x.shape.length === 4) {
     const [H, W] = x.shape.slice(2).map((d) => dim(size(d))) as [I32, I32];

@@ -3,9 +3,9 @@
 // its arena in one growable WebAssembly.Memory. Its elementwise, reduction and layout groups (and
 // a convolution's epilogue) are kernels of the kernel form encoded once, at build time, whose
 // symbolic sizes, strides and addresses are read from a parameter block (codegen/wasm/symbolic-forms.ts);
-// so are its index routines and its softmaxes over rows (where their sizes allow: symbolic-forms.ts),
-// and the optimizer's update (codegen/wasm/symbolic-train.ts). Its matmul, convolution and pooling
-// groups (and a softmax the forms do not take) are wasm SIMD kernels encoded at run time: the first call that brings a
+// so are its index routines and its softmaxes (where their sizes allow: symbolic-forms.ts), and
+// the optimizer's update (codegen/wasm/symbolic-train.ts). Its matmul, convolution and pooling
+// groups are wasm SIMD kernels encoded at run time: the first call that brings a
 // set of sizes lays the memory out for them (growing it when they need more), writes the
 // parameter block, encodes those kernels for its sizes and addresses with the kernel generators
 // of codegen/wasm/*.ts, embedded in the module, and instantiates them; a later call with the same
@@ -41,7 +41,7 @@ import type { Backend, UnitEmitter } from '../ts.js';
 import { emitTs } from '../ts.js';
 import { isForwardOnly } from '../../ir/autodiff.js';
 import type { Decision } from './decide.js';
-import { decideConv, decideMatmul, decidePool, decideSoftmax, isConv } from './decide.js';
+import { decideConv, decideMatmul, decidePool, isConv } from './decide.js';
 import { CHUNKS, convScratch } from './conv.js';
 import { isPool } from './pool.js';
 import { PADDING, PAGE, addresses } from './layout.js';
@@ -51,14 +51,15 @@ import { encodeModule } from './encode.js';
 import type { Body } from './encode.js';
 import { unaryOnStackDecl } from './symbolic-replay.js';
 import { symTrain } from './symbolic-train.js';
+import { convGeometry } from '../../ir/conv.js';
 
 /**
  * The kernel generators the module carries (codegen/wasm/*.ts, in dependency order, their imports
  * stripped: each imports only from these, but for steps.ts's unaryOnStack, replayed by
  * unaryOnStackDecl), and what it calls of them.
  */
-export const SOURCES = ['encode', 'steps', 'matmul', 'softmax', 'conv', 'pool'] as const;
-const GENERATORS = ['encodeModule', 'matmulBody', 'softmaxBody', 'convBody', 'convSumBody', 'poolBody'] as const;
+export const SOURCES = ['encode', 'steps', 'matmul', 'conv', 'pool'] as const;
+const GENERATORS = ['encodeModule', 'matmulBody', 'convBody', 'convSumBody', 'poolBody'] as const;
 
 type Dims = Readonly<Record<string, number>>;
 
@@ -70,7 +71,7 @@ interface SymKernel {
    * The generator and its argument; `sum`: a second function, `${name}_sum`, that adds the chunks'
    * partial sums (a weight gradient's, by convSumBody).
    */
-  readonly gen: 'matmulBody' | 'softmaxBody' | 'convBody' | 'poolBody';
+  readonly gen: 'matmulBody' | 'convBody' | 'poolBody';
   readonly arg: object;
   readonly sum?: boolean;
 }
@@ -135,17 +136,11 @@ function convParts(u: Unit): readonly [Unit, Unit] | undefined {
 function convScratchBound(u: Unit): number | undefined {
   const inst = u.insts[0]!;
   if (!isConv(inst.op)) return undefined;
-  const g = u.graph;
-  const [a0, a1] = inst.args as [ValueId, ValueId];
-  const [xv, wv, yv] = inst.op === 'conv' ? [a0, a1, inst.result] : inst.op === 'conv_input_grad' ? [inst.result, a1, a0] : [a0, inst.result, a1];
-  const [x, w, y] = [xv, wv, yv].map((v) => g.type(v).shape);
-  if (![...x!.slice(1), ...w!, ...y!.slice(1)].every((d) => typeof d === 'number')) return undefined;
-  const [, C, H, W] = x as number[];
-  const [O, , kH, kW] = w as number[];
-  const [, , Ho, Wo] = y as number[];
+  const { C, H, W, O, Cg, kH, kW, Ho, Wo } = convGeometry(u.graph, inst);
+  if (![C, H, W, O, Cg, kH, kW, Ho, Wo].every((d) => typeof d === 'number')) return undefined;
   const a = inst.attrs as { groups: number; stride: number[]; padding: number[]; dilation: number[] };
   // chunksOf(N).chunks ≤ CHUNKS for every N (codegen/wasm/conv.ts)
-  return convScratch({ op: inst.op, N: CHUNKS, C: C!, H: H!, W: W!, O: O!, kH: kH!, kW: kW!, Ho: Ho!, Wo: Wo!, groups: a.groups, stride: a.stride, padding: a.padding, dilation: a.dilation, x: 0, w: 0, y: 0 });
+  return convScratch({ op: inst.op, N: CHUNKS, C, H, W, O, kH, kW, Ho: Ho as number, Wo: Wo as number, groups: a.groups, stride: a.stride, padding: a.padding, dilation: a.dilation, x: 0, w: 0, y: 0 });
 }
 
 /** The layout of the symbolic module (see SymLayout). */
@@ -224,20 +219,12 @@ function probe(m: ModuleInfo, units: readonly Unit[], L: SymLayout, dims: Dims, 
       if (d) kernels.set(u, [{ name: `${d.kernel.op}_${nameOf(u)}`, d, gen: 'poolBody', arg: d.kernel }]);
       continue;
     }
-    const d =
-      op === 'matmul'
-        ? decideMatmul(m, b, address)
-        : decideSoftmax(m, b, address);
+    const d = op === 'matmul' ? decideMatmul(m, b, address) : undefined;
     if (!d) continue;
     const name = `${d.kind}_${nameOf(u)}`;
-    if (d.kind === 'matmul') {
-      const mm = u.insts[0]!;
-      const c = d.productStored ? address(u.graph, mm.result) : d.fusedEpilogue ? undefined : polyEval(L.productAt, dims);
-      kernels.set(u, [{ name, d, gen: 'matmulBody', arg: { ...d.kernel, name, c, pack: d.kernel.transB ? polyEval(L.packAt, dims) : undefined } }]);
-    } else {
-      const gen = ({ softmax: 'softmaxBody', conv: 'convBody', pool: 'poolBody' } as const)[d.kind as 'softmax' | 'conv' | 'pool'];
-      kernels.set(u, [{ name, d, gen, arg: d.kernel }]);
-    }
+    const mm = u.insts[0]!;
+    const c = d.productStored ? address(u.graph, mm.result) : d.fusedEpilogue ? undefined : polyEval(L.productAt, dims);
+    kernels.set(u, [{ name, d, gen: 'matmulBody', arg: { ...d.kernel, name, c, pack: d.kernel.transB ? polyEval(L.packAt, dims) : undefined } }]);
   }
   return kernels;
 }
@@ -370,7 +357,7 @@ function generatorsDecl(typed: boolean, used: ReadonlySet<string>): string[] {
   if (!used.size) return [];
   // (each generator with the files it imports: a convolution's matmuls are the matmul kernel's, whose epilogues are steps)
   const matmul = used.has('matmulBody') || used.has('convBody');
-  const has = (f: string) => f === 'encode' || (f === 'steps' ? matmul || used.has('softmaxBody') : f === 'matmul' ? matmul : used.has(`${f}Body`));
+  const has = (f: string) => f === 'encode' || (f === 'steps' || f === 'matmul' ? matmul : used.has(`${f}Body`));
   const sources = SOURCES.filter(has);
   const generators = GENERATORS.filter((n) => n === 'encodeModule' || used.has(n === 'convSumBody' ? 'convBody' : n));
   const body = sources
@@ -565,7 +552,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   ];
 
   const backend: Backend = {
-    what: `The flat module with its elementwise, reduction and layout groups as WebAssembly SIMD kernels of the kernel form built by graphc (their sizes read at run time), and its matmuls, row softmaxes, convolutions and poolings as kernels encoded at run time for the sizes of ${syms.join(', ')} (the kernel generators are embedded below): no imports, no tape.`,
+    what: `The flat module with its elementwise, reduction and layout groups as WebAssembly SIMD kernels of the kernel form built by graphc (their sizes read at run time), and its matmuls, convolutions and poolings as kernels encoded at run time for the sizes of ${syms.join(', ')} (the kernel generators are embedded below): no imports, no tape.`,
     entries: needsProduct ? ['_product: product, // matmul products read by an epilogue loop'] : [],
     ...(train?.fn ? { train: train.backend } : {}),
     buffersDecl: () => {

@@ -14,6 +14,7 @@ import type { Shader } from './wgsl.js';
 import type { Gemm, Operand } from './gemm.js';
 import { gemmShader, mult4 } from './gemm.js';
 import { Bindings, PRELUDE, WG, entry1d, f32, indexOf, js, statements, sz, unflatten } from './wgsl.js';
+import { convOperands } from '../../ir/conv.js';
 
 type DtypeOf = (array: string) => 'f32' | 'i32';
 
@@ -286,9 +287,7 @@ function conv(r: Extract<Routine, { op: 'conv' | 'conv_input_grad' | 'conv_weigh
   const G = a.groups;
   const y = r.output.arg;
   // X [batch, C, H, W], W [O, Cg, kH, kW], dy [batch, O, Ho, Wo]
-  const xShape = r.op === 'conv_input_grad' ? r.output.shape : r.inputs[0]!.shape;
-  const wShape = r.op === 'conv_weight_grad' ? r.output.shape : r.inputs[1]!.shape;
-  const yShape = r.op === 'conv' ? r.output.shape : r.op === 'conv_input_grad' ? r.inputs[0]!.shape : r.inputs[1]!.shape;
+  const { x: xShape, w: wShape, y: yShape } = convOperands(r.op, r.inputs.map((v) => v.shape), r.output.shape);
   const [NB, C, H, W] = xShape as [Dim, Dim, Dim, Dim];
   const [O, Cg, kH, kW] = wShape as [number, number, number, number];
   const [, , Ho, Wo] = yShape as [Dim, Dim, Dim, Dim];

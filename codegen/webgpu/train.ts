@@ -23,7 +23,7 @@ import { givenLrCheck } from '../gpu-accum.js';
 import { gradsCheck, gradsType } from '../ts/accum.js';
 import { groupSteps, hyperDecls, lrLine, optStateParts, trainedParams } from '../ts/train.js';
 import type { Shader } from './wgsl.js';
-import { Bindings, PRELUDE, WG, entry1d, f32, js, sz } from './wgsl.js';
+import { Bindings, PRELUDE, WG, entry1d, f32, js, sz, treeJoin } from './wgsl.js';
 
 /** Where trainStep's --check-finite error says the value was found, and what became of the step. */
 const FINITE_WHERE =
@@ -318,11 +318,7 @@ function clipShaders(grads: readonly { grad: string; n: Size }[], maxNorm: numbe
       '    if (terms % 64 == 0) { total += part; part = 0.0; }',
       '  }',
       '  red[li] = total + part;',
-      '  workgroupBarrier();',
-      `  for (var s = ${WG / 2}; s > 0; s = s / 2) {`,
-      '    if (li < s) { red[li] = red[li] + red[li + s]; }',
-      '    workgroupBarrier();',
-      '  }',
+      ...treeJoin('red[li] = red[li] + red[li + s];').map((l) => `  ${l}`),
       `  if (li == 0) { ${sq}[${k}] = red[0]; }`,
       '}',
     ].join('\n');
@@ -373,11 +369,7 @@ function finiteShaders(checked: readonly { what: string; array: string; n: strin
       `    if (first == ${NONE} && (bitcast<u32>(${g}[i]) & 0x7fffffffu) >= 0x7f800000u) { first = i; }`,
       '  }',
       '  red[li] = first;',
-      '  workgroupBarrier();',
-      `  for (var s = ${WG / 2}; s > 0; s = s / 2) {`,
-      '    if (li < s) { red[li] = min(red[li], red[li + s]); }',
-      '    workgroupBarrier();',
-      '  }',
+      ...treeJoin('red[li] = min(red[li], red[li + s]);').map((l) => `  ${l}`),
       '  if (li == 0) {',
       '    let i = red[0];',
       `    if (i == ${NONE}) { ${at}[${3 * k}] = -1.0; } else { ${at}[${3 * k}] = f32(i / 65536); ${at}[${3 * k + 1}] = f32(i % 65536); ${at}[${3 * k + 2}] = ${g}[i]; }`,

@@ -16,7 +16,7 @@ import { numelSize, size } from '../../ir/dims.js';
 import { CompileError } from '../../ir/errors.js';
 import type { Access, AluOp, EType, Kernel } from '../kernel/form.js';
 import { capabilities } from '../kernel/decompose.js';
-import { argsOf, epilogueNodes, offsetTerms } from '../kernel/form.js';
+import { argsOf, epilogueNodes, neededNodes, offsetTerms } from '../kernel/form.js';
 import { storedAfterReduction } from '../kernel/eval.js';
 import { isRare, rareOnly, rarePlan } from '../kernel/rare.js';
 
@@ -42,6 +42,11 @@ export interface Shader {
 }
 
 export const WG = 64;
+
+/** A workgroup's tree join in `red`-like workgroup arrays: `join` (reading li and li + s) in halving strides, behind barriers (lines at the function's indent). */
+export function treeJoin(join: string): string[] {
+  return ['workgroupBarrier();', `for (var s = ${WG / 2}; s > 0; s = s / 2) {`, `  if (li < s) { ${join} }`, '  workgroupBarrier();', '}'];
+}
 
 /** A size in WGSL: a literal, or an interpolation of the bound sizes (the template's `${...}`). */
 export function sz(s: Dim | Size): string {
@@ -313,7 +318,7 @@ export function statements(k: Kernel, which: readonly boolean[], stores: readonl
  */
 function rareStatements(k: Kernel, pass: readonly number[], v: (i: number) => string, stmt: (i: number) => string): string[] {
   if (!k.nodes.some(isRare)) return pass.map(stmt);
-  const only = rareOnly(k.nodes, needed(k, k.stores.map((s) => s.node), true), new Set(k.stores.map((s) => s.node)));
+  const only = rareOnly(k.nodes, neededNodes(k, k.stores.map((s) => s.node), true), new Set(k.stores.map((s) => s.node)));
   return rarePlan(k.nodes, pass, only).flatMap((it) => {
     if (it.kind === 'node') return [stmt(it.node)];
     const arg = (w: number, j: number) => v(argsOf(k.nodes[w]!)[j]!);
@@ -325,18 +330,6 @@ function rareStatements(k: Kernel, pass: readonly number[], v: (i: number) => st
       '}',
     ];
   });
-}
-
-/** The nodes `roots` need, through their arguments (reductions included, not what they reduce, unless `all`). */
-function needed(k: Kernel, roots: readonly number[], all = false): boolean[] {
-  const need = k.nodes.map(() => false);
-  const visit = (i: number) => {
-    if (need[i]) return;
-    need[i] = true;
-    if (all || k.nodes[i]!.op !== 'reduce') argsOf(k.nodes[i]!).forEach(visit);
-  };
-  roots.forEach(visit);
-  return need;
 }
 
 /** The number of terms a block of a sum adds before it joins the total. */
@@ -360,8 +353,8 @@ export function renderKernel(k: Kernel, dtypeOf: (array: string) => 'f32' | 'i32
     const reduces = k.nodes.flatMap((nd, i) => (nd.op === 'reduce' ? [{ i, red: nd.red, x: nd.args[0] }] : []));
     const inLoop = k.stores.filter((s) => !storedAfterReduction(k, s.access.strides));
     const after = k.stores.filter((s) => storedAfterReduction(k, s.access.strides));
-    const loopNodes = needed(k, [...reduces.map((r) => r.x), ...inLoop.map((s) => s.node)]).map((x, i) => x && !epi[i]);
-    const afterNodes = needed(k, after.map((s) => s.node));
+    const loopNodes = neededNodes(k, [...reduces.map((r) => r.x), ...inLoop.map((s) => s.node)]).map((x, i) => x && !epi[i]);
+    const afterNodes = neededNodes(k, after.map((s) => s.node));
     const redDims = k.axes.map((d) => k.domain[d]!);
     const R = numelSize(redDims);
     const sum = reduces.some((r) => r.red === 'sum');
@@ -389,11 +382,7 @@ export function renderKernel(k: Kernel, dtypeOf: (array: string) => 'f32' | 'i32
         ...reduces.map((r, j) => step(r, j, `acc${j}`)),
         '}',
         ...reduces.map((_r, j) => `red${j}[li] = acc${j};`),
-        'workgroupBarrier();',
-        `for (var s = ${WG / 2}; s > 0; s = s / 2) {`,
-        `  if (li < s) { ${reduces.map(join).join(' ')} }`,
-        '  workgroupBarrier();',
-        '}',
+        ...treeJoin(reduces.map(join).join(' ')),
         'if (li == 0 && live) {',
         ...reduces.map((_r, j) => `  acc${j} = red${j}[0];`),
         ...k.axes.map((d) => `  let x${d} = 0;`),
