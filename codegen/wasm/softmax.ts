@@ -49,9 +49,19 @@ export function softmaxRows(M: I32, N: I32, log: boolean, x: I32, out: I32, thre
 /** With `ranged` (all sizes numbers), a function of two arguments that computes the rows [start, end): threads' row blocks. */
 export function softmaxBody(k: SoftmaxKernel, opts: { ranged?: boolean } = {}): Body {
   const f = new Body(opts.ranged ? 2 : 0);
+  if (k.M === 0 || k.N === 0) return f;
+  const t = rowTools(f, k, opts.ranged === true);
+  if (k.log === true) logSoftmaxRows(t);
+  else softmaxOfRows(t);
+  return f;
+}
+
+type RowTools = ReturnType<typeof rowTools>;
+
+/** The body's locals and the steps both forms are written with: passes over a row, masks, stores, the loop over rows, a row's maximum. */
+function rowTools(f: Body, k: SoftmaxKernel, ranged: boolean) {
   const { M, N } = k;
   const log = k.log === true;
-  if (M === 0 || N === 0) return f;
   const [rows, vecs, rowX, rowO, px, po] = [f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32')];
   const [max, sum, v] = [f.local('v128'), f.local('v128'), f.local('v128')];
   const tmp = Array.from({ length: 5 }, () => f.local('v128'));
@@ -118,7 +128,7 @@ export function softmaxBody(k: SoftmaxKernel, opts: { ranged?: boolean } = {}): 
       bumpBy(f, rowX, times(rowBytes, by));
       bumpBy(f, rowO, times(rowBytes, by));
     };
-    if (!opts.ranged) {
+    if (!ranged) {
       push(f, k.x).set(rowX);
       push(f, k.out).set(rowO);
       // (a run-time number of rows counted down, none for 0)
@@ -156,41 +166,50 @@ export function softmaxBody(k: SoftmaxKernel, opts: { ranged?: boolean } = {}): 
     across(m, 'f32Max');
     f.set(m);
   };
-  if (log) {
-    // log_softmax: two rows at a time (the two f64 sums' chains of adds side by side), then a last one
-    const [max2, sums] = [f.local('v128'), [logSumOf(f), logSumOf(f)]];
-    eachRow((pair) => {
-      const both = pair ? ([[max, 0], [max2, rowBytes]] as const) : ([[max, 0]] as const);
-      both.forEach(([m], r) => maxOf(m, r === 1));
-      // Σ exp(x − max) in f64, element by element
-      both.forEach((_x, r) => sums[r]!.clear());
-      pass((lanes) => {
-        both.forEach(([m, at], r) => {
-          if (typeof at === 'number') f.get(px).v128Load(at);
-          else push(f.get(px), at).i32Add().v128Load(0);
-          f.get(m).f32x4('sub');
-          f32x4Exp(f, tmp);
-          if (lanes === 'rt') masked(lanes, 0);
-          sums[r]!.add(typeof lanes === 'number' ? lanes : 4);
-        });
+  return { f, row, px, po, max, sum, v, tmp, lo, hi, masked, store, pass, across, eachRow, maxOf };
+}
+
+/** log_softmax: two rows at a time (the two f64 sums' chains of adds side by side), then a last one. */
+function logSoftmaxRows(t: RowTools): void {
+  const { f, px, max, v, tmp, masked, store, pass, eachRow, maxOf } = t;
+  const { rowBytes } = t.row;
+  const [max2, sums] = [f.local('v128'), [logSumOf(f), logSumOf(f)]];
+  eachRow((pair) => {
+    const both = pair ? ([[max, 0], [max2, rowBytes]] as const) : ([[max, 0]] as const);
+    both.forEach(([m], r) => maxOf(m, r === 1));
+    // Σ exp(x − max) in f64, element by element
+    both.forEach((_x, r) => sums[r]!.clear());
+    pass((lanes) => {
+      both.forEach(([m, at], r) => {
+        if (typeof at === 'number') f.get(px).v128Load(at);
+        else push(f.get(px), at).i32Add().v128Load(0);
+        f.get(m).f32x4('sub');
+        f32x4Exp(f, tmp);
+        if (lanes === 'rt') masked(lanes, 0);
+        sums[r]!.add(typeof lanes === 'number' ? lanes : 4);
       });
-      // y = x − (max + ln Σ), in f64, rounded once
-      both.forEach(([m], r) => {
-        sums[r]!.lse(m);
-        pass(
-          (lanes) => {
-            f.get(px).v128Load(0);
-            sums[r]!.minus();
-            f.set(v);
-            store(lanes);
-          },
-          false,
-          r === 1,
-        );
-      });
-    }, true);
-    return f;
-  }
+    });
+    // y = x − (max + ln Σ), in f64, rounded once
+    both.forEach(([m], r) => {
+      sums[r]!.lse(m);
+      pass(
+        (lanes) => {
+          f.get(px).v128Load(0);
+          sums[r]!.minus();
+          f.set(v);
+          store(lanes);
+        },
+        false,
+        r === 1,
+      );
+    });
+  }, true);
+}
+
+/** softmax: each row's exponentials stored and summed, then times 1 / Σ. */
+function softmaxOfRows(t: RowTools): void {
+  const { f, px, po, max, sum, v, tmp, lo, hi, masked, store, pass, across, eachRow, maxOf } = t;
+  const { blocked } = t.row;
   eachRow(() => {
     maxOf(max);
     // e = exp(x − max): stored, and summed
@@ -225,7 +244,6 @@ export function softmaxBody(k: SoftmaxKernel, opts: { ranged?: boolean } = {}): 
       store(lanes);
     });
   });
-  return f;
 }
 
 /**
