@@ -36,7 +36,7 @@ import { emitTs } from './ts.js';
 import { encodeModule, RELAXED_PROBE } from './wasm/encode.js';
 import { Body } from './wasm/encode.js';
 import { DEFAULT_TILE, matmulBody, packBody, packFloats, packsA, packsB } from './wasm/matmul.js';
-import { CHUNKS, convBody, convScratch, convSplit, convSumBody, gradInPanels } from './wasm/conv.js';
+import { byOutputRows, CHUNKS, convBody, convScratch, convSplit, convSumBody, gradInPanels } from './wasm/conv.js';
 import { winogradBody, winogradFits, winogradScratch, winogradWeightsBody, winogradWhat } from './wasm/winograd.js';
 import { winogradSumBody, winogradWeightGradBody } from './wasm/winograd-weight.js';
 import type { Split } from './wasm/threads.js';
@@ -580,9 +580,10 @@ function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean):
       const Og = c.O / c.groups;
       const gr = c.groups > 1 ? `${c.groups} groups × ` : '';
       if (winogradFits(c)) return winogradWhat(c);
-      if (c.op === 'conv') return `im2col, ${gr}${c.N} × [${Og},${Kg}]·[${Kg},${S}]`;
+      const rows = byOutputRows(c) ? ', output row by output row' : '';
+      if (c.op === 'conv') return `im2col, ${gr}${c.N} × [${Og},${Kg}]·[${Kg},${S}]${rows}`;
       // a stride-1 input gradient: the convolution of dy by the flipped weights, dy's col in panels, stored straight into dx
-      if (c.op === 'conv_input_grad' && gradInPanels(c)) return `a convolution of dy by the flipped weights, ${gr}${c.N} × [${c.C / c.groups},${Og * c.kH * c.kW}]·[${Og * c.kH * c.kW},${c.H * c.W}], dy's col in panels, stored into dx`;
+      if (c.op === 'conv_input_grad' && gradInPanels(c)) return `a convolution of dy by the flipped weights, ${gr}${c.N} × [${c.C / c.groups},${Og * c.kH * c.kW}]·[${Og * c.kH * c.kW},${c.H * c.W}], dy's col in panels${rows}, stored into dx`;
       if (c.op === 'conv_input_grad') return `${gr}${c.N} × [${Kg},${Og}]·[${Og},${S}] (A transposed), col2im`;
       return `im2col, ${gr}[${Og},${c.N * S}]·[${c.N * S},${Kg}] as dot products along the positions, in chunks of images`;
     }

@@ -4,7 +4,7 @@
 // wasm, GPU.js in cpu mode) against the float64 interpreter, and the interpreter's gradients
 // against central finite differences.
 
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -106,12 +106,34 @@ async function build(name: string, body: string) {
   const targets: [string, Emit][] = [['', emitTs], ['.gpu', emitGpu], ...(symbolic ? [] : [['.wasm', emitWasm] as [string, Emit]])];
   for (const [suffix, emit] of targets) writeFileSync(path.join(dir, `${name}${suffix}.js`), indent(emit(info, false)));
   const load = async <T>(suffix: string) => (await import(pathToFileURL(path.join(dir, `${name}${suffix}.js`)).href)) as T;
-  return { c, flat: await load<GeneratedModule>(''), wasm: symbolic ? undefined : await load<GeneratedModule>('.wasm'), gpu: await load<GpuModule>('.gpu') };
+  const wasmText = symbolic ? '' : readFileSync(path.join(dir, `${name}.wasm.js`), 'utf8');
+  return { c, flat: await load<GeneratedModule>(''), wasm: symbolic ? undefined : await load<GeneratedModule>('.wasm'), wasmText, gpu: await load<GpuModule>('.gpu') };
 }
+
+/**
+ * The wasm kernels some forms are there to reach, by the kernel list's words (codegen/wasm.ts): the
+ * forward and a stride-1 input gradient output row by output row (`convRows`) where K fits one
+ * block, else through the matmul kernel.
+ */
+const PATHS: Record<string, { kernel: string; has: boolean }[]> = {
+  gemm_rows_wide_k: [
+    { kernel: 'conv_y', has: false },
+    { kernel: 'conv_input_grad_dx', has: true },
+  ],
+  gemm_grad_wide_k: [
+    { kernel: 'conv_y', has: true },
+    { kernel: 'conv_input_grad_dx', has: false },
+  ],
+};
 
 describe.each(Object.entries(FORMS))('%s', (name, body) => {
   it('agrees with the float64 interpreter on every target; the interpreter with finite differences', async () => {
-    const { c, flat, wasm, gpu } = await build(name, body);
+    const { c, flat, wasm, wasmText, gpu } = await build(name, body);
+    for (const { kernel, has } of PATHS[name] ?? []) {
+      const line = wasmText.split('\n').find((l) => l.startsWith(`//   ${kernel}: `));
+      expect(line, `${name}: the kernel ${kernel} in the list`).toBeDefined();
+      expect(line!.includes('output row by output row'), `${name}: ${kernel} row by row? ${line}`).toBe(has);
+    }
     const { params, inputs } = randomArgs(c.fwd, 3, 1, { B: 3 });
     // distinct values, so that no window holds a tie within rounding (ties go to the first)
     const ref = reference(c.fwd, c.bwd, params, inputs);

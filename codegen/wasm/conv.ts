@@ -297,6 +297,12 @@ export function gradInPanels(k: Omit<ConvKernel, 'scratch'>): boolean {
   return k.stride[0] === 1 && k.stride[1] === 1 && inPanels(dyGeometry(k));
 }
 
+/** Whether a forward, or an input gradient run as a convolution of dy (`gradInPanels`), runs output row by output row (`convRows`). */
+export function byOutputRows(k: Omit<ConvKernel, 'scratch'>): boolean {
+  if (k.op === 'conv') return rowsFit(k);
+  return k.op === 'conv_input_grad' && gradInPanels(k) && rowsFit(dyGeometry(k));
+}
+
 /**
  * The input gradient of a stride-1 convolution as the convolution of dy that `dyGeometry` gives:
  * the flipped weights w' (per group [Cg, Og·kk]) written once per call into its first

@@ -14,10 +14,10 @@ export const spec = {
 // Memory plan: 25 arrays, 3603.2 KiB, shared by values whose lifetimes do not overlap
 // (see cnn.grad.ir). Values that live only inside one loop nest are locals.
 // WebAssembly SIMD kernels (33593 bytes), one per matmul, elementwise, reduction and softmax group and index routine, in the order the steps call them:
-//   conv_t1: t1 = conv2d(x: [64, 1, 28, 28], W1: [6, 1, 5, 5]) → [64, 6, 24, 24]   im2col, 64 × [6,25]·[25,576]
+//   conv_t1: t1 = conv2d(x: [64, 1, 28, 28], W1: [6, 1, 5, 5]) → [64, 6, 24, 24]   im2col, 64 × [6,25]·[25,576], output row by output row
 //   kernel_conv1: conv1 = relu(t1 + t2)   [64,6,24,24] (kernel form)
 //   max_pool_h1: h1 = max_pool2d(conv1: [64, 6, 24, 24], 2) → [64, 6, 12, 12]   max pool over 384 planes of 24×24
-//   conv_t4: t4 = conv2d(h1: [64, 6, 12, 12], W2: [16, 6, 5, 5]) → [64, 16, 8, 8]   im2col, 64 × [16,150]·[150,64]
+//   conv_t4: t4 = conv2d(h1: [64, 6, 12, 12], W2: [16, 6, 5, 5]) → [64, 16, 8, 8]   im2col, 64 × [16,150]·[150,64], output row by output row
 //   kernel_conv2: conv2 = relu(t4 + t5)   [64,16,8,8] (kernel form)
 //   max_pool_h2: h2 = max_pool2d(conv2: [64, 16, 8, 8], 2) → [64, 16, 4, 4]   max pool over 1024 planes of 8×8
 //   matmul_h3: h3 = relu(flat @ W3 + b3)   [64,256]·[256,120]
