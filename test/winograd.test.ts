@@ -125,7 +125,7 @@ export default model('big', (g) => {
     const { fwd, bwd, plan } = compileGraphs(file);
     const src = emitWasm({ name: 'big', plan, source: 'model.ts', fwd, bwd, sourceLine: () => undefined }, false);
     const kernels = new Map([...src.matchAll(/^\/\/ {3}(conv\w*): (.*)$/gm)].map((m) => [m[1]!, m[2]!] as const));
-    // the forwards' U (16 MB) and the weight gradients' partial sums (8 × 256 MB) outgrow the direct kernels' scratch: direct
+    // the forwards' U (16·O·C floats, 64 MiB) and the weight gradients' partial sums (8 × 256 MB) outgrow the direct kernels' scratch: direct
     for (const name of ['conv_t1', 'conv_y', 'conv_weight_grad_dw1', 'conv_weight_grad_dw2']) expect(kernels.get(name), name).not.toMatch(/Winograd/);
     // the direct input gradients' flipped weights a chunk (8 × 38 MB) outgrow Winograd's one U: Winograd
     for (const name of ['conv_input_grad_dx', 'conv_input_grad_dt2']) expect(kernels.get(name), name).toMatch(/Winograd F\(2×2,3×3\)/);

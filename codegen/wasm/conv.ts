@@ -146,7 +146,7 @@ export function convBody(k: ConvKernel, opts: { ranged?: boolean } = {}): Body {
     f.get(n).i32(chunksOf(N).per).i32DivU().i32(4 * C * kk * S).i32Mul().set(offA);
     f.get(offA).i32(col).i32Add().set(cn);
     if (pf) f.get(n).i32(chunksOf(N).per).i32DivU().i32(4 * pf).i32Mul().set(offP);
-    if (k.op === 'conv' && rowsFit(k)) {
+    if (k.op === 'conv' && byOutputRows(k)) {
       f.get(n).i32(4 * O * S).i32Mul().i32(k.y).i32Add().set(offC);
       convRows(f, k, O, { a: k.w, xn, yn: offC, buf: cn });
     } else if (k.op === 'conv' && panelIm2col) {
@@ -297,7 +297,7 @@ export function gradInPanels(k: Omit<ConvKernel, 'scratch'>): boolean {
   return k.stride[0] === 1 && k.stride[1] === 1 && inPanels(dyGeometry(k));
 }
 
-/** Whether a forward, or an input gradient run as a convolution of dy (`gradInPanels`), runs output row by output row (`convRows`). */
+/** Whether a forward, or an input gradient run as a convolution of dy (`gradInPanels`), runs output row by output row (`convRows`): the kernels' choice and the kernel list's words. */
 export function byOutputRows(k: Omit<ConvKernel, 'scratch'>): boolean {
   if (k.op === 'conv') return rowsFit(k);
   return k.op === 'conv_input_grad' && gradInPanels(k) && rowsFit(dyGeometry(k));
@@ -321,7 +321,7 @@ function inputGradInPanels(f: Body, k: ConvKernel, range?: { start: Local; end: 
   const col = k.scratch;
   const wT = col + 4 * chunks * colFloats;
   const geometry = dyGeometry(k);
-  const rows = rowsFit(geometry);
+  const rows = byOutputRows(k);
   const writer = rows ? undefined : panelIm2colWriter(f, geometry);
   const [n, yn, cn, offA, offB, offC, sO, dO, s, d, co, cc] = Array.from({ length: 12 }, () => f.local('i32'));
   // w' in the slot of the range's first chunk
