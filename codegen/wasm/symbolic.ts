@@ -58,7 +58,7 @@ import { convGeometry } from '../../ir/conv.js';
  * stripped: each imports only from these, but for steps.ts's unaryOnStack, replayed by
  * unaryOnStackDecl), and what it calls of them.
  */
-export const SOURCES = ['encode', 'steps', 'matmul', 'conv', 'pool'] as const;
+export const SOURCES = ['encode', 'steps', 'matmul', 'conv', 'conv-rows', 'pool'] as const;
 const GENERATORS = ['encodeModule', 'matmulBody', 'convBody', 'convSumBody', 'poolBody'] as const;
 
 type Dims = Readonly<Record<string, number>>;
@@ -357,7 +357,7 @@ function generatorsDecl(typed: boolean, used: ReadonlySet<string>): string[] {
   if (!used.size) return [];
   // (each generator with the files it imports: a convolution's matmuls are the matmul kernel's, whose epilogues are steps)
   const matmul = used.has('matmulBody') || used.has('convBody');
-  const has = (f: string) => f === 'encode' || (f === 'steps' || f === 'matmul' ? matmul : used.has(`${f}Body`));
+  const has = (f: string) => f === 'encode' || (f === 'steps' || f === 'matmul' ? matmul : used.has(`${f === 'conv-rows' ? 'conv' : f}Body`));
   const sources = SOURCES.filter(has);
   const generators = GENERATORS.filter((n) => n === 'encodeModule' || used.has(n === 'convSumBody' ? 'convBody' : n));
   const body = sources
