@@ -17,7 +17,7 @@
 
 import type { Plan, Unit } from '../ir/memplan.js';
 import { allUnits, valueName } from '../ir/memplan.js';
-import { numelSize, symbols } from '../ir/dims.js';
+import { symbols } from '../ir/dims.js';
 import { layoutPlan, polyConst } from '../ir/layout.js';
 import { commentText, key, member, typedAs, uniformConst } from './module.js';
 import * as E from './expr.js';
@@ -25,18 +25,16 @@ import { lowerUnitOf } from './kernel/lower.js';
 import type { Kernel as FormKernel } from './kernel/form.js';
 import type { WasmKernel } from './wasm/kernel.js';
 import { KernelUnsupported, TileEpilogue, renderWasmKernel } from './wasm/kernel.js';
-import { scalarNames, slotsOf } from './optim.js';
+import { scalarNames } from './optim.js';
 import type { TrainBackend } from './ts/train.js';
-import { trainGroups } from './ts/train.js';
-import type { UpdateTarget } from './wasm/update.js';
-import { updateBody } from './wasm/update.js';
+import { updateBody, updateLayout } from './wasm/update.js';
 import type { ModuleInfo, Typed } from './module.js';
 import type { Backend, UnitEmitter } from './ts.js';
 import { emitTs } from './ts.js';
 import { encodeModule, RELAXED_PROBE } from './wasm/encode.js';
 import { Body } from './wasm/encode.js';
 import { DEFAULT_TILE, matmulBody, packBody, packFloats, packsA, packsB } from './wasm/matmul.js';
-import { byOutputRows, CHUNKS, convBody, convScratch, convSplit, convSumBody, gradInPanels } from './wasm/conv.js';
+import { byOutputRows, chunksOf, convBody, convScratch, convSplit, convSumBody, gradInPanels } from './wasm/conv.js';
 import { winogradBody, winogradFits, winogradScratch, winogradWeightsBody, winogradWhat } from './wasm/winograd.js';
 import { winogradSumBody, winogradWeightGradBody } from './wasm/winograd-weight.js';
 import type { Split } from './wasm/threads.js';
@@ -322,7 +320,7 @@ class StaticModule {
       this.kernels.push(split ? { name, body: body(kernel, { ranged: true }), d, split } : { name, body: body(kernel), d });
       if (kernel.op !== 'conv_weight_grad') return weights ? [...call(`${name}_u`), ...call(name)] : call(name);
       // the weight gradient's partial sums of the chunks, added in order into dw
-      this.kernels.push({ name: `${name}_sum`, body: (wino ? winogradSumBody : convSumBody)(kernel), d, what: `the ${CHUNKS} chunks' partial sums of ${name}, added in order${wino ? ', and the Winograd output transform' : ''}` });
+      this.kernels.push({ name: `${name}_sum`, body: (wino ? winogradSumBody : convSumBody)(kernel), d, what: `the ${chunksOf(kernel.N).chunks} chunks' partial sums of ${name}, added in order${wino ? ', and the Winograd output transform' : ''}` });
       return [...call(name), ...call(`${name}_sum`)];
     }
     if (d.kind === 'pool') {
@@ -432,42 +430,7 @@ function constLayout(m: ModuleInfo, start: number): { end: number; at(name: stri
  */
 function trainLayout(m: ModuleInfo, address: Address, start: number, t: Typed): { end: number; backend: TrainBackend; kernel?: Kernel } {
   const spec = m.optimizer!;
-  const slots = slotsOf(spec);
-  const groups = trainGroups(m);
-  // each param group's step scalars, after the state
-  const scalarsAt: number[] = [];
-  let end = start;
-  const targets: UpdateTarget[] = [];
-  const covered = new Set<string>();
-  const owned = new Set<string>();
-  const fields = new Map<string, string[]>(slots.map((s) => [s, []]));
-  for (const o of m.bwd.outputs) {
-    const p = m.fwd.insts.find((i) => i.op === 'param' && i.attrs.name === o.name);
-    if (!p) continue; // the gradient of an input: no update
-    const n = numelSize(m.fwd.type(p.result).shape).coef;
-    const name = valueName(m.bwd, o.value);
-    const inArena = m.plan.storage.get(name)?.kind === 'buffer' && m.bwd.def(o.value).op !== 'fwd' && !owned.has(name);
-    const g = address(m.bwd, o.value);
-    const staged = address(m.fwd, p.result);
-    if (inArena && g !== undefined && staged !== undefined) {
-      owned.add(name);
-      covered.add(o.name);
-      const at: Record<string, number> = {};
-      for (const s of slots) {
-        at[s] = end;
-        fields.get(s)!.push(`${key(o.name)}: new Float32Array(memory.buffer, ${end}, ${n})`);
-        end += align(n * 4);
-      }
-      const k = groups.findIndex((x) => x.params.includes(o.name));
-      targets.push({ spec: groups[k]!.spec, scalarsAt: k, n, p: staged, g, slots: at });
-    }
-  }
-  const scalarCount = groups.map((x) => scalarNames(x.spec).length);
-  for (const count of scalarCount) {
-    scalarsAt.push(end);
-    end += align(Math.max(1, count) * 4);
-  }
-  for (let k = 0; k < targets.length; k++) targets[k] = { ...targets[k]!, scalarsAt: scalarsAt[targets[k]!.scalarsAt]! };
+  const { slots, groups, targets, covered, fields, scalarsAt, scalarCount, end } = updateLayout(m, address, start, false);
   const stagedOf = (param: string) => {
     const p = m.fwd.insts.find((i) => i.op === 'param' && i.attrs.name === param)!;
     return member('buf', m.fwd.value(p.result).name);
@@ -592,7 +555,7 @@ function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean):
     return `${mm.batch > 1 ? `${mm.batch} × ` : ''}[${mm.M},${mm.K}]·[${mm.K},${mm.N}]${layout}${d.fusedEpilogue ? '' : k.epilogueKernel ? ', epilogue a kernel of its own' : ', epilogue in JS'}`;
   };
   return [
-    `// WebAssembly SIMD kernels (${bytes.length} bytes), one per matmul, elementwise, reduction and softmax group and index routine, in the order the steps call them:`,
+    `// WebAssembly SIMD kernels (${bytes.length} bytes), one per matmul, convolution, pooling, row softmax and index routine and per fused group of the kernel form, in the order the steps call them:`,
     ...kernels.map((k) => `//   ${k.name}: ${k.what ?? (k.d ? `${commentText(k.d.doc)}   ${what(k.d, k)}` : '')}`),
     ...(typed
       ? [

@@ -11,19 +11,13 @@
 // of it, codegen/ts.ts gradientArrays) is copied into an area of its own in the state's part of
 // the memory, just before that param's state slots, which the kernel reads.
 
-import { valueName } from '../../ir/memplan.js';
-import { numelSize } from '../../ir/dims.js';
-import { arrayBytes } from '../../ir/layout.js';
-import { size } from '../../ir/dims.js';
 import type { ModuleInfo, Typed } from '../module.js';
-import { commentText, key, member } from '../module.js';
-import { scalarNames, slotsOf } from '../optim.js';
+import { commentText, member } from '../module.js';
+import { scalarNames } from '../optim.js';
 import type { TrainBackend } from '../ts/train.js';
-import { trainGroups } from '../ts/train.js';
 import type { Address } from './layout.js';
 import type { Body } from './encode.js';
-import type { UpdateTarget } from './update.js';
-import { updateBody } from './update.js';
+import { updateBody, updateLayout } from './update.js';
 
 export interface SymTrain {
   /** Bytes of the state and scalar area from `start`. */
@@ -43,48 +37,7 @@ export interface SymTrain {
  */
 export function symTrain(m: ModuleInfo, address: Address, start: number, syms: readonly string[], t: Typed): SymTrain {
   const spec = m.optimizer!;
-  const slots = slotsOf(spec);
-  const groups = trainGroups(m);
-  let end = start;
-  const targets: UpdateTarget[] = [];
-  const covered = new Set<string>();
-  const owned = new Set<string>();
-  const fields = new Map<string, string[]>(slots.map((s) => [s, []]));
-  const copied: string[] = []; // the gradients copied into the area: views of their copies
-  const copies: string[] = []; // and the params
-  for (const o of m.bwd.outputs) {
-    const p = m.fwd.insts.find((i) => i.op === 'param' && i.attrs.name === o.name);
-    if (!p) continue; // the gradient of an input: no update
-    const n = numelSize(m.fwd.type(p.result).shape).coef;
-    const name = valueName(m.bwd, o.value);
-    const inArena = m.plan.storage.get(name)?.kind === 'buffer' && m.bwd.def(o.value).op !== 'fwd' && !owned.has(name);
-    const staged = address(m.fwd, p.result);
-    const k = groups.findIndex((x) => x.params.includes(o.name));
-    if (staged === undefined || k < 0) continue;
-    let g = inArena ? address(m.bwd, o.value) : undefined;
-    if (g === undefined) {
-      // (the flat module's copy of the gradient, a JS array: copied into the area before the kernel)
-      g = end;
-      copied.push(`${key(o.name)}: new Float32Array(memory.buffer, ${end}, ${n})`);
-      copies.push(o.name);
-      end += arrayBytes(size(n)).coef;
-    } else owned.add(name);
-    covered.add(o.name);
-    const at: Record<string, number> = {};
-    for (const s of slots) {
-      at[s] = end;
-      fields.get(s)!.push(`${key(o.name)}: new Float32Array(memory.buffer, ${end}, ${n})`);
-      end += arrayBytes(size(n)).coef;
-    }
-    targets.push({ spec: groups[k]!.spec, scalarsAt: k, n, p: staged, g, slots: at });
-  }
-  const scalarCount = groups.map((x) => scalarNames(x.spec).length);
-  const scalarsAt = scalarCount.map((count) => {
-    const at = end;
-    end += arrayBytes(size(Math.max(1, count))).coef;
-    return at;
-  });
-  for (let k = 0; k < targets.length; k++) targets[k] = { ...targets[k]!, scalarsAt: scalarsAt[targets[k]!.scalarsAt]! };
+  const { slots, groups, targets, covered, fields, copied, copies, scalarsAt, scalarCount, end } = updateLayout(m, address, start, true);
   const stagedOf = (param: string) => {
     const p = m.fwd.insts.find((i) => i.op === 'param' && i.attrs.name === param)!;
     return member('buf', m.fwd.value(p.result).name);

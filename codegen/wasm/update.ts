@@ -6,8 +6,15 @@
 // the memory, and the per-step scalars (lr, bias corrections, the clipping factor) from a small
 // scalar area.
 
+import { numelSize } from '../../ir/dims.js';
+import { valueName } from '../../ir/memplan.js';
+import type { ModuleInfo } from '../module.js';
+import { key } from '../module.js';
 import type { OptimizerSpec, UExpr } from '../optim.js';
-import { scalarNames, updateStatements } from '../optim.js';
+import { scalarNames, slotsOf, updateStatements } from '../optim.js';
+import { trainGroups } from '../ts/train.js';
+import type { Address } from './layout.js';
+import { align } from './layout.js';
 import type { AluOp, Kernel, Node } from '../kernel/form.js';
 import { Body } from './encode.js';
 import { renderWasmKernelInto } from './kernel.js';
@@ -91,4 +98,75 @@ export function updateBody(targets: readonly UpdateTarget[]): Body {
     renderWasmKernelInto(f, updateKernel(at), addr);
   }
   return f;
+}
+
+/** Where the update kernel's arrays are: its targets, the params it covers, each state slot's views, the step scalars' areas. */
+export interface UpdateLayout {
+  readonly slots: readonly string[];
+  readonly groups: ReturnType<typeof trainGroups>;
+  readonly targets: readonly UpdateTarget[];
+  readonly covered: ReadonlySet<string>;
+  /** Per state slot, `key: new Float32Array(memory.buffer, at, n)` of each covered param. */
+  readonly fields: ReadonlyMap<string, readonly string[]>;
+  /** The gradients copied into the area (`copyMissing`): their views, and their params. */
+  readonly copied: readonly string[];
+  readonly copies: readonly string[];
+  /** Each param group's step scalars: their address and count. */
+  readonly scalarsAt: readonly number[];
+  readonly scalarCount: readonly number[];
+  readonly end: number;
+}
+
+/**
+ * The state area from `start` (a constant), shared by the static and the symbolic wasm modules: a
+ * param is covered where its staged copy has an address (`address`) and its gradient is an array
+ * of the arena (not a forward value passed through, not one another param's gradient owns);
+ * with `copyMissing`, a param whose gradient is not gets an area of its own for a copy of it (the
+ * symbolic module), without, it is left to the flat module's loop (the static one). Then each
+ * param group's step scalars.
+ */
+export function updateLayout(m: ModuleInfo, address: Address, start: number, copyMissing: boolean): UpdateLayout {
+  const slots = slotsOf(m.optimizer!);
+  const groups = trainGroups(m);
+  let end = start;
+  const targets: UpdateTarget[] = [];
+  const covered = new Set<string>();
+  const owned = new Set<string>();
+  const fields = new Map<string, string[]>(slots.map((s) => [s, []]));
+  const copied: string[] = [];
+  const copies: string[] = [];
+  for (const o of m.bwd.outputs) {
+    const p = m.fwd.insts.find((i) => i.op === 'param' && i.attrs.name === o.name);
+    if (!p) continue; // the gradient of an input: no update
+    const n = numelSize(m.fwd.type(p.result).shape).coef;
+    const name = valueName(m.bwd, o.value);
+    const inArena = m.plan.storage.get(name)?.kind === 'buffer' && m.bwd.def(o.value).op !== 'fwd' && !owned.has(name);
+    const staged = address(m.fwd, p.result);
+    const k = groups.findIndex((x) => x.params.includes(o.name));
+    if (staged === undefined || k < 0) continue;
+    let g = inArena ? address(m.bwd, o.value) : undefined;
+    if (g === undefined) {
+      if (!copyMissing) continue;
+      // (the flat module's copy of the gradient, a JS array: copied into the area before the kernel)
+      g = end;
+      copied.push(`${key(o.name)}: new Float32Array(memory.buffer, ${end}, ${n})`);
+      copies.push(o.name);
+      end += align(n * 4);
+    } else owned.add(name);
+    covered.add(o.name);
+    const at: Record<string, number> = {};
+    for (const s of slots) {
+      at[s] = end;
+      fields.get(s)!.push(`${key(o.name)}: new Float32Array(memory.buffer, ${end}, ${n})`);
+      end += align(n * 4);
+    }
+    targets.push({ spec: groups[k]!.spec, scalarsAt: k, n, p: staged, g, slots: at });
+  }
+  const scalarCount = groups.map((x) => scalarNames(x.spec).length);
+  const scalarsAt = scalarCount.map((count) => {
+    const at = end;
+    end += align(Math.max(1, count) * 4);
+    return at;
+  });
+  return { slots, groups, targets: targets.map((t) => ({ ...t, scalarsAt: scalarsAt[t.scalarsAt]! })), covered, fields, copied, copies, scalarsAt, scalarCount, end };
 }

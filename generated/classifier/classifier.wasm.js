@@ -13,7 +13,7 @@ export const spec = {
 
 // Memory plan: 14 arrays, 72.3 KiB, shared by values whose lifetimes do not overlap
 // (see classifier.grad.ir). Values that live only inside one loop nest are locals.
-// WebAssembly SIMD kernels (10657 bytes), one per matmul, elementwise, reduction and softmax group and index routine, in the order the steps call them:
+// WebAssembly SIMD kernels (10657 bytes), one per matmul, convolution, pooling, row softmax and index routine and per fused group of the kernel form, in the order the steps call them:
 //   matmul_relu1: relu1 = relu(x @ W1 + b1)   [64,32]·[32,64]
 //   matmul_logits: logits = relu1 @ W2 + b2   [64,64]·[64,10]
 //   xent_loss: loss = cross_entropy(logits, target_classes)   cross-entropy of 64 rows of 10 logits, four at a time, summed in f64

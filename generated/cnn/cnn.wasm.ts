@@ -58,7 +58,7 @@ export interface Options {
 
 // Memory plan: 25 arrays, 3603.2 KiB, shared by values whose lifetimes do not overlap
 // (see cnn.grad.ir). Values that live only inside one loop nest are locals.
-// WebAssembly SIMD kernels (33593 bytes), one per matmul, elementwise, reduction and softmax group and index routine, in the order the steps call them:
+// WebAssembly SIMD kernels (33593 bytes), one per matmul, convolution, pooling, row softmax and index routine and per fused group of the kernel form, in the order the steps call them:
 //   conv_t1: t1 = conv2d(x: [64, 1, 28, 28], W1: [6, 1, 5, 5]) → [64, 6, 24, 24]   im2col, 64 × [6,25]·[25,576], output row by output row
 //   kernel_conv1: conv1 = relu(t1 + t2)   [64,6,24,24] (kernel form)
 //   max_pool_h1: h1 = max_pool2d(conv1: [64, 6, 24, 24], 2) → [64, 6, 12, 12]   max pool over 384 planes of 24×24

@@ -13,7 +13,7 @@ export const spec = {
 
 // Memory plan: 95 arrays, 970.4 KiB, shared by values whose lifetimes do not overlap
 // (see gpt.grad.ir). Values that live only inside one loop nest are locals.
-// WebAssembly SIMD kernels (90573 bytes), one per matmul, elementwise, reduction and softmax group and index routine, in the order the steps call them:
+// WebAssembly SIMD kernels (90573 bytes), one per matmul, convolution, pooling, row softmax and index routine and per fused group of the kernel form, in the order the steps call them:
 //   gather_t1: t1 = wte[X]   gather of 128 rows of 32 from a table of 27, four floats at a time
 //   kernel_mu: mu = x.sum(2) * 0.03125   [16,8,32] reducing axes 2 (kernel form)
 //   kernel_t9: t9 = (((x - mu)²).sum(2) * 0.03125 + 0.00001)**-0.5   [16,8,32] reducing axes 2 (kernel form)

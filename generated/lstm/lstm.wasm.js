@@ -13,7 +13,7 @@ export const spec = {
 
 // Memory plan: 61 arrays, 4935.9 KiB, shared by values whose lifetimes do not overlap
 // (see lstm.grad.ir). Values that live only inside one loop nest are locals.
-// WebAssembly SIMD kernels (41953 bytes), one per matmul, elementwise, reduction and softmax group and index routine, in the order the steps call them:
+// WebAssembly SIMD kernels (41953 bytes), one per matmul, convolution, pooling, row softmax and index routine and per fused group of the kernel form, in the order the steps call them:
 //   gather_emb: emb = C[X]   gather of 128 rows of 16 from a table of 27, four floats at a time
 //   kernel_h0: h0 = 0   [16,128] (kernel form)
 //   matmul_t1_1: t1_1 = x0 @ Wx_1   [16,16]·[16,512]

@@ -55,7 +55,7 @@ export interface Options {
 
 // Memory plan: 24 arrays, 80.3 KiB, shared by values whose lifetimes do not overlap
 // (see makemore.grad.ir). Values that live only inside one loop nest are locals.
-// WebAssembly SIMD kernels (24345 bytes), one per matmul, elementwise, reduction and softmax group and index routine, in the order the steps call them:
+// WebAssembly SIMD kernels (24345 bytes), one per matmul, convolution, pooling, row softmax and index routine and per fused group of the kernel form, in the order the steps call them:
 //   gather_emb: emb = C[Xb]   gather of 96 rows of 10 from a table of 27, four floats at a time
 //   matmul_hprebn: hprebn = embcat @ W1 + b1   [32,30]·[30,64]
 //   kernel_bnmeani: bnmeani = hprebn.sum(0) * 0.03125   [32,64] reducing axes 0 (kernel form)

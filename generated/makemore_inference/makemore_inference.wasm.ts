@@ -62,7 +62,7 @@ export interface Options {
 
 // Memory plan: 25 arrays, 68.7 KiB, shared by values whose lifetimes do not overlap
 // (see makemore_inference.grad.ir). Values that live only inside one loop nest are locals.
-// WebAssembly SIMD kernels (19932 bytes), one per matmul, elementwise, reduction and softmax group and index routine, in the order the steps call them:
+// WebAssembly SIMD kernels (19932 bytes), one per matmul, convolution, pooling, row softmax and index routine and per fused group of the kernel form, in the order the steps call them:
 //   gather_emb: emb = C[Xb]   gather of 96 rows of 10 from a table of 27, four floats at a time
 //   matmul_t3: t3 = bngain * t2   [32,30]·[30,64]
 //   kernel_t7: t7 = (bnvar + 0.00001)**-0.5   [1,64] (kernel form)

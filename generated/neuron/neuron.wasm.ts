@@ -45,7 +45,7 @@ export interface Options {
 
 // Memory plan: 11 arrays, 0.0 KiB, shared by values whose lifetimes do not overlap
 // (see neuron.grad.ir). Values that live only inside one loop nest are locals.
-// WebAssembly SIMD kernels (1097 bytes), one per matmul, elementwise, reduction and softmax group and index routine, in the order the steps call them:
+// WebAssembly SIMD kernels (1097 bytes), one per matmul, convolution, pooling, row softmax and index routine and per fused group of the kernel form, in the order the steps call them:
 //   kernel_L: L = sigmoid(w0 * x0 + w1 * x1 + w2)   [] (kernel form)
 //   kernel_dx0: dx0 = ds3 * w0   [] (kernel form)
 // The part of the WebAssembly API this module uses (declared here: TypeScript has it only with the DOM library).

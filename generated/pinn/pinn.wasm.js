@@ -13,7 +13,7 @@ export const spec = {
 
 // Memory plan: 40 arrays, 168.1 KiB, shared by values whose lifetimes do not overlap
 // (see pinn.grad.ir). Values that live only inside one loop nest are locals.
-// WebAssembly SIMD kernels (46393 bytes), one per matmul, elementwise, reduction and softmax group and index routine, in the order the steps call them:
+// WebAssembly SIMD kernels (46393 bytes), one per matmul, convolution, pooling, row softmax and index routine and per fused group of the kernel form, in the order the steps call them:
 //   matmul_t11: t11 = h1 * 2   [64,1]·[1,24]
 //   matmul_t12: t12 = h2 * 2   [64,24]·[24,24]
 //   matmul_u: u = h2 @ W3   [64,24]·[24,1]

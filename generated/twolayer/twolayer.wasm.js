@@ -13,7 +13,7 @@ export const spec = {
 
 // Memory plan: 18 arrays, 19.5 KiB, shared by values whose lifetimes do not overlap
 // (see twolayer.grad.ir). Values that live only inside one loop nest are locals.
-// WebAssembly SIMD kernels (10855 bytes), one per matmul, elementwise, reduction and softmax group and index routine, in the order the steps call them:
+// WebAssembly SIMD kernels (10855 bytes), one per matmul, convolution, pooling, row softmax and index routine and per fused group of the kernel form, in the order the steps call them:
 //   matmul_hidden: hidden = relu(X @ W1 + b1)   [16,20]·[20,32]
 //   matmul_scores: scores = hidden @ W2 + b2   [16,32]·[32,10]
 //   pick_t4: t4 = scores[range(n), y]   pick of one of 10 in each of 16 rows

@@ -70,7 +70,7 @@ export interface Options {
 
 // Memory plan: 38 arrays, 1043.8 KiB, shared by values whose lifetimes do not overlap
 // (see wavenet.grad.ir). Values that live only inside one loop nest are locals.
-// WebAssembly SIMD kernels (56035 bytes), one per matmul, elementwise, reduction and softmax group and index routine, in the order the steps call them:
+// WebAssembly SIMD kernels (56035 bytes), one per matmul, convolution, pooling, row softmax and index routine and per fused group of the kernel form, in the order the steps call them:
 //   gather_emb: emb = C[Xb]   gather of 256 rows of 24 from a table of 27, four floats at a time
 //   matmul_hpre1_rows: hpre1_rows = x1_rows @ W1   [128,48]·[48,128]
 //   kernel_bnmeani: bnmeani = hpre1.sum((0, 1)) * 0.0078125   [32,4,128] reducing axes 0,1 (kernel form)
