@@ -1,7 +1,8 @@
 // npm run bench: times one training step (forward + backward, every parameter gradient) of the
 // makemore MLP at two sizes, graphc's generated code (the flat module, and the wasm target's
-// SIMD kernels) against TF.js (cpu and wasm backends) and PyTorch eager, times `graphc build`
-// itself, and reports each wasm matmul kernel's GFLOP/s against the machine's SIMD peak.
+// SIMD kernels) against TF.js (cpu and wasm backends) and PyTorch eager (graphc wasm and PyTorch
+// each on 1 and on --threads threads), times `graphc build` itself, and reports each wasm matmul
+// kernel's GFLOP/s against the machine's SIMD peak.
 //
 //   npm run bench [-- --sizes=S,L] [--quick] [--contenders=long,symbolic,wasm,tfjs-cpu,tfjs-wasm,torch] [--rebuild]
 //                 [--threads=N] [--realistic=gpt,cnn|none] [--baseline=REV]
@@ -35,17 +36,30 @@ import { findTorchPython, JsWorker, PythonWorker, timeInTurns } from './workers.
 
 const SEED = 42; // parameters: initParams(SEED) of the composite module; inputs: mulberry32(SEED)
 const TOLERANCE = 1e-4;
-const CONTENDERS = [
-  { id: 'composite', label: 'graphc composite', kind: 'graphc', variant: 'composite' },
-  { id: 'long', label: 'graphc long-form', kind: 'graphc', variant: 'long' },
-  { id: 'symbolic', label: 'graphc batch B', kind: 'graphc', variant: 'symbolic' },
-  { id: 'wasm', label: 'graphc wasm', kind: 'graphc', variant: 'wasm' },
-  { id: 'tfjs-cpu', label: 'TF.js cpu', kind: 'tfjs-cpu' },
-  { id: 'tfjs-wasm', label: 'TF.js wasm', kind: 'tfjs-wasm' },
-  { id: 'torch', label: 'PyTorch eager', kind: 'torch' },
-  // only with --baseline: makemoreComposite --target wasm built by the baseline's compiler
-  { id: 'baseline-wasm', label: 'baseline wasm', kind: 'graphc', variant: 'baseline-wasm' },
-];
+/**
+ * The makemore contenders, N = --threads. `--contenders` picks by `group ?? id`: `wasm` runs the wasm
+ * module on 1 thread (its default exports) and on N (create({ threads: N })), `torch` PyTorch on 1
+ * and on N threads (issue 30: each side at equal thread counts, and PyTorch at its best).
+ */
+function contenderList(n) {
+  return [
+    { id: 'composite', label: 'graphc composite', kind: 'graphc', variant: 'composite' },
+    { id: 'long', label: 'graphc long-form', kind: 'graphc', variant: 'long' },
+    { id: 'symbolic', label: 'graphc batch B', kind: 'graphc', variant: 'symbolic' },
+    { id: 'wasm', label: 'graphc wasm, 1 thread', kind: 'graphc', variant: 'wasm' },
+    { id: 'wasm-n', group: 'wasm', label: `graphc wasm, ${n} threads`, kind: 'graphc', variant: 'wasm', threads: n },
+    { id: 'tfjs-cpu', label: 'TF.js cpu', kind: 'tfjs-cpu' },
+    { id: 'tfjs-wasm', label: 'TF.js wasm', kind: 'tfjs-wasm' },
+    // OMP/OPENBLAS/MKL_NUM_THREADS and torch.set_num_threads = threads (workers.mjs's torchEnv): without
+    // them Debian's OpenBLAS ran 2 threads under torch's 1-thread default, against graphc's 1 thread
+    { id: 'torch-1', group: 'torch', label: 'PyTorch eager, 1 thread', kind: 'torch', threads: 1 },
+    { id: 'torch-n', group: 'torch', label: `PyTorch eager, ${n} threads`, kind: 'torch', threads: n },
+    // only with --baseline: makemoreComposite --target wasm built by the baseline's compiler
+    { id: 'baseline-wasm', label: 'baseline wasm, 1 thread', kind: 'graphc', variant: 'baseline-wasm' },
+  ];
+}
+/** The ids `--contenders` takes. */
+const GROUPS = [...new Set(contenderList(2).map((c) => c.group ?? c.id))];
 
 const started = performance.now();
 const opts = parseArgs(process.argv.slice(2));
@@ -284,9 +298,9 @@ async function startContenders(size, builds, torchPython) {
   const params = composite.initParams(SEED);
   const shapes = Object.fromEntries(Object.entries(composite.spec.params).map(([k, p]) => [k, p.shape]));
   const inputs = makeInputs(cfg, SEED);
-  const chosen = CONTENDERS.filter((c) => opts.contenders.includes(c.id) && (c.kind !== 'torch' || torchPython) && (c.id !== 'baseline-wasm' || baseline));
+  const chosen = contenderList(opts.threads).filter((c) => opts.contenders.includes(c.group ?? c.id) && (c.kind !== 'torch' || torchPython) && (c.id !== 'baseline-wasm' || baseline));
   const list = chosen.map((c) => {
-    const worker = c.kind === 'torch' ? new PythonWorker(`${c.label} ${size}`, torchPython) : new JsWorker(`${c.label} ${size}`);
+    const worker = c.kind === 'torch' ? new PythonWorker(`${c.label} ${size}`, torchPython, { threads: c.threads }) : new JsWorker(`${c.label} ${size}`);
     workers.push(worker);
     return { ...c, worker };
   });
@@ -294,8 +308,11 @@ async function startContenders(size, builds, torchPython) {
   await Promise.all(
     list.map(async (c) => {
       const module = c.kind === 'graphc' ? builds[`${c.variant}_${size}`].module : undefined;
-      const reply = await c.worker.request({ cmd: 'init', kind: c.kind, cfg, shapes, params, inputs, module });
+      const reply = await c.worker.request({ cmd: 'init', kind: c.kind, cfg, shapes, params, inputs, module, threads: c.threads });
       Object.assign(c, { info: reply.info, loss: reply.loss, grads: reply.grads });
+      // the BLAS's own threads, as the process reports them (OpenBLAS's openblas_get_num_threads())
+      const blasThreads = c.kind === 'torch' && /; (\d+) thread\(s\)\)$/.exec(c.info?.blas?.kind ?? '')?.[1];
+      if (blasThreads) c.label += ` (BLAS ${blasThreads} thread${blasThreads === '1' ? '' : 's'})`;
     }),
   );
   return list;
@@ -317,9 +334,11 @@ function checkAgreement(size, list) {
 }
 
 async function timeContenders(size, list) {
-  section(`timing ${size}: warm-up ${fmt.s(plan.warmupMs)} each, then ${plan.rounds[size]} rounds of ≥ ${plan.roundMs[size]} ms (≥ ${plan.minSteps} step${plan.minSteps === 1 ? '' : 's'}), contenders taking turns`);
+  section(`timing ${size}: warm-up ${fmt.s(plan.warmupMs)} each, then ${plan.rounds[size]} rounds of ≥ ${plan.roundMs[size]} ms (≥ ${plan.minSteps} step${plan.minSteps === 1 ? '' : 's'}), contenders taking turns (order reversed every other round; after each turn, until that process uses no more CPU, ≤ 300 ms)`);
   const flops = REFERENCE_FLOPS[size];
-  const rows = await timeInTurns(list, { warmupMs: plan.warmupMs, rounds: plan.rounds[size], roundMs: plan.roundMs[size], minSteps: plan.minSteps, log: console.log });
+  // reversed and settled as in realistic.mjs: with N-thread contenders in the turns, no process's
+  // threads still running after its turn are timed against the next contender
+  const rows = await timeInTurns(list, { warmupMs: plan.warmupMs, rounds: plan.rounds[size], roundMs: plan.roundMs[size], minSteps: plan.minSteps, reverse: true, settleMs: 300, log: console.log });
   for (const row of rows) row.gflops = flops / (row.ms * 1e6);
   for (const row of rows) row.ratio = row.ms / rows[0].ms;
   return rows;
@@ -336,25 +355,30 @@ function printSize(size, rows) {
 
 function printVersions(list) {
   section('contenders');
+  const width = Math.max(...list.map((c) => c.label.length));
   for (const c of list) {
     const i = c.info ?? {};
     let what = `Node ${i.node}`;
-    if (c.kind === 'graphc') what += `, generated JS (${{ composite: 'makemoreComposite', long: 'makemore', symbolic: "makemoreComposite with batch 'B'", wasm: 'makemoreComposite, --target wasm: WebAssembly SIMD matmuls', 'baseline-wasm': `makemoreComposite, --target wasm, by the compiler at ${baseline?.label}` }[c.variant]})`;
+    if (c.kind === 'graphc') what += `, generated JS (${{ composite: 'makemoreComposite', long: 'makemore', symbolic: "makemoreComposite with batch 'B'", wasm: 'makemoreComposite, --target wasm: WebAssembly SIMD matmuls', 'baseline-wasm': `makemoreComposite, --target wasm, by the compiler at ${baseline?.label}` }[c.variant]}${c.threads ? `; create({ threads: ${c.threads} })` : ''})`;
     if (c.kind === 'tfjs-cpu') what += `, @tensorflow/tfjs-core ${i.tfjsCore} + tfjs-backend-cpu ${i.tfjsBackendCpu}`;
     if (c.kind === 'tfjs-wasm') what += `, @tensorflow/tfjs-core ${i.tfjsCore} + tfjs-backend-wasm ${i.tfjsBackendWasm} (SIMD ${i.simd ? 'on' : 'off'}, ${i.threads} thread${i.threads === 1 ? '' : 's'})`;
-    if (c.kind === 'torch') what = `Python ${i.python}, torch ${i.torch}, ${i.threads} thread${i.threads === 1 ? '' : 's'} (PyTorch's default), BLAS ${i.blas?.kind ?? '?'}`;
-    console.log(`  ${c.label.padEnd(18)} ${what}`);
+    if (c.kind === 'torch') {
+      const env = ['OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'].map((k) => `${k}=${i.env?.[k] ?? '?'}`).join(' ');
+      what = `Python ${i.python}, torch ${i.torch}, ${i.threads} thread${i.threads === 1 ? '' : 's'} (torch.set_num_threads), BLAS ${i.blas?.kind ?? '?'}; ${env}`;
+    }
+    console.log(`  ${c.label.padEnd(width)} ${what}`);
   }
+  if (list.some((c) => c.kind === 'torch' && c.info?.blas?.kind === 'reference'))
+    console.log('  WARNING: PyTorch runs on the REFERENCE BLAS (Debian\'s libblas3): its matmuls are several times slower than with a tuned one, and every ratio against it flatters graphc (apt-get install libopenblas0-pthread)');
 }
 
 function printSummary(results, builds, mlps) {
   section('summary: median ms per training step (ratio to graphc composite)');
   const sizes = Object.keys(results);
-  const labels = results[sizes[0]].map((r) => r.c.label);
-  const body = labels.map((label) => [
-    label,
+  const body = results[sizes[0]].map(({ c }) => [
+    c.label,
     ...sizes.flatMap((size) => {
-      const r = results[size].find((x) => x.c.label === label);
+      const r = results[size].find((x) => x.c.id === c.id);
       return [`${fmt.ms(r.ms)} (${fmt.ratio(r.ratio)})`, fmt.gflops(r.gflops), fmt.mb(r.maxRssKb)];
     }),
   ]);
@@ -370,7 +394,7 @@ function printSummary(results, builds, mlps) {
     ['L: graphc ≤ 2× TF.js wasm', quotient(ms('L', 'composite'), ms('L', 'tfjs-wasm')), (x) => x <= 2, fmt.ratio],
     ['L: graphc ≥ 1.1 GFLOP/s', gflops('L', 'composite'), (x) => x >= 1.1, (x) => `${fmt.gflops(x)} GFLOP/s`],
     ['L: graphc wasm ≤ 0.5× TF.js wasm', quotient(ms('L', 'wasm'), ms('L', 'tfjs-wasm')), (x) => x <= 0.5, fmt.ratio],
-    ['S: graphc wasm faster than PyTorch eager', quotient(ms('S', 'wasm'), ms('S', 'torch')), (x) => x < 1, fmt.ratio],
+    ...['S', 'L'].flatMap((size) => versusTorch(size, ms)),
     ['S: long-form within 10% of composite', quotient(ms('S', 'long'), ms('S', 'composite')), (x) => Math.abs(x - 1) <= 0.1, fmt.ratio],
     ['L: long-form within 10% of composite', quotient(ms('L', 'long'), ms('L', 'composite')), (x) => Math.abs(x - 1) <= 0.1, fmt.ratio],
     ['S: batch B within 10% of static batch', quotient(ms('S', 'symbolic'), ms('S', 'composite')), (x) => x <= 1.1, fmt.ratio],
@@ -383,6 +407,23 @@ function printSummary(results, builds, mlps) {
   console.log(indent(table(['target', 'measured', ''], rows)));
 }
 
+/**
+ * Issue 30's makemore targets at one size: graphc wasm against PyTorch at equal thread counts (1
+ * thread), and graphc wasm on N threads against PyTorch at its best thread count (1 or N, the
+ * faster here); undefined (n/a) where a side did not run.
+ */
+function versusTorch(size, ms) {
+  const n = opts.threads;
+  const [one, many] = [ms(size, 'torch-1'), ms(size, 'torch-n')];
+  const best = many === undefined || one <= many ? { threads: 1, ms: one } : { threads: n, ms: many };
+  const its = best.ms === undefined ? 'its best thread count' : `its best, ${best.threads} thread${best.threads === 1 ? '' : 's'}`;
+  const quotient = (a, b) => (a === undefined || b === undefined ? undefined : a / b);
+  return [
+    [`${size}: graphc wasm 1 thread ≤ PyTorch 1 thread`, quotient(ms(size, 'wasm'), one), (x) => x <= 1, fmt.ratio],
+    [`${size}: graphc wasm ${n} threads ≤ PyTorch at ${its}`, quotient(ms(size, 'wasm-n'), best.ms), (x) => x <= 1, fmt.ratio],
+  ];
+}
+
 /** Random valid inputs: context indices and targets in [0, vocab), from a fixed seed. */
 function makeInputs({ batch, block, vocab }, seed) {
   const rand = mulberry32(seed);
@@ -392,7 +433,7 @@ function makeInputs({ batch, block, vocab }, seed) {
 }
 
 function parseArgs(argv) {
-  const o = { sizes: ['S', 'L'], quick: false, rebuild: false, contenders: CONTENDERS.map((c) => c.id), threads: 2, realistic: ['gpt', 'cnn'], baseline: undefined };
+  const o = { sizes: ['S', 'L'], quick: false, rebuild: false, contenders: GROUPS, threads: 2, realistic: ['gpt', 'cnn'], baseline: undefined };
   for (const a of argv) {
     const [k, v] = a.split(/=(.*)/s, 2);
     if (k === '--sizes' && v) o.sizes = v.split(',');
@@ -406,12 +447,12 @@ function parseArgs(argv) {
   }
   for (const s of o.sizes) if (!SIZES[s]) usage(`unknown size ${s} (sizes: ${Object.keys(SIZES).join(', ')})`);
   for (const m of o.realistic) if (!['gpt', 'cnn'].includes(m)) usage(`unknown realistic model ${m} (gpt, cnn or none)`);
-  for (const c of o.contenders) if (!CONTENDERS.some((x) => x.id === c)) usage(`unknown contender ${c} (contenders: ${CONTENDERS.map((x) => x.id).join(', ')})`);
+  for (const c of o.contenders) if (!GROUPS.includes(c)) usage(`unknown contender ${c} (contenders: ${GROUPS.join(', ')})`);
   return o;
 }
 
 function usage(msg) {
-  console.error(`bench: ${msg}\nusage: npm run bench [-- --sizes=S,L] [--quick] [--contenders=${CONTENDERS.slice(1).map((c) => c.id).join(',')}] [--rebuild] [--threads=N] [--realistic=gpt,cnn|none] [--baseline=REV]`);
+  console.error(`bench: ${msg}\nusage: npm run bench [-- --sizes=S,L] [--quick] [--contenders=${GROUPS.slice(1).join(',')}] [--rebuild] [--threads=N] [--realistic=gpt,cnn|none] [--baseline=REV]`);
   process.exit(2);
 }
 
