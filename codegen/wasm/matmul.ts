@@ -94,9 +94,10 @@ export function packsB(k: Pick<MatmulKernel, 'M' | 'N' | 'K' | 'batch' | 'transB
  * The M from which a transposed A is packed: A's rows 4M bytes apart. At 512 packing ran 1.15–1.25×
  * faster. At M = 128 (the GPT's [128,768]ᵀ·[768,512] and [128,768]ᵀ·[768,384], A's rows 512 bytes
  * apart: 8 of L1's 64 sets) it ran no faster on its own, on operands left in cache by the run
- * before, but in the module's step, where A is an activation of the forward pass long evicted,
- * those two kinds ran 2.0% and 1.5% faster (9.02 → 8.85 and 6.73 → 6.63 ms a step, two builds of
- * each in alternation, 2026-12-07, load 6–7) and 7% faster while another process loaded memory.
+ * before; in the module's step, where A is an activation of the forward pass long evicted, those
+ * two kinds and [128,768]ᵀ·[768,128] ran 1–2% faster in the 10th percentiles of 30–60 steps (two
+ * builds of each in alternation, 2026-12-07, load 5–7: 9.02 → 8.85 and 6.73 → 6.63 ms a step),
+ * 7–11% faster in the medians while other processes loaded the machine, 7–12% with 2 threads.
  */
 const PACK_A_MIN_M = 128;
 /**
