@@ -97,7 +97,8 @@ export function packsB(k: Pick<MatmulKernel, 'M' | 'N' | 'K' | 'batch' | 'transB
  * before; in the module's step, where A is an activation of the forward pass long evicted, those
  * two kinds and [128,768]ᵀ·[768,128] ran 1–2% faster in the 10th percentiles of 30–60 steps (two
  * builds of each in alternation, 2026-12-07, load 5–7: 9.02 → 8.85 and 6.73 → 6.63 ms a step),
- * 7–11% faster in the medians while other processes loaded the machine, 7–12% with 2 threads.
+ * 3–11% in the medians while other processes loaded the machine (an unchanged kind's medians
+ * moved up to 4% in the same runs), 3–12% in the medians of 2 threads (two runs).
  */
 const PACK_A_MIN_M = 128;
 /**
