@@ -68,10 +68,12 @@ export function kernelShapes(moduleFile) {
  * graphc's kernel for one matmul shape in a fresh memory of its own (operands of sin noise), given
  * the scratch areas the module gives it (codegen/wasm.ts): B packed (a transposed B, or an
  * untransposed one where `packsB`: B's rows 4N bytes apart are never read in place there), A packed
- * in row tiles where `packsA`. `encode` and `mm` are codegen/wasm/encode.js and matmul.js (dist/'s,
- * or the sources' in a test). { kernel, run, memory, flops }.
+ * in row tiles where `packsA`; and run as the module runs it (codegen/wasm.ts's functionsOf): one
+ * matrix as B's packing (packBody) then the ranged kernel over [0, M), a batch as the kernel of its
+ * matrices [0, batch). `encode` and `mm` are codegen/wasm/encode.js and matmul.js (dist/'s, or the
+ * sources' in a test). { kernel, run (the module's whole call), exports (its functions: range, pack, mm), memory, flops }.
  */
-export function benchKernel({ encodeModule }, { matmulBody, packsA, packsB }, { M, N, K, batch = 1, transA = false, transB = false }) {
+export function benchKernel({ Body, encodeModule }, { matmulBody, packBody, packsA, packsB }, { M, N, K, batch = 1, transA = false, transB = false }) {
   const shape = { M, N, K, batch, transA, transB };
   const floats = [batch * M * K, batch * K * N, batch * M * N, batch * K * N, M * K];
   const at = [];
@@ -84,8 +86,16 @@ export function benchKernel({ encodeModule }, { matmulBody, packsA, packsB }, { 
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
   new Float32Array(memory.buffer).forEach((_x, i, a) => (a[i] = Math.sin(i) * 0.5));
   const kernel = { name: 'mm', ...shape, a: at[0], b: at[1], c: at[2], pack: transB || packsB(shape) ? at[3] : undefined, packA: packsA(shape) ? at[4] : undefined, aBatched: batch > 1, bBatched: batch > 1, epilogue: [] };
-  const inst = new WebAssembly.Instance(new WebAssembly.Module(encodeModule(pages, [{ name: 'mm', body: matmulBody(kernel) }])), { env: { memory } });
-  return { kernel, run: inst.exports.mm, memory, flops: 2 * batch * M * N * K };
+  const fns = [{ name: 'range', body: matmulBody(kernel, batch === 1 ? { ranged: true } : { batches: true }) }];
+  const whole = new Body();
+  if (batch === 1 && kernel.pack !== undefined) {
+    fns.push({ name: 'pack', body: packBody(kernel) });
+    whole.i32(0).i32(transB ? N : K).call(1);
+  }
+  whole.i32(0).i32(batch === 1 ? M : batch).call(0);
+  fns.push({ name: 'mm', body: whole });
+  const inst = new WebAssembly.Instance(new WebAssembly.Module(encodeModule(pages, fns)), { env: { memory } });
+  return { kernel, run: inst.exports.mm, exports: inst.exports, memory, flops: 2 * batch * M * N * K };
 }
 
 /** GFLOP/s of graphc's kernel for one matmul shape, run on its own (benchKernel). */

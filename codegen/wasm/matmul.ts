@@ -91,10 +91,16 @@ export function packsB(k: Pick<MatmulKernel, 'M' | 'N' | 'K' | 'batch' | 'transB
 }
 
 /**
- * The M from which a transposed A is packed: A's rows 4M bytes apart. At M = 128 (the GPT's
- * [128,768]ᵀ·[768,512] and [128,768]ᵀ·[768,384]) packing measured no faster, at 512 1.15–1.25× faster.
+ * The M from which a transposed A is packed: A's rows 4M bytes apart. At 512 packing ran 1.15–1.25×
+ * faster. At M = 128 (the GPT's [128,768]ᵀ·[768,512] and [128,768]ᵀ·[768,384], A's rows 512 bytes
+ * apart: 8 of L1's 64 sets) it ran no faster on its own, on operands left in cache by the run
+ * before; in the module's step, where A is an activation of the forward pass long evicted, those
+ * two kinds and [128,768]ᵀ·[768,128] ran 1–2% faster in the 10th percentiles of 30–60 steps (two
+ * builds of each in alternation, 2026-12-07, load 5–7: 9.02 → 8.85 and 6.73 → 6.63 ms a step),
+ * 3–11% in the medians while other processes loaded the machine (an unchanged kind's medians
+ * moved up to 4% in the same runs), 3–12% in the medians of 2 threads (two runs).
  */
-const PACK_A_MIN_M = 256;
+const PACK_A_MIN_M = 128;
 /**
  * The floats of A from which it is packed: WaveNet's [256,32]ᵀ·[32,128] and [256,64]ᵀ·[64,128]
  * (8,192 and 16,384 floats) ran no faster packed; the GPT's 393,216 did.
