@@ -6,6 +6,7 @@
 // 1.09e9 points, a few minutes).
 //   node scripts/decompose-ulps.mjs OP LO HI [--stride N] [--dist DIR]
 // OP: tanh, exp, log, sin, cos, log1p, expm1, erf; DIR: another checkout's dist/ (a baseline's rule).
+// It reads the compiled compiler in dist/: run `npm run build` first, or it measures the rule dist/ was built with.
 // Prints the largest error in ulps against the float64 function (the measure of docs/compiler.md)
 // and the distance in f32 steps from the float64 function rounded to f32, with counts of 0/1/2/3+.
 import * as path from 'node:path';

@@ -357,8 +357,8 @@ function expm1Rule(b: Builder, [x]: readonly number[]): number {
 
 /**
  * e^x for x in [0, 20] only, as tanh needs it (no overflow, no subnormal, NaN kept): n =
- * floor(x·log2e), r = x − n·ln2 ∈ [0, ln2) with ln2 in one f32 part (n ≤ 29: the product's
- * rounding error is below what tanh's 1 − 2/(e^x + 1) can show from x = 1.1 on, where tanh uses
+ * floor(x·log2e), r = x − n·ln2 ∈ [0, ln2) with ln2 in one f32 part (n ≤ 28 since x ≤ 20: the
+ * product's rounding error, half an ulp of n·ln2 at most, is below what tanh's 1 − 2/(e^x + 1) can show from x = 1.1 on, where tanh uses
  * it), 2ⁿ·(1 + r + r²P(r)), 2ⁿ in one piece (twoTo): no clamps, no `where`, no second power of two.
  */
 function expBounded(b: Builder, x: number): number {
