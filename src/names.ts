@@ -5,12 +5,15 @@
 // a keyword (`g.const(...)`), where V8 reports the '(' after the name: that position is mapped
 // to the anchor too, so that every call is located (and named) at its method name.
 
-import { Node, Project, SyntaxKind } from 'ts-morph';
-import type { CallExpression, SourceFile } from 'ts-morph';
+// (ts-morph is loaded on first use, by require: src/tsmorph.ts)
+
+import type { CallExpression, Node, Project, SourceFile } from 'ts-morph';
+import { tsMorph } from './tsmorph.js';
 
 let project: Project | undefined;
 
 function parse(file: string, text: string): SourceFile {
+  const { Project } = tsMorph();
   project ??= new Project({ useInMemoryFileSystem: true, compilerOptions: { allowJs: true } });
   return project.createSourceFile(file, text, { overwrite: true });
 }
@@ -20,6 +23,7 @@ function parse(file: string, text: string): SourceFile {
  * branches of a conditional (`b ? x.matmul(W).add(b) : x.matmul(W)` flows where the `?:` does).
  */
 function consumer(call: Node): Node | undefined {
+  const { Node } = tsMorph();
   let n: Node = call;
   let p = n.getParent();
   while (
@@ -39,11 +43,13 @@ function consumer(call: Node): Node | undefined {
 
 /** Whether a call's value is what its function returns (`return ...`, or an arrow's body). */
 function isReturned(call: CallExpression): boolean {
+  const { Node } = tsMorph();
   const p = consumer(call);
   return !!p && (Node.isReturnStatement(p) || Node.isArrowFunction(p)); // an arrow's child expression is its body
 }
 
 function bindingOf(call: CallExpression): string | undefined {
+  const { Node, SyntaxKind } = tsMorph();
   const p = consumer(call);
   if (!p) return undefined;
   if (Node.isVariableDeclaration(p)) {
@@ -81,6 +87,7 @@ export interface CallSite {
  * `layers[i](x)`), of the '(' of its arguments, which is where V8 reports such a call.
  */
 function anchorPos(call: CallExpression): number | undefined {
+  const { Node, SyntaxKind } = tsMorph();
   const callee = call.getExpression();
   if (Node.isPropertyAccessExpression(callee)) return callee.getNameNode().getStart();
   if (Node.isIdentifier(callee)) return callee.getStart();
@@ -96,6 +103,7 @@ export class FileCalls {
   private readonly sf: SourceFile;
 
   constructor(file: string, text: string) {
+    const { Node, SyntaxKind } = tsMorph();
     const sf = (this.sf = parse(file, text));
     // TypeScript's own line map (ts-morph's getLineAndColumnAtPos scans the text on each call)
     const lineCol = (pos: number) => {
@@ -145,6 +153,7 @@ export class FileCalls {
  * line 1 when there is none.
  */
 export function defaultExportAt(file: string, text: string): { line: number; col: number } {
+  const { Node } = tsMorph();
   const sf = parse(file, text);
   let at: Node | undefined;
   for (const st of sf.getStatements()) {
@@ -164,6 +173,7 @@ export function defaultExportAt(file: string, text: string): { line: number; col
  * or the variable it is assigned to, for the error that says how to make it the default.
  */
 export function modelCallAt(file: string, text: string): { line: number; col: number; exportedAs?: string; variable?: string } | undefined {
+  const { Node, SyntaxKind } = tsMorph();
   const sf = parse(file, text);
   // the local name of graphc's `model` (import { model as m } from 'graphc' too)
   let local = 'model';
