@@ -331,9 +331,10 @@ export class Loader {
 
   /**
    * Runs the user's code f under a time limit: V8's watchdog stops it after `ms` even inside an
-   * endless loop, and the error names what was running and the last DSL call it made.
+   * endless loop, and the error names what was running and the last DSL call it made, or
+   * `fallback()` before any (found only then: the model's default export takes a parse).
    */
-  withTimeLimit<T>(ms: number, what: string, fallback: Loc, f: () => T): T {
+  withTimeLimit<T>(ms: number, what: string, fallback: () => Loc, f: () => T): T {
     try {
       return vm.runInNewContext('run()', { run: f }, { timeout: ms }) as T;
     } catch (e) {
@@ -343,7 +344,7 @@ export class Loader {
       throw new CompileError(
         `${what} did not finish within ${ms / 1000} s (an endless loop?); it was stopped ${where}`,
         `${at && this.lastInLoop ? "check the loop's condition: it never becomes false" : 'look for a loop that never ends after this line'}, or allow more time with --trace-timeout SECONDS`,
-        at ?? fallback,
+        at ?? fallback(),
       );
     }
   }
@@ -490,7 +491,7 @@ export function loadModel(file: string, opts: { timeout?: number } = {}): Loaded
   // located inside withFrames: the frames of an error are recorded when its stack is first read
   const timeout = opts.timeout ?? TRACE_TIMEOUT_MS;
   const exports = loader.withFrames(() =>
-    loader.withTimeLimit(timeout, `loading the model file ${path.basename(abs)}`, { file: path.basename(abs), line: 1, col: 1 }, () => {
+    loader.withTimeLimit(timeout, `loading the model file ${path.basename(abs)}`, () => ({ file: path.basename(abs), line: 1, col: 1 }), () => {
       try {
         return loader.require(abs);
       } catch (e) {

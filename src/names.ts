@@ -148,6 +148,16 @@ export class FileCalls {
 }
 
 /**
+ * Whether `export default <e>` may make the default export an alias of a declaration: `e` names
+ * one (`f`, `ns.f`), in parentheses or with a type assertion or not; a call never does.
+ */
+function mayBeAlias(e: Node): boolean {
+  const { Node } = tsMorph();
+  while (Node.isParenthesizedExpression(e) || Node.isAsExpression(e) || Node.isSatisfiesExpression(e) || Node.isNonNullExpression(e) || Node.isTypeAssertion(e)) e = e.getExpression();
+  return Node.isIdentifier(e) || Node.isPropertyAccessExpression(e);
+}
+
+/**
  * Where the default export starts (for errors about it): `export default <expression>`,
  * `export default function ...` / `export default class ...`, or `export { m as default }`;
  * line 1 when there is none.
@@ -155,10 +165,15 @@ export class FileCalls {
 export function defaultExportAt(file: string, text: string): { line: number; col: number } {
   const { Node } = tsMorph();
   const sf = parse(file, text);
+  // A declaration without `default` is the default export only as what an alias names (`export
+  // default f;`, `export { f as default }`), which ts-morph's isDefaultExport asks the type checker
+  // (a program of the file and the standard library: 0.5 s of a build). Without such an alias
+  // (`export default model(...)`) the `default` keyword decides it, as isDefaultExport does first.
+  const aliased = sf.getStatements().some((st) => (Node.isExportAssignment(st) && !st.isExportEquals() && mayBeAlias(st.getExpression())) || (Node.isExportDeclaration(st) && st.getNamedExports().some((e) => e.compilerNode.name.text === 'default')));
   let at: Node | undefined;
   for (const st of sf.getStatements()) {
     if (Node.isExportAssignment(st) && !st.isExportEquals()) at = st;
-    else if ((Node.isFunctionDeclaration(st) || Node.isClassDeclaration(st)) && st.isDefaultExport()) at = st;
+    else if ((Node.isFunctionDeclaration(st) || Node.isClassDeclaration(st)) && (st.hasDefaultKeyword() || (aliased && st.isDefaultExport()))) at = st;
     else if (Node.isExportDeclaration(st)) at = st.getNamedExports().find((e) => (e.getAliasNode() ?? e.getNameNode()).getText() === 'default') ?? at;
     if (at) break;
   }
