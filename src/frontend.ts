@@ -80,7 +80,7 @@ export function traceModel(m: LoadedModel, opts: { scopes?: boolean } = {}): Tra
   if (opts.scopes) tracer.scopes = new ScopeTracker((file) => m.sourceOf(file));
   m.loader.lastCall = undefined;
   const result = m.loader.withFrames(() =>
-    m.loader.withTimeLimit(m.timeout ?? TRACE_TIMEOUT_MS, `tracing the model '${name}'`, modelLoc(m), () => {
+    m.loader.withTimeLimit(m.timeout ?? TRACE_TIMEOUT_MS, `tracing the model '${name}'`, () => modelLoc(m), () => {
       try {
         return m.def.fn(tracer.api());
       } catch (e) {

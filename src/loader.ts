@@ -6,7 +6,7 @@ import { readFileSync, existsSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import * as vm from 'node:vm';
-import { ts } from 'ts-morph';
+import type { ts } from 'ts-morph';
 import { CompileError } from '../ir/errors.js';
 import type { Loc } from '../ir/types.js';
 import type { CallSites, ModelDef } from './dsl.js';
@@ -18,6 +18,7 @@ import { defaultExportAt, FileCalls, modelCallAt } from './names.js';
 import { firstTypeError, flatTsMessage, typeErrors } from './typecheck.js';
 import type { LineMap } from './sourcemap.js';
 import { decodeMappings, originalPosition } from './sourcemap.js';
+import { tsApi } from './tsmorph.js';
 
 interface SourceFileInfo {
   readonly text: string;
@@ -229,12 +230,16 @@ export class Loader {
     return this.files.get(path.resolve(this.dir, locFile))?.text;
   }
 
+  /** The entry's transpiled code, from syntaxCheck until require runs it (it is transpiled once). */
+  private checked: { abs: string; text: string; out: ts.TranspileOutput } | undefined;
+
   /** Throws TypeScript's diagnostic for a syntax error in the file. */
   syntaxCheck(abs: string): void {
-    this.transpile(abs);
+    this.checked = { abs, ...this.transpile(abs) };
   }
 
   private transpile(abs: string): { text: string; out: ts.TranspileOutput } {
+    const ts = tsApi();
     const text = readFileSync(abs, 'utf8');
     const out = ts.transpileModule(text, {
       fileName: abs,
@@ -264,7 +269,8 @@ export class Loader {
   require(abs: string): unknown {
     const cached = this.modules.get(abs);
     if (cached) return cached.exports;
-    const { text, out } = this.transpile(abs);
+    const { text, out } = this.checked?.abs === abs ? this.checked : this.transpile(abs);
+    this.checked = undefined;
     const map = decodeMappings((JSON.parse(out.sourceMapText ?? '{"mappings":""}') as { mappings: string }).mappings);
     const code = out.outputText.replace(/\/\/# sourceMappingURL=.*$/m, '');
     this.files.set(abs, { text, map, code: code.split('\n') });
@@ -325,9 +331,10 @@ export class Loader {
 
   /**
    * Runs the user's code f under a time limit: V8's watchdog stops it after `ms` even inside an
-   * endless loop, and the error names what was running and the last DSL call it made.
+   * endless loop, and the error names what was running and the last DSL call it made, or
+   * `fallback()` before any (found only then: the model's default export takes a parse).
    */
-  withTimeLimit<T>(ms: number, what: string, fallback: Loc, f: () => T): T {
+  withTimeLimit<T>(ms: number, what: string, fallback: () => Loc, f: () => T): T {
     try {
       return vm.runInNewContext('run()', { run: f }, { timeout: ms }) as T;
     } catch (e) {
@@ -337,7 +344,7 @@ export class Loader {
       throw new CompileError(
         `${what} did not finish within ${ms / 1000} s (an endless loop?); it was stopped ${where}`,
         `${at && this.lastInLoop ? "check the loop's condition: it never becomes false" : 'look for a loop that never ends after this line'}, or allow more time with --trace-timeout SECONDS`,
-        at ?? fallback,
+        at ?? fallback(),
       );
     }
   }
@@ -396,6 +403,7 @@ function thrownText(v: unknown): string {
  * each loop's body with `__graphc_loop(line, col)` (the time limit names the loop it stopped in).
  */
 const markThrows: ts.TransformerFactory<ts.SourceFile> = (ctx) => (sf) => {
+  const ts = tsApi();
   const visit = (node: ts.Node): ts.Node => {
     if (ts.isIterationStatement(node, false)) {
       const at = sf.getLineAndCharacterOfPosition(node.getStart(sf));
@@ -424,6 +432,7 @@ const markThrows: ts.TransformerFactory<ts.SourceFile> = (ctx) => (sf) => {
 /** Where the file awaits outside any function (`await x` or `for await` at the top level). */
 function topLevelAwait(abs: string, text: string): { line: number; col: number } | undefined {
   if (!/\bawait\b/.test(text)) return undefined;
+  const ts = tsApi();
   const sf = ts.createSourceFile(abs, text, ts.ScriptTarget.ES2022, true);
   let found: ts.Node | undefined;
   const visit = (node: ts.Node): void => {
@@ -482,7 +491,7 @@ export function loadModel(file: string, opts: { timeout?: number } = {}): Loaded
   // located inside withFrames: the frames of an error are recorded when its stack is first read
   const timeout = opts.timeout ?? TRACE_TIMEOUT_MS;
   const exports = loader.withFrames(() =>
-    loader.withTimeLimit(timeout, `loading the model file ${path.basename(abs)}`, { file: path.basename(abs), line: 1, col: 1 }, () => {
+    loader.withTimeLimit(timeout, `loading the model file ${path.basename(abs)}`, () => ({ file: path.basename(abs), line: 1, col: 1 }), () => {
       try {
         return loader.require(abs);
       } catch (e) {

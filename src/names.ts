@@ -5,12 +5,15 @@
 // a keyword (`g.const(...)`), where V8 reports the '(' after the name: that position is mapped
 // to the anchor too, so that every call is located (and named) at its method name.
 
-import { Node, Project, SyntaxKind } from 'ts-morph';
-import type { CallExpression, SourceFile } from 'ts-morph';
+// (ts-morph is loaded on first use, by require: src/tsmorph.ts)
+
+import type { CallExpression, Node, Project, SourceFile } from 'ts-morph';
+import { tsMorph } from './tsmorph.js';
 
 let project: Project | undefined;
 
 function parse(file: string, text: string): SourceFile {
+  const { Project } = tsMorph();
   project ??= new Project({ useInMemoryFileSystem: true, compilerOptions: { allowJs: true } });
   return project.createSourceFile(file, text, { overwrite: true });
 }
@@ -20,6 +23,7 @@ function parse(file: string, text: string): SourceFile {
  * branches of a conditional (`b ? x.matmul(W).add(b) : x.matmul(W)` flows where the `?:` does).
  */
 function consumer(call: Node): Node | undefined {
+  const { Node } = tsMorph();
   let n: Node = call;
   let p = n.getParent();
   while (
@@ -39,11 +43,13 @@ function consumer(call: Node): Node | undefined {
 
 /** Whether a call's value is what its function returns (`return ...`, or an arrow's body). */
 function isReturned(call: CallExpression): boolean {
+  const { Node } = tsMorph();
   const p = consumer(call);
   return !!p && (Node.isReturnStatement(p) || Node.isArrowFunction(p)); // an arrow's child expression is its body
 }
 
 function bindingOf(call: CallExpression): string | undefined {
+  const { Node, SyntaxKind } = tsMorph();
   const p = consumer(call);
   if (!p) return undefined;
   if (Node.isVariableDeclaration(p)) {
@@ -81,6 +87,7 @@ export interface CallSite {
  * `layers[i](x)`), of the '(' of its arguments, which is where V8 reports such a call.
  */
 function anchorPos(call: CallExpression): number | undefined {
+  const { Node, SyntaxKind } = tsMorph();
   const callee = call.getExpression();
   if (Node.isPropertyAccessExpression(callee)) return callee.getNameNode().getStart();
   if (Node.isIdentifier(callee)) return callee.getStart();
@@ -96,6 +103,7 @@ export class FileCalls {
   private readonly sf: SourceFile;
 
   constructor(file: string, text: string) {
+    const { Node, SyntaxKind } = tsMorph();
     const sf = (this.sf = parse(file, text));
     // TypeScript's own line map (ts-morph's getLineAndColumnAtPos scans the text on each call)
     const lineCol = (pos: number) => {
@@ -140,16 +148,32 @@ export class FileCalls {
 }
 
 /**
+ * Whether `export default <e>` may make the default export an alias of a declaration: `e` names
+ * one (`f`, `ns.f`), in parentheses or with a type assertion or not; a call never does.
+ */
+function mayBeAlias(e: Node): boolean {
+  const { Node } = tsMorph();
+  while (Node.isParenthesizedExpression(e) || Node.isAsExpression(e) || Node.isSatisfiesExpression(e) || Node.isNonNullExpression(e) || Node.isTypeAssertion(e)) e = e.getExpression();
+  return Node.isIdentifier(e) || Node.isPropertyAccessExpression(e);
+}
+
+/**
  * Where the default export starts (for errors about it): `export default <expression>`,
  * `export default function ...` / `export default class ...`, or `export { m as default }`;
  * line 1 when there is none.
  */
 export function defaultExportAt(file: string, text: string): { line: number; col: number } {
+  const { Node } = tsMorph();
   const sf = parse(file, text);
+  // A declaration without `default` is the default export only as what an alias names (`export
+  // default f;`, `export { f as default }`), which ts-morph's isDefaultExport asks the type checker
+  // (a program of the file and the standard library: 0.5 s of a build). Without such an alias
+  // (`export default model(...)`) the `default` keyword decides it, as isDefaultExport does first.
+  const aliased = sf.getStatements().some((st) => (Node.isExportAssignment(st) && !st.isExportEquals() && mayBeAlias(st.getExpression())) || (Node.isExportDeclaration(st) && st.getNamedExports().some((e) => e.compilerNode.name.text === 'default')));
   let at: Node | undefined;
   for (const st of sf.getStatements()) {
     if (Node.isExportAssignment(st) && !st.isExportEquals()) at = st;
-    else if ((Node.isFunctionDeclaration(st) || Node.isClassDeclaration(st)) && st.isDefaultExport()) at = st;
+    else if ((Node.isFunctionDeclaration(st) || Node.isClassDeclaration(st)) && (st.hasDefaultKeyword() || (aliased && st.isDefaultExport()))) at = st;
     else if (Node.isExportDeclaration(st)) at = st.getNamedExports().find((e) => (e.getAliasNode() ?? e.getNameNode()).getText() === 'default') ?? at;
     if (at) break;
   }
@@ -164,6 +188,7 @@ export function defaultExportAt(file: string, text: string): { line: number; col
  * or the variable it is assigned to, for the error that says how to make it the default.
  */
 export function modelCallAt(file: string, text: string): { line: number; col: number; exportedAs?: string; variable?: string } | undefined {
+  const { Node, SyntaxKind } = tsMorph();
   const sf = parse(file, text);
   // the local name of graphc's `model` (import { model as m } from 'graphc' too)
   let local = 'model';

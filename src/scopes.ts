@@ -3,8 +3,9 @@
 // of an RNN's loop). The tracer hands over the user frames of each DSL call; loops and
 // functions come from the file's syntax tree.
 
-import ts from 'typescript';
+import type { ts } from 'ts-morph';
 import type { Loc } from '../ir/types.js';
+import { tsApi } from './tsmorph.js';
 
 /** One user frame of a DSL call: where it is, its function's name, and how it was called. */
 export interface Frame {
@@ -41,6 +42,8 @@ const inside = (s: Span, line: number, col: number) => !before(line, col, s.line
  * to the right of its name, so successive calls are ordered by where they end.
  */
 export function spansOf(file: string, text: string): { spans: Span[]; ends: Map<string, [number, number]> } {
+  // ts-morph's TypeScript, which loading the model has loaded (not a second copy, the `typescript` package)
+  const ts = tsApi();
   const sf = ts.createSourceFile(file, text, ts.ScriptTarget.ES2022, true);
   const out: Span[] = [];
   const ends = new Map<string, [number, number]>();

@@ -24,7 +24,8 @@
 // flat module's code.
 
 import * as fs from 'node:fs';
-import ts from 'typescript';
+import { createRequire } from 'node:module';
+import type * as Typescript from 'typescript';
 import type { Graph } from '../../ir/graph.js';
 import type { Unit } from '../../ir/memplan.js';
 import { allUnits, valueName } from '../../ir/memplan.js';
@@ -349,6 +350,17 @@ function generatorSource(file: string): string {
   throw new Error(`internal: the source of codegen/wasm/${file}.ts is not found (the symbolic wasm module embeds it)`);
 }
 
+let typescriptPackage: typeof Typescript | undefined;
+
+/**
+ * The `typescript` package, which strips the embedded generators' types, loaded on first use and
+ * with require: a build without symbolic sizes does not load it (1.8 s as an ESM import on a busy
+ * machine, src/tsmorph.ts).
+ */
+function typescript(): typeof Typescript {
+  return (typescriptPackage ??= createRequire(import.meta.url)('typescript') as typeof Typescript);
+}
+
 /**
  * The kernel generators as one closure: TypeScript, or JavaScript with `typed` false; the sources
  * of the convolution and pooling generators only where the module has such kernels.
@@ -363,7 +375,8 @@ function generatorsDecl(typed: boolean, used: ReadonlySet<string>): string[] {
   const body = sources
     .map((f) => [`// ---- codegen/wasm/${f}.ts`, ...generatorSource(f).split('\n').filter((l) => !/^import /.test(l)).map((l) => l.replace(/^export /, '')), ...(f === 'steps' ? unaryOnStackDecl() : [])].join('\n'))
     .join('\n');
-  const code = typed ? body : ts.transpileModule(body, { compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext } }).outputText.replace(/^export \{\};\s*$/m, '');
+  const ts = typed ? undefined : typescript();
+  const code = !ts ? body : ts.transpileModule(body, { compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext } }).outputText.replace(/^export \{\};\s*$/m, '');
   return [
     `// The kernel generators of graphc (codegen/wasm/${sources.map((f) => `${f}.ts`).join(', ')}),`,
     '// embedded: the first call with a set of sizes encodes its kernels with them.',
