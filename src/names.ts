@@ -169,7 +169,12 @@ export function defaultExportAt(file: string, text: string): { line: number; col
   // default f;`, `export { f as default }`), which ts-morph's isDefaultExport asks the type checker
   // (a program of the file and the standard library: 0.5 s of a build). Without such an alias
   // (`export default model(...)`) the `default` keyword decides it, as isDefaultExport does first.
-  const aliased = sf.getStatements().some((st) => (Node.isExportAssignment(st) && !st.isExportEquals() && mayBeAlias(st.getExpression())) || (Node.isExportDeclaration(st) && st.getNamedExports().some((e) => e.compilerNode.name.text === 'default')));
+  // (a .js model's CommonJS `exports.default = f` / `module.exports = f` may alias one too)
+  const commonJs = (st: Node) => {
+    const e = Node.isExpressionStatement(st) ? st.getExpression() : undefined;
+    return e !== undefined && Node.isBinaryExpression(e) && /^(module\.)?exports(\.default)?$/.test(e.getLeft().getText().replace(/\s/g, ''));
+  };
+  const aliased = sf.getStatements().some((st) => (Node.isExportAssignment(st) && !st.isExportEquals() && mayBeAlias(st.getExpression())) || (Node.isExportDeclaration(st) && st.getNamedExports().some((e) => e.compilerNode.name.text === 'default')) || commonJs(st));
   let at: Node | undefined;
   for (const st of sf.getStatements()) {
     if (Node.isExportAssignment(st) && !st.isExportEquals()) at = st;

@@ -122,19 +122,19 @@ function collectDiagnostics(
   shared: readonly string[],
   cache: Map<string, ts.SourceFile>,
 ): RawDiagnostic[] {
-  const tsApi = common.ts;
+  const tsLib = common.ts;
   const isShared = (f: string) => f.includes('/node_modules/') || shared.some((d) => f.startsWith(d));
   // the standard library's declarations, which ts-morph's TypeScript carries in memory
   const libDir = common.libFolderInMemoryPath;
   const libs = new Map(common.getLibFiles().map((f) => [`${libDir}/${f.fileName}`, f.text]));
-  const host = tsApi.createCompilerHost(options, true);
+  const host = tsLib.createCompilerHost(options, true);
   // JSDoc comments of .ts files left unparsed, as tsc does (they make no error; the DSL's
   // declarations are full of them): 10% less parsing, 30 ms of a build's check
-  host.jsDocParsingMode = tsApi.JSDocParsingMode.ParseForTypeErrors;
+  host.jsDocParsingMode = tsLib.JSDocParsingMode.ParseForTypeErrors;
   const read = host.getSourceFile.bind(host);
   const { fileExists, readFile } = host;
   host.getDefaultLibLocation = () => libDir;
-  host.getDefaultLibFileName = (o) => `${libDir}/${tsApi.getDefaultLibFileName(o)}`;
+  host.getDefaultLibFileName = (o) => `${libDir}/${tsLib.getDefaultLibFileName(o)}`;
   host.fileExists = (f) => libs.has(f) || fileExists.call(host, f);
   host.readFile = (f) => libs.get(f) ?? readFile.call(host, f);
   host.getSourceFile = (fileName, version, onError, fresh) => {
@@ -142,12 +142,12 @@ function collectDiagnostics(
     let sf = cache.get(fileName);
     if (sf === undefined) {
       const lib = libs.get(fileName);
-      sf = lib !== undefined ? tsApi.createSourceFile(fileName, lib, version, true) : read(fileName, version, onError, fresh);
+      sf = lib !== undefined ? tsLib.createSourceFile(fileName, lib, version, true) : read(fileName, version, onError, fresh);
       if (sf !== undefined) cache.set(fileName, sf);
     }
     return sf;
   };
-  const program = tsApi.createProgram({ rootNames: [entry], options, host });
+  const program = tsLib.createProgram({ rootNames: [entry], options, host });
   const mine = program.getSourceFiles().filter((sf) => !isShared(sf.fileName));
   const all = [
     ...program.getOptionsDiagnostics(),
@@ -156,9 +156,9 @@ function collectDiagnostics(
   ];
   const out: RawDiagnostic[] = [];
   for (const d of all) {
-    if (d.category !== tsApi.DiagnosticCategory.Error || !d.file) continue;
-    const lc = tsApi.getLineAndCharacterOfPosition(d.file, d.start ?? 0);
-    const text = tsApi.flattenDiagnosticMessageText(d.messageText, '\n');
+    if (d.category !== tsLib.DiagnosticCategory.Error || !d.file) continue;
+    const lc = tsLib.getLineAndCharacterOfPosition(d.file, d.start ?? 0);
+    const text = tsLib.flattenDiagnosticMessageText(d.messageText, '\n');
     out.push({ file: d.file.fileName, line: lc.line + 1, col: lc.character + 1, code: d.code, text });
   }
   return out;
@@ -172,7 +172,7 @@ interface TsCommon {
 }
 /** Where ts-morph's own dependency is resolved from (the check runs the TypeScript that ts-morph carries). */
 const TS_MORPH = require.resolve('ts-morph');
-/** `@ts-morph/common`, the package whose TypeScript ts-morph exports (tsApi's), loaded on first use. */
+/** `@ts-morph/common`, the package whose TypeScript ts-morph exports (tsApi()'s), loaded on first use. */
 let common: TsCommon | undefined;
 
 /** The parsed files of the compiler's sources and node_modules, shared by the checks of this process. */

@@ -29,4 +29,8 @@ describe('defaultExportAt', () => {
     it(what, () => {
       expect(defaultExportAt(`/tmp/graphc-default-export-${what.replace(/\W+/g, '-')}.ts`, text)).toEqual({ line, col });
     });
+  // a .js model's CommonJS default export aliases a declaration as `export default g` does
+  it('exports.default = g in a .js file', () => {
+    expect(defaultExportAt('/tmp/graphc-default-export-cjs.js', 'function f() {}\nfunction g() {}\nexports.default = g;\n')).toEqual({ line: 2, col: 1 });
+  });
 });
