@@ -218,7 +218,7 @@ class StaticModule {
         threaded
           ? arenaDecl(offsets, arrays, t)
           : [
-              ...kernelsDecl(this.allKernels(), pages, typed),
+              ...kernelsDecl(this.m, this.allKernels(), pages, typed),
               `const memory = new WebAssembly.Memory({ initial: ${pages}, maximum: ${pages} }); // ${pages} × 64 KiB, never grown: the arrays below stay valid`,
               `const kernels = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports${t(' as unknown as Kernels')};`,
               ...arenaDecl(offsets, arrays, t),
@@ -240,20 +240,22 @@ class StaticModule {
   private instanceDecl(): NonNullable<Backend['instance']> {
     const { typed, pages, m } = this;
     const kernels = () => this.allKernels();
+    // read twice by the flat module's emitter (codegen/ts.ts `instanced`), after the units: made once
+    let top: string[] | undefined;
     return {
       // the kernels, then create({ threads }) (which calls instance(), declared below)
       get top() {
-        return [
-          ...kernelsDecl(kernels(), pages, typed),
+        return (top ??= [
+          ...kernelsDecl(m, kernels(), pages, typed),
           '',
           ...threadsDecl(
             kernels().map((k) => ({ name: k.name, split: k.split && { extent: k.split.extent, align: k.split.align, work: k.split.work, pack: k.split.pack && { rows: k.split.pack.rows, work: k.split.pack.work } } })),
             pages,
-            sharedFlagAt(kernels(), pages),
+            sharedFlagAt(pages),
             typed,
             (['hvp', 'jvp'] as const).filter((d) => m.derived?.[d]),
           ),
-        ];
+        ]);
       },
       open: [
         '/** The arena in `memory`, and the steps that run its kernels (`kernels`, the functions of the wasm instance or of a threaded one). */',
@@ -519,18 +521,53 @@ function freshDecl(scope: readonly string[], typed: boolean): string[] {
   ];
 }
 
-/** The byte that makes the module's memory import shared (a threaded instance sets it). */
-function sharedFlagAt(kernels: readonly Kernel[], pages: number): number {
-  const [a, b] = [false, true].map((shared) => encodeModule(pages, functionsOf(kernels), { shared }));
+/**
+ * The byte that makes the module's memory import shared (a threaded instance sets it). The import
+ * section comes before every section that depends on the functions (the type section is fixed),
+ * so the modules of no functions have it at the same offset: two full encodings of the kernels
+ * cost 2 × 150 ms for nanoGPT (2026-12-07).
+ */
+function sharedFlagAt(pages: number): number {
+  const [a, b] = [false, true].map((shared) => encodeModule(pages, [], { shared }));
   const at = a!.findIndex((x, i) => x !== b![i]);
   if (at < 0 || a!.length !== b!.length) throw new Error('internal: no shared flag');
   return at;
 }
 
-/** The kernels: their list, the WebAssembly API this module uses (typed) and the module's bytes. */
-function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean): string[] {
+/** An encoding of the kernels' module: what encodeModule reads of each function, and its result. */
+interface Encoding {
+  readonly pages: number;
+  readonly fns: readonly { readonly name: string; readonly params: number; readonly code: readonly number[]; readonly sites: readonly number[] }[];
+  readonly bytes: Uint8Array;
+  readonly sites: readonly number[];
+}
+
+/** The last encoding of each module's kernels (the .ts and the .js module of a build have the same kernels). */
+const encodings = new WeakMap<ModuleInfo, Encoding>();
+
+/**
+ * encodeModule(pages, fns, { sites }), reused where the module's last encoding had the same
+ * pages and functions: the same names, arguments and encoded bodies (encodeModule's bytes and
+ * sites are a function of these; a body's own encoding costs a tenth of the module's, whose
+ * assembly took 150 ms for nanoGPT, 2026-12-07).
+ */
+function encodeKernels(m: ModuleInfo, pages: number, functions: readonly { name: string; body: Body }[]): { bytes: Uint8Array; sites: readonly number[] } {
+  const fns = functions.map((f) => {
+    const sites: number[] = [];
+    return { name: f.name, params: f.body.params, code: f.body.encode(false, sites, 0), sites };
+  });
+  const last = encodings.get(m);
+  const same = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+  if (last && last.pages === pages && last.fns.length === fns.length && last.fns.every((f, k) => f.name === fns[k]!.name && f.params === fns[k]!.params && same(f.code, fns[k]!.code) && same(f.sites, fns[k]!.sites))) return last;
   const sites: number[] = [];
-  const bytes = encodeModule(pages, functionsOf(kernels), { sites });
+  const bytes = encodeModule(pages, functions, { sites });
+  encodings.set(m, { pages, fns, bytes, sites });
+  return { bytes, sites };
+}
+
+/** The kernels: their list, the WebAssembly API this module uses (typed) and the module's bytes. */
+function kernelsDecl(m: ModuleInfo, kernels: readonly Kernel[], pages: number, typed: boolean): string[] {
+  const { bytes, sites } = encodeKernels(m, pages, functionsOf(kernels));
   const base64 = Buffer.from(bytes).toString('base64');
   const chunks = base64.match(/.{1,96}/g) ?? [''];
   const what = (d: Decision, k: Kernel) => {
