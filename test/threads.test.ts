@@ -175,17 +175,19 @@ describe('threads', () => {
     }
   });
 
-  it('at the default minWork, splits an elementwise group over a large domain, softmax rows and a column sum over 32,768 rows of 16 columns (by chunks of rows) on 2 threads; no bit changes', async () => {
+  it('at the default minWork, splits an elementwise group over a large domain, softmax rows, a column sum over 32,768 rows of 16 columns and an NCHW sum per channel (both by chunks of rows) on 2 threads; no bit changes', async () => {
     const file = modelFile(`
       import { model } from 'graphc';
       export default model('wide', (g) => {
         const x = g.input('x', [64, 8192]);
         const z = g.input('z', [32768, 16]);
         const a = g.input('a', [3072, 64]);
+        const y = g.input('y', [32, 16, 32, 32]);
         const h = x.mul(g.param('w', [8192], { scale: 0.5 })).relu();
         const q = z.mul(g.param('v', [16], { scale: 0.5 })).tanh();
         const p = g.softmax(a.mul(g.param('u', [64], { scale: 0.5 })));
-        return h.sum(0).square().mean().add(q.sum(0).square().mean()).add(p.square().mean());
+        const c = y.mul(g.param('c', [16, 1, 1], { scale: 0.5 })).relu().sum([0, 2, 3]);
+        return h.sum(0).square().mean().add(q.sum(0).square().mean()).add(p.square().mean()).add(c.square().mean());
       });
     `);
     const out = tmp();
@@ -205,9 +207,12 @@ describe('threads', () => {
     const softmax = named(/^\/\/ {3}(softmax_\w+): /gm);
     // the column sums over [32768,16]: by chunks of rows (split by columns, both threads read every row), then the chunks' sums
     const narrow = named(/^\/\/ {3}(kernel_\w+): .* {3}\[32768,16\] reducing axes 0 \(kernel form\), by chunks of rows$/gm);
+    // the sums per channel of [32,16,32,32] (forward, and the gradient of c): by chunks of images, as the elementwise kernels around them split
+    const channels = named(/^\/\/ {3}(kernel_\w+): .* {3}\[32,16,32,32\] reducing axes 0,2,3 \(kernel form\), by chunks of rows$/gm);
     expect(wide.length && softmax.length && narrow.length).toBeGreaterThan(0);
-    expect(narrow.every((k) => src.includes(`//   ${k}_sum: the chunks' partial sums of ${k}, added in order`))).toBe(true);
-    for (const k of [...wide, ...softmax, ...narrow]) expect(blocks(k), k).toBe(2);
+    expect(channels.length).toBe(2);
+    expect([...narrow, ...channels].every((k) => src.includes(`//   ${k}_sum: the chunks' partial sums of ${k}, added in order`))).toBe(true);
+    for (const k of [...wide, ...softmax, ...narrow, ...channels]) expect(blocks(k), k).toBe(2);
     const m = await load(path.join(out, 'wide.wasm.js'));
     const t = await m.create({ threads: 2, adapt: false });
     open.push(t);
