@@ -83,6 +83,13 @@ export function formSplit(split: Split, domain: readonly (number | string)[], ax
 export const SPIN = 2000;
 /** Loads of a done generation the caller makes before it sleeps, waiting for a block that a worker runs. */
 export const WAIT_SPIN = 20000;
+/**
+ * The first timed calls of a kernel that adapts (whole and split alternating, the faster time of
+ * each way kept) before it picks a way: one of each picked the GPT's and the ResNet's first-layer
+ * products and convolutions whole in some runs (a slow first call of a way: a page fault, a
+ * worker late), which a re-timing 16 calls later only then undid.
+ */
+export const WARM = 6;
 
 /** The lines of the threaded part of a wasm module. */
 export function threadsDecl(
@@ -107,6 +114,7 @@ export function threadsDecl(
     '};',
     `const MIN_WORK = ${MIN_WORK_PER_THREAD}; // work a thread must get for a kernel to split`,
     `const SPIN = ${SPIN}; // loads of its slot a worker makes before it sleeps`,
+    `const WARM = ${WARM}; // timed calls, whole and split alternating, from which an adapting kernel picks its way`,
     `const WAIT_SPIN = ${WAIT_SPIN}; // loads of a running block's done generation the caller makes before it sleeps`,
     'const PACK_ALIGN = 16; // the columns of a packed B a chunk of its packing starts at: a cache line',
     '',
@@ -309,11 +317,13 @@ function splitLines(T: (s: string) => string): string[] {
     '    }',
     '    return helped;',
     '  };',
-    '  // adapt: each kernel that splits is timed, whole and split, and runs the faster way; every',
-    '  // `period` calls one call of each way is timed again (a time follows down at once, up by a',
-    '  // quarter of the gap), the period doubling (to 1024) each time the other way loses',
+    '  // adapt: each kernel that splits is timed, whole and split (its first WARM timed calls',
+    '  // alternating, the faster of each way\'s kept), and runs the faster way; every `period` calls',
+    '  // one call of each way is timed again (a time follows down at once, up by a quarter of the',
+    '  // gap), the period doubling (to 1024) each time the other way loses',
     '  const adapt = options.adapt ?? true;',
     '  const best = new Float64Array(2 * jobs.length).fill(-1); // [whole, split] ms per job, -1 unknown',
+    '  const warm = new Int32Array(jobs.length); // timed calls kept, of the first WARM',
     '  const calls = new Int32Array(jobs.length);',
     '  const period = new Int32Array(jobs.length).fill(16);',
     '  /** Kernel k over [0, extent): whole here, or split in blocks over the threads. */',
@@ -325,24 +335,23 @@ function splitLines(T: (s: string) => string): string[] {
     '      split(k, extent, align, n);',
     '      return;',
     '    }',
-    '    const whole = best[2 * k]!;'.replace(/!/g, T('!')),
-    '    const parts = best[2 * k + 1]!;'.replace(/!/g, T('!')),
-    '    const faster = whole < 0 ? 0 : parts < 0 ? 1 : parts < whole ? 1 : 0;',
-    '    // timed: until both ways are known, then one call of the faster way and one of the other every period calls',
-    '    const phase = whole < 0 || parts < 0 ? -1 : ++calls[k]! % period[k]!;'.replace(/!/g, T('!')),
+    '    const faster = best[2 * k + 1]! < best[2 * k]! ? 1 : 0;'.replace(/!/g, T('!')),
+    '    // timed: the first WARM calls, then one call of the faster way and one of the other every period calls',
+    '    const phase = warm[k]! < WARM ? -1 : ++calls[k]! % period[k]!;'.replace(/!/g, T('!')),
     '    if (phase > 1) {',
     '      if (faster) split(k, extent, align, n);',
     '      else ranges[k](0, extent);',
     '      return;',
     '    }',
-    '    const mode = phase === 1 ? 1 - faster : faster;',
+    '    const mode = phase < 0 ? warm[k]! & 1 : phase === 1 ? 1 - faster : faster;'.replace(/!/g, T('!')),
     '    const t0 = performance.now();',
     '    // a split where a worker woke too late to take its block (this thread ran it) times the',
     '    // wake-up, not the split (usually 0.1 ms here, now and then 4–6 ms): not kept',
     '    if (mode ? !split(k, extent, align, n) : (ranges[k](0, extent), false)) return;',
     '    const t = performance.now() - t0;',
     '    const e = best[2 * k + mode]!;'.replace(/!/g, T('!')),
-    '    best[2 * k + mode] = e < 0 || t < e ? t : e + 0.25 * (t - e);',
+    '    best[2 * k + mode] = e < 0 || t < e ? t : phase < 0 ? e : e + 0.25 * (t - e);',
+    '    if (phase < 0) warm[k]!++;'.replace(/!/g, T('!')),
     '    if (phase === 1) period[k] = (mode === 1) === (best[2 * k + 1]! < best[2 * k]!) ? 16 : Math.min(1024, 2 * period[k]!);'.replace(/!/g, T('!')),
     '  };',
   ];
