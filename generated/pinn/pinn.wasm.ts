@@ -858,6 +858,7 @@ const splits: Record<string, readonly [number, number, number, number, number]> 
 };
 const MIN_WORK = 2097152; // work a thread must get for a kernel to split
 const SPIN = 2000; // loads of its slot a worker makes before it sleeps
+const WARM = 6; // timed calls, whole and split alternating, from which an adapting kernel picks its way
 const WAIT_SPIN = 20000; // loads of a running block's done generation the caller makes before it sleeps
 const PACK_ALIGN = 16; // the columns of a packed B a chunk of its packing starts at: a cache line
 
@@ -1013,8 +1014,8 @@ export async function create(
   }
   let gen = 0;
   let destroyed = false;
-  /** Kernel k over [0, extent) in n blocks, over the workers and this thread. */
-  const split = (k: number, extent: number, align: number, n: number): void => {
+  /** Kernel k over [0, extent) in n blocks, over the workers and this thread; false where this thread ran a worker's block. */
+  const split = (k: number, extent: number, align: number, n: number): boolean => {
     const block = Math.ceil(extent / align / n) * align;
     const used = Math.ceil(extent / block);
     gen = gen >= 0x3fffffff ? 1 : gen + 1;
@@ -1028,11 +1029,13 @@ export async function create(
       if (Atomics.load(ctl, at + 5)) Atomics.notify(ctl, at);
     }
     ranges[k](0, block);
+    let helped = true;
     for (let w = 1; w < used; w++) {
       const at = 16 * (w - 1);
       // a block no worker has taken yet (its worker is asleep or not scheduled) runs here
       if (Atomics.compareExchange(ctl, at + 7, gen, -gen) === gen) {
         ranges[k](w * block, Math.min(extent, (w + 1) * block));
+        helped = false;
         continue;
       }
       for (let s = 0; ; s++) {
@@ -1045,12 +1048,15 @@ export async function create(
         }
       }
     }
+    return helped;
   };
-  // adapt: each kernel that splits is timed, whole and split, and runs the faster way; every
-  // `period` calls one call of each way is timed again (a time follows down at once, up by a
-  // quarter of the gap), the period doubling (to 1024) each time the other way loses
+  // adapt: each kernel that splits is timed, whole and split (its first WARM timed calls
+  // alternating, the faster of each way's kept), and runs the faster way; every `period` calls
+  // one call of each way is timed again (a time follows down at once, up by a quarter of the
+  // gap), the period doubling (to 1024) each time the other way loses
   const adapt = options.adapt ?? true;
   const best = new Float64Array(2 * jobs.length).fill(-1); // [whole, split] ms per job, -1 unknown
+  const warm = new Int32Array(jobs.length); // timed calls kept, of the first WARM
   const calls = new Int32Array(jobs.length);
   const period = new Int32Array(jobs.length).fill(16);
   /** Kernel k over [0, extent): whole here, or split in blocks over the threads. */
@@ -1058,20 +1064,27 @@ export async function create(
     if (destroyed) throw new Error('this threaded instance has been destroyed');
     const n = blocksOf(extent, align, work);
     if (n <= 1) return ranges[k](0, extent);
-    if (!adapt) return split(k, extent, align, n);
-    const whole = best[2 * k]!;
-    const parts = best[2 * k + 1]!;
-    const faster = whole < 0 ? 0 : parts < 0 ? 1 : parts < whole ? 1 : 0;
-    // timed: until both ways are known, then one call of the faster way and one of the other every period calls
-    const phase = whole < 0 || parts < 0 ? -1 : ++calls[k]! % period[k]!;
-    if (phase > 1) return faster ? split(k, extent, align, n) : ranges[k](0, extent);
-    const mode = phase === 1 ? 1 - faster : faster;
+    if (!adapt) {
+      split(k, extent, align, n);
+      return;
+    }
+    const faster = best[2 * k + 1]! < best[2 * k]! ? 1 : 0;
+    // timed: the first WARM calls, then one call of the faster way and one of the other every period calls
+    const phase = warm[k]! < WARM ? -1 : ++calls[k]! % period[k]!;
+    if (phase > 1) {
+      if (faster) split(k, extent, align, n);
+      else ranges[k](0, extent);
+      return;
+    }
+    const mode = phase < 0 ? warm[k]! & 1 : phase === 1 ? 1 - faster : faster;
     const t0 = performance.now();
-    if (mode) split(k, extent, align, n);
-    else ranges[k](0, extent);
+    // a split where a worker woke too late to take its block (this thread ran it) times the
+    // wake-up, not the split (usually 0.1 ms here, now and then 4–6 ms): not kept
+    if (mode ? !split(k, extent, align, n) : (ranges[k](0, extent), false)) return;
     const t = performance.now() - t0;
     const e = best[2 * k + mode]!;
-    best[2 * k + mode] = e < 0 || t < e ? t : e + 0.25 * (t - e);
+    best[2 * k + mode] = e < 0 || t < e ? t : phase < 0 ? e : e + 0.25 * (t - e);
+    if (phase < 0) warm[k]!++;
     if (phase === 1)
       period[k] = (mode === 1) === best[2 * k + 1]! < best[2 * k]! ? 16 : Math.min(1024, 2 * period[k]!);
   };
