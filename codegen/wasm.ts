@@ -188,7 +188,7 @@ class StaticModule {
         convAt.set(u, end);
         end += align((winogradFits(d.kernel) ? winogradScratch(d.kernel) : convScratch(d.kernel)) * 4);
       }
-    // the partial totals of the column sums split by rows (one area: a kernel's `_sum` runs right after it)
+    // the partial totals of the sums split by chunks of rows (column sums, NCHW sums per channel; one area: a kernel's `_sum` runs right after it)
     this.partialAt = end;
     // (of the units that are kernels: a scan is a loop of the host program, its scan_outs its results)
     const forms = allUnits(this.plan)
@@ -279,7 +279,7 @@ class StaticModule {
     const r = rendered ?? tryRender(k, addr);
     if (!r) return undefined;
     if (r.rows && r.ranged) {
-      // a column sum split by chunks of rows, then the chunks' totals added in order
+      // a sum split by chunks of rows (a column sum, an NCHW sum per channel), then the chunks' totals added in order
       this.kernels.push({ name, body: r.ranged.body, split: formSplit(r.ranged.split, k.domain, k.axes, true), what: `${what}, by chunks of rows` });
       this.kernels.push({ name: `${name}_sum`, body: r.rows.sum, what: `the chunks' partial sums of ${name}, added in order` });
       return [`${member('kernels', name)}();`, `${member('kernels', `${name}_sum`)}();`];

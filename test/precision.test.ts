@@ -95,7 +95,8 @@ describe.each(['resnet_block', 'resnet_small'])('%s', (name) => {
 /**
  * Each kind of wasm reduction over many terms of the same sign (values near 1, so that a serial f32
  * sum loses a bit in every add): a row sum (20,000 per row), a column sum (20,000 rows), a
- * per-channel sum over (0, 2, 3) (2 × 128 × 128 per channel) and a convolution's weight gradient
+ * per-channel sum over (0, 2, 3) (2 × 128 × 128 per channel; and 9 × 17 × 17, its 9 images in 8
+ * chunks) and a convolution's weight gradient
  * (126 × 126 positions), against the float64 interpreter. Summed one term after another in f32
  * they were off by 1.5e-6, 5.3e-6, 4.2e-7 and 6.9e-7 relative (a product over K = 20,000 and a
  * softmax over 20,000 columns: 5e-6 and 1.6e-6); in blocks, by about the final rounding.
@@ -112,31 +113,34 @@ describe('long sums on the wasm module', () => {
   const rows = x.sum(1);
   const cols = w.sum(0);
   const channels = c.mul(2).sum([0, 2, 3]);
+  const ragged = g.param('r', [9, 3, 17, 17]).mul(2).sum([0, 2, 3]);
   const y = g.conv2d(v, k);
-  const loss = rows.sum().add(cols.sum()).add(channels.sum()).add(y.sum());`;
+  const loss = rows.sum().add(cols.sum()).add(channels.sum()).add(ragged.sum()).add(y.sum());`;
   const source = `import { model } from 'graphc';
 export default model('longsums', (g) => {
   ${body}
-  return { loss, rows, cols, channels, product, probs };
+  return { loss, rows, cols, channels, ragged, product, probs };
 });
 `;
   it('row, column and per-channel sums and a weight gradient within 1.5e-7 of float64', async () => {
     const { fwd, bwd, wasm } = await build('longsums', modelFile(source));
     const r = rng(3);
     const near1 = (n: number) => Float32Array.from({ length: n }, () => 1 + 0.01 * r());
-    const params = { x: near1(60000), w: near1(100000), c: near1(2 * 3 * 128 * 128), k: near1(18) };
+    const params: Record<string, Float32Array> = { x: near1(60000), w: near1(100000), c: near1(2 * 3 * 128 * 128), k: near1(18) };
     const inputs = { v: near1(128 * 128), a: near1(60000) };
+    params.r = near1(9 * 3 * 17 * 17);
     const ref = reference(fwd, bwd, params, inputs);
     const out = wasm.forward(params, inputs);
-    for (const k of ['rows', 'cols', 'channels', 'product', 'probs']) expect(relErr(out[k] as Float32Array, ref.outputs[k]!.data), k).toBeLessThan(1.5e-7);
+    for (const k of ['rows', 'cols', 'channels', 'ragged', 'product', 'probs']) expect(relErr(out[k] as Float32Array, ref.outputs[k]!.data), k).toBeLessThan(1.5e-7);
     const { grads } = wasm.valueAndGrad(params, inputs);
     expect(relErr(grads.k!, ref.grads.k!), 'd loss / d k').toBeLessThan(1.5e-7);
-    // on 2 threads the column sum splits by chunks of rows (each chunk's f64 totals, added in order
-    // afterwards): the same bits as the single-threaded module, so as close to float64
+    // on 2 threads the column sum and the sums per channel split by chunks of rows (of images: 9
+    // in 8 chunks; each chunk's f64 totals, added in order afterwards): the same bits as the
+    // single-threaded module, so as close to float64
     const threaded = await wasm.create({ threads: 2, minWork: 0, adapt: false });
     try {
       const two = threaded.forward(params, inputs);
-      for (const k of ['rows', 'cols', 'channels']) {
+      for (const k of ['rows', 'cols', 'channels', 'ragged']) {
         expect(relErr(two[k] as Float32Array, ref.outputs[k]!.data), `2 threads: ${k}`).toBeLessThan(1.5e-7);
         expect(Buffer.from(Float32Array.from(two[k] as Float32Array).buffer).equals(Buffer.from(Float32Array.from(out[k] as Float32Array).buffer)), `2 threads: ${k} bit-identical`).toBe(true);
       }

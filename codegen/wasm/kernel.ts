@@ -22,7 +22,7 @@ import { WASM_CAPABILITIES, alu, constant } from './kernel-alu.js';
 import { decompose } from '../kernel/decompose.js';
 import { rareBlocks, renderPass } from './kernel-rare.js';
 import type { Split } from './threads.js';
-import { emitTransposeCopy, splitsOuter, tileAxes, transposeCopy, type TransposeCopy } from './transpose.js';
+import { renderTransposeCopy, transposeCopy } from './transpose.js';
 
 export { KernelUnsupported };
 export { TileEpilogue, type TilePointer } from './tile-epilogue.js';
@@ -32,9 +32,10 @@ export interface WasmKernel {
   readonly body: Body;
   readonly ranged?: { readonly body: Body; readonly split: Split };
   /**
-   * A column sum split by rows (see ROW_CHUNKS): `ranged.body` computes the f64 partial totals of
-   * chunks [start, end) of its rows into `partialBytes` bytes at the partial area, `sum` (whole,
-   * run after it) adds the chunks' totals in order and computes and stores the results.
+   * A sum split by chunks of rows (a column sum, or an NCHW sum per channel by images: see
+   * ROW_CHUNKS): `ranged.body` computes the f64 partial totals of chunks [start, end) of its rows
+   * into `partialBytes` bytes at the partial area, `sum` (whole, run after it) adds the chunks'
+   * totals in order and computes and stores the results.
    */
   readonly rows?: { readonly sum: Body; readonly partialBytes: number };
 }
@@ -80,18 +81,6 @@ export function renderWasmKernel(k: Kernel, addr: (arg: string) => number | unde
   const numel = fk.dims.reduce((a, b) => a * b, 1);
   const work = numel * Math.max(1, nest.live.filter(Boolean).length);
   return { body: whole, ranged: { body: nest.f, split: { extent: fk.dims[outer]!, align: outer === nest.vec ? 4 : 1, work } } };
-}
-
-/** A transpose's copy in 4×4 tiles (codegen/wasm/transpose.ts), split over threads along its first outer axis, or (none, or of one point) by rows of tiles. */
-function renderTransposeCopy(fk: StaticFlatKernel, tc: TransposeCopy): WasmKernel {
-  const whole = new Body();
-  emitTransposeCopy(whole, fk, tc, false);
-  const extent = splitsOuter(fk, tc) ? fk.dims[tc.outer[0]!]! : fk.dims[tileAxes(fk, tc)[0]]! / 4;
-  if (extent < 2) return { body: whole };
-  const ranged = new Body(2);
-  emitTransposeCopy(ranged, fk, tc, true);
-  const work = fk.dims.reduce((a, b) => a * b, 1);
-  return { body: whole, ranged: { body: ranged, split: { extent, align: 1, work } } };
 }
 
 /** Appends the loops of `k` (its primitives decomposed) to the function body `f` (a kernel of several, as the optimizer's update). */
@@ -188,7 +177,7 @@ class Nest {
     private readonly name: string,
     private readonly param?: (v: Rt) => number,
     /** A column sum split by rows: the chunks' partial totals (`chunks`, a function of a range of chunks) or their sum (`sum`). */
-    private readonly part?: { readonly at: number; readonly rows: number; readonly phase: 'chunks' | 'sum' },
+    private readonly part?: { readonly at: number; readonly rows: number | 'even'; readonly phase: 'chunks' | 'sum' },
   ) {
     const axes = k.dims.map((_d, i) => i);
     this.red = k.reduced.some(Boolean);
@@ -273,13 +262,16 @@ class Nest {
   }
 
   /**
-   * The rows of a chunk where this kernel splits by rows (ROW_CHUNKS): a column sum (one kept axis,
-   * vectorised, and one reduced axis of at least ROW_SPLIT_MIN_ROWS rows, every reduction a
-   * blocked sum) of known sizes; a multiple of REDUCE_BLOCK, so that its blocks are the whole kernel's.
+   * The rows of a chunk where this kernel splits by rows (ROW_CHUNKS), every reduction a blocked
+   * sum, of known sizes, each store during the reduction its own per row: a column sum (one kept
+   * axis, vectorised, and one reduced axis of at least ROW_SPLIT_MIN_ROWS rows), a multiple of
+   * REDUCE_BLOCK so that its blocks are the whole kernel's; or an NCHW sum per channel, 'even'
+   * (chunk c holds the images ⌊c·N/8⌋ to ⌊(c+1)·N/8⌋, so that 2 or 4 threads get equal shares).
    */
-  rowChunk(): number | undefined {
+  rowChunk(): number | 'even' | undefined {
     const k = this.k;
     if (!this.count || this.nKept !== 1 || !this.reduces.every((r) => this.isSum(r)) || k.dims.some((d) => typeof d !== 'number')) return undefined;
+    if (this.during.some((st) => k.accesses[st.a]!.strides[this.chunked] === 0)) return undefined;
     const R = k.dims[this.chunked] as number;
     if (this.order.length === 2 && this.vec === this.order[0]) return R < ROW_SPLIT_MIN_ROWS ? undefined : Math.ceil(R / ROW_CHUNKS / REDUCE_BLOCK) * REDUCE_BLOCK;
     // a sum over the images and pixels of an NCHW tensor per channel ([N, C, HW], the kept axis
@@ -288,7 +280,7 @@ class Nest {
     // thread read every image, half of them from the other core's cache: 1.3–1.4× slower on 2
     // threads than on 1)
     const between = this.order.length === 3 && this.vec === this.inner && this.chunked < this.order[0]! && this.order[0]! < this.inner;
-    return between && R >= 2 && (k.dims[this.inner] as number) >= 4 * ROW_BLOCK ? Math.ceil(R / ROW_CHUNKS) : undefined;
+    return between && R >= 2 && (k.dims[this.inner] as number) >= 4 * ROW_BLOCK ? 'even' : undefined;
   }
 
   /** The reduced axis a kernel split by chunks of rows chunks: the outer one. */
@@ -341,9 +333,14 @@ class Nest {
     f.loopUntil(
       () => f.get(c).get(f.param(1)).i32GeS(),
       () => {
-        f.get(c).i32(rows).i32Mul().tee(start).i32(rows).i32Add().set(end);
-        // the last chunks end at R (and may be empty)
-        f.i32(R).get(end).get(end).i32(R).i32GtS().select().set(end);
+        if (rows === 'even') {
+          f.get(c).i32(R).i32Mul().i32(ROW_CHUNKS).i32DivU().set(start);
+          f.get(c).i32(1).i32Add().i32(R).i32Mul().i32(ROW_CHUNKS).i32DivU().set(end);
+        } else {
+          f.get(c).i32(rows).i32Mul().tee(start).i32(rows).i32Add().set(end);
+          // the last chunks end at R (and may be empty)
+          f.i32(R).get(end).get(end).i32(R).i32GtS().select().set(end);
+        }
         this.nest(0);
         f.bump(c, 1);
       },

@@ -5,7 +5,9 @@
 // lane-by-lane loads or stores (four lane loads per vector, each from another line, 16 channels
 // 4 KiB apart aliasing in the L1 cache). A copy: the results are the same bits.
 
-import type { Body, Local } from './encode.js';
+import type { Local } from './encode.js';
+import { Body } from './encode.js';
+import type { WasmKernel } from './kernel.js';
 import type { StaticFlatKernel } from './kernel-plan.js';
 import { transpose4x4 } from './matmul.js';
 
@@ -116,4 +118,16 @@ export function emitTransposeCopy(f: Body, k: StaticFlatKernel, t: TransposeCopy
     );
   };
   level(0);
+}
+
+/** A transpose's copy in 4×4 tiles (codegen/wasm/transpose.ts), split over threads along its first outer axis, or (none, or of one point) by rows of tiles. */
+export function renderTransposeCopy(fk: StaticFlatKernel, tc: TransposeCopy): WasmKernel {
+  const whole = new Body();
+  emitTransposeCopy(whole, fk, tc, false);
+  const extent = splitsOuter(fk, tc) ? fk.dims[tc.outer[0]!]! : fk.dims[tileAxes(fk, tc)[0]]! / 4;
+  if (extent < 2) return { body: whole };
+  const ranged = new Body(2);
+  emitTransposeCopy(ranged, fk, tc, true);
+  const work = fk.dims.reduce((a, b) => a * b, 1);
+  return { body: whole, ranged: { body: ranged, split: { extent, align: 1, work } } };
 }

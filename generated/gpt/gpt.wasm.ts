@@ -2053,6 +2053,7 @@ export async function create(
   const adapt = options.adapt ?? true;
   const best = new Float64Array(2 * jobs.length).fill(-1); // [whole, split] ms per job, -1 unknown
   const warm = new Int32Array(jobs.length); // timed calls kept, of the first WARM
+  const late = new Int32Array(jobs.length); // timed splits not kept in a row (a worker late)
   const calls = new Int32Array(jobs.length);
   const period = new Int32Array(jobs.length).fill(16);
   /** Kernel k over [0, extent): whole here, or split in blocks over the threads. */
@@ -2075,8 +2076,11 @@ export async function create(
     const mode = phase < 0 ? warm[k]! & 1 : phase === 1 ? 1 - faster : faster;
     const t0 = performance.now();
     // a split where a worker woke too late to take its block (this thread ran it) times the
-    // wake-up, not the split (usually 0.1 ms here, now and then 4–6 ms): not kept
-    if (mode ? !split(k, extent, align, n) : (ranges[k](0, extent), false)) return;
+    // wake-up, not the split (usually 0.1 ms here, now and then 4–6 ms): not kept, unless the
+    // two timed splits before it were not either (workers always late: the split is that slow)
+    if (mode) late[k] = split(k, extent, align, n) ? 0 : late[k]! + 1;
+    else ranges[k](0, extent);
+    if (mode && late[k]! % 3) return;
     const t = performance.now() - t0;
     const e = best[2 * k + mode]!;
     best[2 * k + mode] = e < 0 || t < e ? t : phase < 0 ? e : e + 0.25 * (t - e);
