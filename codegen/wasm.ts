@@ -432,11 +432,7 @@ function constLayout(m: ModuleInfo, start: number): { end: number; at(name: stri
  */
 function trainLayout(m: ModuleInfo, address: Address, start: number, t: Typed): { end: number; backend: TrainBackend; kernel?: Kernel } {
   const spec = m.optimizer!;
-  const { slots, groups, targets, covered, fields, scalarsAt, scalarCount, end } = updateLayout(m, address, start, false);
-  const stagedOf = (param: string) => {
-    const p = m.fwd.insts.find((i) => i.op === 'param' && i.attrs.name === param)!;
-    return member('buf', m.fwd.value(p.result).name);
-  };
+  const { slots, groups, targets, covered, fields, scalarsAt, scalarCount, end, stagedOf, copyBack } = updateLayout(m, address, start, false);
   const backend: TrainBackend = {
     decls: [
       `// The optimizer state in the memory, where the update kernel reads and writes it. The first initOptState`,
@@ -468,7 +464,7 @@ function trainLayout(m: ModuleInfo, address: Address, start: number, t: Typed): 
     run: (values) => [
       ...values.flatMap((vs, g) => vs.map((s, k) => `optScalars${groups.length > 1 ? `_${g + 1}` : ''}[${k}] = ${s};`)),
       'kernels.update();',
-      ...[...covered].map((p) => `${member('params', p)}.set(${stagedOf(p)}); // the updated ${commentText(p)}, back to the caller's array`),
+      ...copyBack,
     ],
   };
   if (targets.length === 0) return { end, backend };

@@ -37,11 +37,7 @@ export interface SymTrain {
  */
 export function symTrain(m: ModuleInfo, address: Address, start: number, syms: readonly string[], t: Typed): SymTrain {
   const spec = m.optimizer!;
-  const { slots, groups, targets, covered, fields, copied, copies, scalarsAt, scalarCount, end } = updateLayout(m, address, start, true);
-  const stagedOf = (param: string) => {
-    const p = m.fwd.insts.find((i) => i.op === 'param' && i.attrs.name === param)!;
-    return member('buf', m.fwd.value(p.result).name);
-  };
+  const { slots, groups, targets, covered, fields, copied, copies, scalarsAt, scalarCount, end, stagedOf, copyBack } = updateLayout(m, address, start, true);
   const scalarsName = (k: number) => `optScalars${groups.length > 1 ? `_${k + 1}` : ''}`;
   const scalarViews = groups.map((x, k) => `new Float32Array(memory.buffer, ${scalarsAt[k]}, ${Math.max(1, scalarCount[k]!)})`);
   const views = targets.length
@@ -93,7 +89,7 @@ export function symTrain(m: ModuleInfo, address: Address, start: number, syms: r
       ...values.flatMap((vs, g) => vs.map((s, k) => `${scalarsName(g)}[${k}] = ${s};`)),
       ...copies.map((p) => `${member('optGrads', p)}.set(${grad(p)}); // the gradient of ${commentText(p)}, not an array of the arena: into the memory`),
       'forms.update();',
-      ...[...covered].map((p) => `${member('params', p)}.set(${stagedOf(p)}); // the updated ${commentText(p)}, back to the caller's array`),
+      ...copyBack,
     ],
   };
   if (targets.length === 0) return { bytes: end - start, backend, views };

@@ -9,7 +9,7 @@
 import { numelSize } from '../../ir/dims.js';
 import { valueName } from '../../ir/memplan.js';
 import type { ModuleInfo } from '../module.js';
-import { key } from '../module.js';
+import { commentText, key, member } from '../module.js';
 import type { OptimizerSpec, UExpr } from '../optim.js';
 import { scalarNames, slotsOf, updateStatements } from '../optim.js';
 import { trainGroups } from '../ts/train.js';
@@ -115,6 +115,10 @@ export interface UpdateLayout {
   readonly scalarsAt: readonly number[];
   readonly scalarCount: readonly number[];
   readonly end: number;
+  /** The expression of a param's staged copy (the arena's array the update kernel writes). */
+  stagedOf(param: string): string;
+  /** After the update kernel: each covered param's staged copy back to the caller's array. */
+  readonly copyBack: readonly string[];
 }
 
 /**
@@ -168,5 +172,7 @@ export function updateLayout(m: ModuleInfo, address: Address, start: number, cop
     end += align(Math.max(1, count) * 4);
     return at;
   });
-  return { slots, groups, targets: targets.map((t) => ({ ...t, scalarsAt: scalarsAt[t.scalarsAt]! })), covered, fields, copied, copies, scalarsAt, scalarCount, end };
+  const stagedOf = (param: string) => member('buf', m.fwd.value(m.fwd.insts.find((i) => i.op === 'param' && i.attrs.name === param)!.result).name);
+  const copyBack = [...covered].map((p) => `${member('params', p)}.set(${stagedOf(p)}); // the updated ${commentText(p)}, back to the caller's array`);
+  return { slots, groups, targets: targets.map((t) => ({ ...t, scalarsAt: scalarsAt[t.scalarsAt]! })), covered, fields, copied, copies, scalarsAt, scalarCount, end, stagedOf, copyBack };
 }
