@@ -176,7 +176,7 @@ class Nest {
     private readonly k: FlatKernel,
     private readonly name: string,
     private readonly param?: (v: Rt) => number,
-    /** A column sum split by rows: the chunks' partial totals (`chunks`, a function of a range of chunks) or their sum (`sum`). */
+    /** A sum split by chunks of rows: the chunks' partial totals (`chunks`, a function of a range of chunks) or their sum (`sum`); `rows` a chunk's rows, or 'even' (see rowChunk). */
     private readonly part?: { readonly at: number; readonly rows: number | 'even'; readonly phase: 'chunks' | 'sum' },
   ) {
     const axes = k.dims.map((_d, i) => i);
