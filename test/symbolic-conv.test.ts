@@ -1,7 +1,8 @@
 // Convolutions and pooling in the wasm module of a model with a symbolic batch
-// (codegen/wasm/symbolic.ts): they run as the static build's conv and pool kernels (im2col and
-// the matmul kernel, the weight gradient's chunks and their sum, the pooling kernels), encoded per
-// call size, in the layout of ir/layout.ts; each size against the float64 interpreter, and sizes
+// (codegen/wasm/symbolic.ts): they run as the static build's conv kernels (im2col and the matmul
+// kernel, the weight gradient's chunks and their sum), encoded per call size, and its pooling
+// kernels, built once with their planes and addresses read at run time (codegen/wasm/symbolic-forms.ts),
+// in the layout of ir/layout.ts; each size against the float64 interpreter, and sizes
 // back and forth (the im2col scratch of a padded convolution keeps its zeros) give the same bits.
 
 import * as path from 'node:path';
@@ -44,16 +45,18 @@ describe('convolutions and pooling in the symbolic wasm module', () => {
   it('the LeNet CNN with a symbolic batch runs its convolutions and poolings as kernels, at B = 1, 3 and 11 (more images than CHUNKS)', async () => {
     const { c, mod, code } = await buildWasm(modelFile(`import { cnn } from '${EXAMPLES}/cnn.ts';\nexport default cnn('B', 'cnn_sym');\n`));
     expect(mod.spec.inputs.x!.shape).toEqual(['B', 1, 28, 28]);
-    // the per-channel epilogues (bias, relu: kernels of the kernel form), the forward convolutions, both gradients of the second, the weight gradient's chunk sums, the poolings
-    for (const k of [/forms\.kernel_\w+\(\);/, /kernels\.conv_\w+\(\);/, /kernels\.conv_input_grad_\w+\(\);/, /kernels\.conv_weight_grad_\w+_sum\(\);/, /kernels\.max_pool_\w+\(\);/, /kernels\.max_pool_grad_\w+\(\);/])
+    // the per-channel epilogues (bias, relu: kernels of the kernel form), the forward convolutions, both gradients of the second, the weight gradient's chunk sums, the poolings (built once)
+    for (const k of [/forms\.kernel_\w+\(\);/, /kernels\.conv_\w+\(\);/, /kernels\.conv_input_grad_\w+\(\);/, /kernels\.conv_weight_grad_\w+_sum\(\);/, /forms\.max_pool_\w+\(\);/, /forms\.max_pool_grad_\w+\(\);/])
       expect(code).toMatch(k);
+    // (the pooling generator is not embedded)
+    expect(code).not.toMatch(/kernels\.max_pool|codegen\/wasm\/pool\.ts|poolBody/);
     expect(code).not.toMatch(/^import /m);
     const first = new Map<number, ReturnType<typeof copyOf>>();
     for (const n of [1, 3, 11]) first.set(n, against(c, mod, n, 'logits'));
     for (const n of [3, 1, 11]) expect(against(c, mod, n, 'logits'), `B = ${n} again`).toEqual(first.get(n));
   }, 240_000);
 
-  it('a padded, strided convolution and average pooling: the same bits after a larger batch reused the memory', async () => {
+  it('a padded, strided convolution, average pooling and a padded 3×3 max pooling: the same bits after a larger batch reused the memory', async () => {
     const { c, mod, code } = await buildWasm(
       modelFile(`import { model } from 'graphc';
 export default model('convpad_sym', (g) => {
@@ -64,12 +67,15 @@ export default model('convpad_sym', (g) => {
   const h = g.conv2d(x, W1, { bias: b1, padding: 1 }).tanh(); // [B, 4, 9, 9]
   const p = g.avgPool2d(h, 2, { stride: 2, padding: 1 }); // [B, 4, 5, 5]
   const y = g.conv2d(p, W2, { stride: 2, padding: 1 }); // [B, 3, 3, 3]
-  const loss = y.square().mean();
+  const q = g.maxPool2d(h, 3, { stride: 2, padding: 1 }); // [B, 4, 5, 5]
+  const loss = y.square().mean().add(q.square().mean());
   return { loss, y };
 });
 `),
     );
-    expect(code).toMatch(/kernels\.avg_pool_\w+\(\);/);
+    expect(code).toMatch(/^ +forms\.avg_pool_(?!grad)\w+\(\);$/m);
+    expect(code).toMatch(/^ +forms\.avg_pool_grad_\w+\(\);$/m);
+    expect(code).toMatch(/^ +forms\.max_pool_grad_\w+\(\);$/m);
     expect(code).toMatch(/kernels\.conv_weight_grad_\w+\(\);/);
     const small = against(c, mod, 2, 'y');
     against(c, mod, 13, 'y');

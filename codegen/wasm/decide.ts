@@ -12,7 +12,7 @@ import { formula } from '../formula.js';
 import type { ModuleInfo } from '../module.js';
 import type { MatmulKernel } from './matmul.js';
 import type { ConvKernel } from './conv.js';
-import type { PoolKernel } from './pool.js';
+import type { PoolKernel, StaticPoolKernel } from './pool.js';
 import { isPool, poolKernel } from './pool.js';
 import type { Operand, Step, StepOp } from './steps.js';
 import type { Address } from './layout.js';
@@ -47,7 +47,7 @@ export interface ConvDecision {
 /** A pooling op or its gradient as a kernel. */
 export interface PoolDecision {
   readonly kind: 'pool';
-  readonly kernel: PoolKernel;
+  readonly kernel: StaticPoolKernel;
   readonly doc: string;
 }
 

@@ -14,17 +14,21 @@
 // its max pooling gradient too: the four taps of four windows as four vectors (even and odd lanes
 // of the two rows), the first maximum by compare-and-select in tap order, dy masked to each tap,
 // interleaved back into the two rows of dx. Every kernel computes a range of planes (the blocks
-// of threads: a plane's outputs are its own).
+// of threads: a plane's outputs are its own). The symbolic module (codegen/wasm/symbolic-forms.ts)
+// renders the same kernels once, at build time, its number of planes and its addresses run-time
+// values (a symbolic batch); the sizes of a plane and the window are numbers.
 
 import type { Local } from './encode.js';
 import { Body } from './encode.js';
+import type { I32 } from './index-lines.js';
+import { push } from './index-lines.js';
 
 export type PoolOp = 'max_pool' | 'avg_pool' | 'max_pool_grad' | 'avg_pool_grad';
 
 export interface PoolKernel {
   readonly op: PoolOp;
-  /** N·C planes of H×W (x, dx) and Ho×Wo (y, dy). */
-  readonly planes: number;
+  /** N·C planes of H×W (x, dx) and Ho×Wo (y, dy): a number, or a run-time value (the symbolic module's). */
+  readonly planes: I32;
   readonly H: number;
   readonly W: number;
   readonly Ho: number;
@@ -33,11 +37,17 @@ export interface PoolKernel {
   readonly stride: readonly number[];
   /** [h, w], as much before as after. */
   readonly padding: readonly number[];
-  /** Byte addresses: x (max_pool_grad reads it; none for avg_pool_grad), y (dy for the gradients), dx (the gradients). */
-  readonly x?: number;
-  readonly y: number;
-  readonly dx?: number;
+  /**
+   * Byte addresses: x (max_pool_grad reads it; none for avg_pool_grad), y (dy for the gradients),
+   * dx (the gradients); numbers, or run-time values (the symbolic module's).
+   */
+  readonly x?: I32;
+  readonly y: I32;
+  readonly dx?: I32;
 }
+
+/** A pooling kernel of the static module: its planes and addresses numbers. */
+export type StaticPoolKernel = PoolKernel & { readonly planes: number; readonly x?: number; readonly y: number; readonly dx?: number };
 
 /** Runs of consecutive outputs along one axis whose windows keep the taps [lo, hi). */
 function runs(out: number, k: number, s: number, pad: number, n: number): { start: number; count: number; lo: number; hi: number }[] {
@@ -56,24 +66,40 @@ function runs(out: number, k: number, s: number, pad: number, n: number): { star
 type Planes = { readonly start: Local; readonly end: Local } | undefined;
 
 /** `body` for each plane of the range, p counting the planes; xp, yp set to plane p of `xBase` and y first (body bumps them). */
-function eachPlane(f: Body, k: PoolKernel, range: Planes, xBase: number, [p, xp, yp]: Local[], body: () => void): void {
+function eachPlane(f: Body, k: PoolKernel, range: Planes, xBase: I32, [p, xp, yp]: Local[], body: () => void): void {
   if (range) f.get(range.start).set(p);
   else f.assign(p, 0);
-  f.get(p).i32(4 * k.H * k.W).i32Mul().i32(xBase).i32Add().set(xp);
-  f.get(p).i32(4 * k.Ho * k.Wo).i32Mul().i32(k.y).i32Add().set(yp);
-  f.loopUntil(() => (range ? f.get(p).get(range.end) : f.get(p).i32(k.planes)).i32GeS(), () => {
+  push(f.get(p).i32(4 * k.H * k.W).i32Mul(), xBase).i32Add().set(xp);
+  push(f.get(p).i32(4 * k.Ho * k.Wo).i32Mul(), k.y).i32Add().set(yp);
+  f.loopUntil(() => (range ? f.get(p).get(range.end) : push(f.get(p), k.planes)).i32GeS(), () => {
     body();
     f.bump(p, 1);
   });
 }
 
+/** dx − x, the bytes from a tap of x to the same position of dx: a number, or a local set to it (run-time addresses). */
+function deltaOf(f: Body, k: PoolKernel): number | Local {
+  const [x, dx] = [k.x!, k.dx!];
+  if (typeof x === 'number' && typeof dx === 'number') return dx - x;
+  const d = f.local('i32');
+  push(push(f, dx), x).i32Sub().set(d);
+  return d;
+}
+
+/** Pushes xc + o + delta: the position in dx of the tap at xc + o of x. */
+function dxAt(f: Body, xc: Local, o: number, delta: number | Local): Body {
+  return typeof delta === 'number' ? f.get(xc).i32(o + delta).i32Add() : f.get(xc).i32(o).i32Add().get(delta).i32Add();
+}
+
 /** The planes of dx in the range set to 0. */
 function zeroPlanes(f: Body, k: PoolKernel, range: Planes, [ptr, end]: Local[]): void {
   const bytes = 4 * k.H * k.W;
+  const dx = k.dx!;
   if (range) {
-    f.get(range.start).i32(bytes).i32Mul().i32(k.dx!).i32Add().set(ptr);
-    f.get(range.end).i32(bytes).i32Mul().i32(k.dx!).i32Add().set(end);
-  } else f.assign(ptr, k.dx!).assign(end, k.dx! + k.planes * bytes);
+    push(f.get(range.start).i32(bytes).i32Mul(), dx).i32Add().set(ptr);
+    push(f.get(range.end).i32(bytes).i32Mul(), dx).i32Add().set(end);
+  } else if (typeof dx === 'number' && typeof k.planes === 'number') f.assign(ptr, dx).assign(end, dx + k.planes * bytes);
+  else push(push(push(f, dx).set(ptr), k.planes).i32(bytes).i32Mul(), dx).i32Add().set(end);
   // whole vectors while they fit, then the floats left
   f.loopUntil(() => f.get(ptr).i32(16).i32Add().get(end).i32GtS(), () => {
     f.get(ptr).f32x4Const(0).v128Store(0);
@@ -93,20 +119,20 @@ export function poolBody(k: PoolKernel, opts: { ranged?: boolean } = {}): Body {
   const [kH, kW] = k.kernel as [number, number];
   const [sh, sw] = k.stride as [number, number];
   const [ph, pw] = k.padding as [number, number];
-  if (planes * Ho * Wo === 0) return f;
+  if ((typeof planes === 'number' ? planes : 1) * Ho * Wo === 0) return f;
   const i32 = () => f.local('i32');
   const [cp, cr, cc, xp, yp, xr, yr, xc, yc, at, cond, ptr] = Array.from({ length: 12 }, i32);
   const [best, v, g] = [f.local('f32'), f.local('f32'), f.local('f32')];
   const grad = op === 'max_pool_grad' || op === 'avg_pool_grad';
   // the plane walked by the window's taps: x, or dx for the average's gradient (which reads no x)
   const base = op === 'avg_pool_grad' ? k.dx! : k.x!;
-  const delta = op === 'max_pool_grad' ? k.dx! - k.x! : 0; // from a tap of x to the same position of dx
+  const delta = op === 'max_pool_grad' ? deltaOf(f, k) : 0; // from a tap of x to the same position of dx
   const inv = 1 / (kH * kW);
   const lenet = kH === 2 && kW === 2 && sh === 2 && sw === 2 && ph === 0 && pw === 0 && Wo >= 4;
   // (the 2×2 gradient writes every position its windows cover: dx is zeroed only where some are left out)
   if (grad && !(op === 'max_pool_grad' && lenet && H === 2 * Ho && W === 2 * Wo)) zeroPlanes(f, k, range, [ptr, at]);
   if (lenet && (op === 'max_pool' || op === 'max_pool_grad')) {
-    eachPlane(f, k, range, k.x!, [cp, xr, yr], () => (op === 'max_pool' ? maxPool2x2 : maxPool2x2Grad)(f, k, [cr, cc, xr, yr, xc, yc]));
+    eachPlane(f, k, range, k.x!, [cp, xr, yr], () => (op === 'max_pool' ? maxPool2x2(f, k, [cr, cc, xr, yr, xc, yc]) : maxPool2x2Grad(f, k, [cr, cc, xr, yr, xc, yc], delta)));
     return f;
   }
 
@@ -124,12 +150,12 @@ export function poolBody(k: PoolKernel, opts: { ranged?: boolean } = {}): Body {
       f.f32Store(0);
     } else if (op === 'max_pool_grad') {
       // the first maximum, as the float64 reference: a later tap wins only when it is greater
-      f.get(xc).f32Load(offs[0]!).set(best).get(xc).i32(offs[0]! + delta).i32Add().set(at);
+      dxAt(f.get(xc).f32Load(offs[0]!).set(best), xc, offs[0]!, delta).set(at);
       for (const o of offs.slice(1)) {
         f.get(xc).f32Load(o).set(v);
         f.get(v).get(best).f32Gt().set(cond);
         f.get(v).get(best).get(cond).select().set(best);
-        f.get(xc).i32(o + delta).i32Add().get(at).get(cond).select().set(at);
+        dxAt(f, xc, o, delta).get(at).get(cond).select().set(at);
       }
       f.get(at).get(at).f32Load(0).get(yc).f32Load(0).f32Add().f32Store(0);
     } else {
@@ -209,9 +235,8 @@ function rows2x2(f: Body, k: PoolKernel, [cr, cc, xr, yr, xc, yc]: Local[], vec:
  * into the rows of dx. Windows do not overlap, so these stores are dx (a ragged row's last
  * vector, computed again, stores the same values).
  */
-function maxPool2x2Grad(f: Body, k: PoolKernel, [cr, cc, xr, yr, xc, yc]: Local[]): void {
+function maxPool2x2Grad(f: Body, k: PoolKernel, [cr, cc, xr, yr, xc, yc]: Local[], delta: number | Local): void {
   const { W, Ho, H } = k;
-  const delta = k.dx! - k.x!;
   const at = f.local('i32');
   const v = () => f.local('v128');
   const [a0, a1, t0, t1, t2, t3, best, c1, c2, c3, gv, rest] = Array.from({ length: 12 }, v);
@@ -236,7 +261,7 @@ function maxPool2x2Grad(f: Body, k: PoolKernel, [cr, cc, xr, yr, xc, yc]: Local[
     f.f32x4Const(0).get(rest).get(c2).v128Bitselect().set(rest);
     f.get(rest).get(c1).v128And().set(t1);
     f.f32x4Const(0).get(rest).get(c1).v128Bitselect().set(t0);
-    f.get(xc).i32(delta).i32Add().set(at); // the same position of dx
+    dxAt(f, xc, 0, delta).set(at); // the same position of dx
     for (const [row, even, odd] of [[0, t0, t1], [4 * W, t2, t3]] as const) {
       f.get(at).get(even).get(odd).i32x4Shuffle([0, 4, 1, 5]).v128Store(xo + row);
       f.get(at).get(even).get(odd).i32x4Shuffle([2, 6, 3, 7]).v128Store(xo + row + 16);
@@ -252,7 +277,7 @@ export const isPool = (op: string): op is PoolOp => op === 'max_pool' || op === 
  * The kernel of a pooling op whose arrays are in the memory (`address` of operand k, or of the
  * result for k = -1), or undefined for the flat module's loops.
  */
-export function poolKernel(op: PoolOp, attrs: { kernel: number[]; stride: number[]; padding: number[] }, xShape: readonly number[], yShape: readonly number[], address: (k: number) => number | undefined): PoolKernel | undefined {
+export function poolKernel(op: PoolOp, attrs: { kernel: number[]; stride: number[]; padding: number[] }, xShape: readonly number[], yShape: readonly number[], address: (k: number) => number | undefined): StaticPoolKernel | undefined {
   const [N, C, H, W] = xShape as number[];
   const [, , Ho, Wo] = yShape as number[];
   const grad = op === 'max_pool_grad' || op === 'avg_pool_grad';

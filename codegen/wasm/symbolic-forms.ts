@@ -20,6 +20,9 @@ import { valOf } from './kernel-plan.js';
 import { KernelUnsupported, renderWasmKernel } from './kernel.js';
 import type { Routine, View } from '../kernel/form.js';
 import type { I32, IndexKernel } from './index-kernels.js';
+import { text } from './index-lines.js';
+import type { PoolKernel, PoolOp } from './pool.js';
+import { isPool, poolBody } from './pool.js';
 import { softmaxColumns } from './softmax-columns.js';
 import { argBest, argmaxMask, cumsum, gather, maxPoolPick, pick, scatterAdd, xent } from './index-kernels.js';
 import { docOf } from './decide.js';
@@ -115,8 +118,9 @@ export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number,
       continue;
     }
     if (launch?.kind === 'routine' && !part) {
-      // an index routine with a symbolic number of rows (codegen/wasm/index-kernels.ts)
-      const ik = indexRoutine(launch, rt.address, (v) => (typeof v === 'number' ? v : { push: (f) => void (f.i32(0).i32Load(param(v)), v.plus && f.i32(v.plus).i32Add()), text: v.key }));
+      // an index routine with a symbolic number of rows (codegen/wasm/index-kernels.ts), a pooling over a symbolic number of planes
+      const i32 = (v: Val): I32 => (typeof v === 'number' ? v : { push: (f) => void (f.i32(0).i32Load(param(v)), v.plus && f.i32(v.plus).i32Add()), text: v.key });
+      const ik = isPool(launch.op) ? poolRoutine(launch, rt.address, i32) : indexRoutine(launch, rt.address, i32);
       if (!ik) continue;
       const rname = `${launch.op}_${valueName(u.graph, u.insts[u.insts.length - 1]!.result)}`;
       byUnit.set(u, { name: rname, what: `${commentText(docOf(m, u))}   ${ik.what}`, epilogue: false });
@@ -160,6 +164,33 @@ function dense(v: View): boolean {
     st = mulSize(st, v.shape[d]!);
   }
   return true;
+}
+
+/**
+ * The kernel of a pooling routine (codegen/wasm/pool.ts) whose number of planes or addresses are
+ * run-time values, where the sizes of its planes are numbers (the static module's kernel, its
+ * windows' border runs unrolled); else undefined (the flat module's loop).
+ */
+function poolRoutine(r: Routine, address: (arg: string, off: Size) => Val | undefined, i32: (v: Val) => I32): IndexKernel | undefined {
+  const op = r.op as PoolOp;
+  if (r.epilogue || ![...r.inputs, r.output].every(dense)) return undefined;
+  // x [N, C, H, W] (dx for avg_pool_grad, which reads no x) and y [N, C, Ho, Wo] (dy for the gradients)
+  const xv = op === 'avg_pool_grad' ? r.output : r.inputs[0]!;
+  const yv = op === 'max_pool' || op === 'avg_pool' ? r.output : op === 'max_pool_grad' ? r.inputs[1]! : r.inputs[0]!;
+  const sizes = [...xv.shape.slice(2), ...yv.shape.slice(2)];
+  if (xv.shape.length !== 4 || !sizes.every((d) => typeof d === 'number')) return undefined;
+  const [H, W, Ho, Wo] = sizes as number[];
+  const at = (v: View): I32 | undefined => {
+    const a = address(v.arg, v.offset);
+    return a === undefined ? undefined : i32(a);
+  };
+  const [x, y, dx] = [op === 'avg_pool_grad' ? undefined : at(xv), at(yv), op === 'max_pool_grad' || op === 'avg_pool_grad' ? at(r.output) : undefined];
+  if (y === undefined || (op !== 'avg_pool_grad' && x === undefined) || ((op === 'max_pool_grad' || op === 'avg_pool_grad') && dx === undefined)) return undefined;
+  const n = valOf(numelSize(xv.shape.slice(0, 2)));
+  const planes = typeof n === 'number' ? n : i32(n);
+  const attrs = r.attrs as { kernel: number[]; stride: number[]; padding: number[] };
+  const k: PoolKernel = { op, planes, H: H!, W: W!, Ho: Ho!, Wo: Wo!, kernel: attrs.kernel, stride: attrs.stride, padding: attrs.padding, x, y, dx };
+  return { body: poolBody(k), what: `${op.replaceAll('_', ' ')} over ${text(planes)} planes of ${H}×${W}` };
 }
 
 /**

@@ -3,9 +3,9 @@
 // its arena in one growable WebAssembly.Memory. Its elementwise, reduction and layout groups (and
 // a convolution's epilogue) are kernels of the kernel form encoded once, at build time, whose
 // symbolic sizes, strides and addresses are read from a parameter block (codegen/wasm/symbolic-forms.ts);
-// so are its index routines and its softmaxes (where their sizes allow: symbolic-forms.ts), and
-// the optimizer's update (codegen/wasm/symbolic-train.ts). Its matmul, convolution and pooling
-// groups are wasm SIMD kernels encoded at run time: the first call that brings a
+// so are its index routines, its softmaxes and its poolings (the static module's kernels, where
+// their sizes allow: symbolic-forms.ts), and the optimizer's update (codegen/wasm/symbolic-train.ts).
+// Its matmul and convolution groups are wasm SIMD kernels encoded at run time: the first call that brings a
 // set of sizes lays the memory out for them (growing it when they need more), writes the
 // parameter block, encodes those kernels for its sizes and addresses with the kernel generators
 // of codegen/wasm/*.ts, embedded in the module, and instantiates them; a later call with the same
@@ -19,8 +19,8 @@
 // decided here at build time on the graph with the symbols bound to a grid of probe sizes, in the
 // layout evaluated there, every number of the description a polynomial in the sizes, which the
 // probes determine and one more probe checks. A group whose description does not come out the
-// same way at every probe, an index routine whose sizes codegen/wasm/index-kernels.ts cannot take
-// at run time (symbolic-forms.ts), or a group the kernel form's renderer refuses (docs/wasm-symbolic.md, "Not yet") runs as the
+// same way at every probe, an index routine or a pooling whose sizes codegen/wasm/index-kernels.ts
+// or pool.ts cannot take at run time (symbolic-forms.ts), or a group the kernel form's renderer refuses (docs/wasm-symbolic.md, "Not yet") runs as the
 // flat module's code.
 
 import * as fs from 'node:fs';
@@ -42,9 +42,8 @@ import type { Backend, UnitEmitter } from '../ts.js';
 import { emitTs } from '../ts.js';
 import { isForwardOnly } from '../../ir/autodiff.js';
 import type { Decision } from './decide.js';
-import { decideConv, decideMatmul, decidePool, isConv } from './decide.js';
+import { decideConv, decideMatmul, isConv } from './decide.js';
 import { CHUNKS, convScratch } from './conv.js';
-import { isPool } from './pool.js';
 import { PADDING, PAGE, addresses } from './layout.js';
 import type { SymForms } from './symbolic-forms.js';
 import { symForms } from './symbolic-forms.js';
@@ -59,8 +58,8 @@ import { convGeometry } from '../../ir/conv.js';
  * stripped: each imports only from these, but for steps.ts's unaryOnStack, replayed by
  * unaryOnStackDecl), and what it calls of them.
  */
-export const SOURCES = ['encode', 'steps', 'matmul', 'conv', 'conv-rows', 'pool'] as const;
-const GENERATORS = ['encodeModule', 'matmulBody', 'convBody', 'convSumBody', 'poolBody'] as const;
+export const SOURCES = ['encode', 'steps', 'matmul', 'conv', 'conv-rows'] as const;
+const GENERATORS = ['encodeModule', 'matmulBody', 'convBody', 'convSumBody'] as const;
 
 type Dims = Readonly<Record<string, number>>;
 
@@ -72,7 +71,7 @@ interface SymKernel {
    * The generator and its argument; `sum`: a second function, `${name}_sum`, that adds the chunks'
    * partial sums (a weight gradient's, by convSumBody).
    */
-  readonly gen: 'matmulBody' | 'convBody' | 'poolBody';
+  readonly gen: 'matmulBody' | 'convBody';
   readonly arg: object;
   readonly sum?: boolean;
 }
@@ -214,13 +213,8 @@ function probe(m: ModuleInfo, units: readonly Unit[], L: SymLayout, dims: Dims, 
       kernels.set(u, [conv]);
       continue;
     }
-    const b = at(u);
-    if (isPool(op)) {
-      const d = decidePool(m, b, address);
-      if (d) kernels.set(u, [{ name: `${d.kernel.op}_${nameOf(u)}`, d, gen: 'poolBody', arg: d.kernel }]);
-      continue;
-    }
-    const d = op === 'matmul' ? decideMatmul(m, b, address) : undefined;
+    // (a pooling is a kernel of symbolic-forms.ts where its planes' sizes are numbers, else the flat module's loop)
+    const d = op === 'matmul' ? decideMatmul(m, at(u), address) : undefined;
     if (!d) continue;
     const name = `${d.kind}_${nameOf(u)}`;
     const mm = u.insts[0]!;
@@ -363,7 +357,7 @@ function typescript(): typeof Typescript {
 
 /**
  * The kernel generators as one closure: TypeScript, or JavaScript with `typed` false; the sources
- * of the convolution and pooling generators only where the module has such kernels.
+ * of the convolution generators only where the module has such kernels.
  */
 function generatorsDecl(typed: boolean, used: ReadonlySet<string>): string[] {
   if (!used.size) return [];
@@ -565,7 +559,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   ];
 
   const backend: Backend = {
-    what: `The flat module with its elementwise, reduction and layout groups as WebAssembly SIMD kernels of the kernel form built by graphc (their sizes read at run time), and its matmuls, convolutions and poolings as kernels encoded at run time for the sizes of ${syms.join(', ')} (the kernel generators are embedded below): no imports, no tape.`,
+    what: `The flat module with its elementwise, reduction and layout groups as WebAssembly SIMD kernels of the kernel form, and its index routines and poolings as kernels, built by graphc (their sizes read at run time), and its matmuls and convolutions as kernels encoded at run time for the sizes of ${syms.join(', ')} (the kernel generators are embedded below): no imports, no tape.`,
     entries: needsProduct ? ['_product: product, // matmul products read by an epilogue loop'] : [],
     ...(train?.fn ? { train: train.backend } : {}),
     buffersDecl: () => {
