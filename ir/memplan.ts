@@ -81,17 +81,43 @@ export function units(g: Graph): Unit[] {
  * checks each value where it is made).
  */
 export function planMemory(fwd: Graph, bwd: Graph, opts: { storeAll?: boolean } = {}): Plan {
+  const sched = schedule(fwd, bwd);
+  const storage = storageKinds(fwd, bwd, sched, opts.storeAll);
+  const root = (name: string): string => {
+    const s = storage.get(name);
+    return s?.kind === 'alias' ? root(s.of) : name;
+  };
+  const lastUse = lifetimes(fwd, bwd, sched, root);
+  const { buffers, bufferOf } = assignBuffers(fwd, bwd, sched, storage, lastUse, root);
+  const { forward, backward, unitOf, bodies } = sched;
+  return { units: { forward, backward }, storage, buffers, bufferOf, unitOf, bodies };
+}
+
+/** The units in step order, the step each runs at, and the unit that computes each value. */
+interface Schedule {
+  readonly forward: Unit[];
+  readonly backward: Unit[];
+  /** The forward's units followed by the backward's: unit k runs at step k. */
+  readonly all: Unit[];
+  readonly step: Map<Unit, number>;
+  readonly unitOf: Map<string, Unit>;
+  /** The units of the bodies of the scans that stay loops, nested ones included. */
+  readonly bodies: Map<Graph, Unit[]>;
+  /** A body's unit runs at the step of its outermost scan. */
+  readonly bodyStep: Map<Unit, number>;
+}
+
+/** The units of both graphs and of their loops' bodies, with their steps and the unit of each value. */
+function schedule(fwd: Graph, bwd: Graph): Schedule {
   const forward = units(fwd);
   const backward = units(bwd);
   const all = [...forward, ...backward];
-  const storage = new Map<string, Storage>();
   const unitOf = new Map<string, Unit>();
   const step = new Map<Unit, number>();
   all.forEach((u, k) => {
     step.set(u, k);
     for (const inst of u.insts) unitOf.set(u.graph.value(inst.result).name, u);
   });
-  const END = all.length;
   // the bodies of the scans that stay loops: their units, at the step of their outermost scan
   const bodies = new Map<Graph, Unit[]>();
   const bodyStep = new Map<Unit, number>();
@@ -108,10 +134,13 @@ export function planMemory(fwd: Graph, bwd: Graph, opts: { storeAll?: boolean } 
     }
   };
   all.forEach((u, k) => addBodies(u, k));
+  return { forward, backward, all, step, unitOf, bodies, bodyStep };
+}
 
-  // storage kinds
-  const lastUse = new Map<string, number>();
-  const use = (name: string, at: number) => lastUse.set(name, Math.max(lastUse.get(name) ?? -1, at));
+/** The storage kind of every value of both graphs and of the loops' bodies. */
+function storageKinds(fwd: Graph, bwd: Graph, sched: Schedule, storeAll: boolean | undefined): Map<string, Storage> {
+  const { unitOf, bodies } = sched;
+  const storage = new Map<string, Storage>();
   for (const g of [fwd, bwd, ...bodies.keys()]) {
     const users = g.uses();
     const isBody = g !== fwd && g !== bwd;
@@ -163,15 +192,19 @@ export function planMemory(fwd: Graph, bwd: Graph, opts: { storeAll?: boolean } 
       // a convolution's output keeps its array in a conv group: the flat module accumulates each
       // output plane there before its epilogue reads it, and the wasm module's kernel writes it
       const accumulated = u.kind === 'conv' && inst === u.insts[0];
-      storage.set(v.name, u.kind !== 'single' && !accumulated && !outside && !isOutput && !readLater && !opts.storeAll ? { kind: 'register' } : { kind: 'buffer' });
+      storage.set(v.name, u.kind !== 'single' && !accumulated && !outside && !isOutput && !readLater && !storeAll ? { kind: 'register' } : { kind: 'buffer' });
       void t;
     }
   }
-  const root = (name: string): string => {
-    const s = storage.get(name);
-    return s?.kind === 'alias' ? root(s.of) : name;
-  };
+  return storage;
+}
 
+/** The last step at which each value (by its alias root) is used; outputs and gradients are used at the end. */
+function lifetimes(fwd: Graph, bwd: Graph, sched: Schedule, root: (name: string) => string): Map<string, number> {
+  const { forward, backward, bodies, step, bodyStep } = sched;
+  const END = sched.all.length;
+  const lastUse = new Map<string, number>();
+  const use = (name: string, at: number) => lastUse.set(name, Math.max(lastUse.get(name) ?? -1, at));
   // lifetimes, in steps: uses through aliases and forward reads count for the root
   for (const g of [fwd, bwd, ...bodies.keys()])
     for (const u of g === fwd ? forward : g === bwd ? backward : bodies.get(g)!) {
@@ -189,7 +222,19 @@ export function planMemory(fwd: Graph, bwd: Graph, opts: { storeAll?: boolean } 
     const d = bwd.def(o.value);
     use(root(d.op === 'fwd' ? d.attrs.name : bwd.value(o.value).name), END);
   }
+  return lastUse;
+}
 
+/** The buffers, and the buffer of each value with storage 'buffer', assigned greedily in step order. */
+function assignBuffers(
+  fwd: Graph,
+  bwd: Graph,
+  sched: Schedule,
+  storage: ReadonlyMap<string, Storage>,
+  lastUse: ReadonlyMap<string, number>,
+  root: (name: string) => string,
+): { buffers: Buffer[]; bufferOf: Map<string, number> } {
+  const { all, step, unitOf } = sched;
   // greedy assignment in step order: a buffer is free once its last value's last use has passed
   const buffers: Buffer[] = [];
   const bufferOf = new Map<string, number>();
@@ -248,7 +293,7 @@ export function planMemory(fwd: Graph, bwd: Graph, opts: { storeAll?: boolean } 
       if (inst.op === 'scan') assignBody(body.bodies[inst.attrs.body]!, at);
     }
   }
-  return { units: { forward, backward }, storage, buffers, bufferOf, unitOf, bodies };
+  return { buffers, bufferOf };
 }
 
 /** The plan as comment lines for a graph's IR file. */

@@ -369,6 +369,63 @@ function valueInfo(name: string, t: TensorType): ValueInfo {
 
 /** The forward graph as an ONNX model. Throws a located CompileError for what cannot be exported. */
 export function exportOnnx(g: Graph, opts: ExportOptions): Model {
+  const b = builder(g);
+  // DSL names first: inputs, params and outputs keep them exactly
+  for (const inst of g.insts) if (inst.op === 'input' || inst.op === 'param') b.taken.add(inst.attrs.name);
+  // the model's outputs: not the next running statistics, which only training calls produce
+  const modelOutputs = g.outputs.filter((o) => !isBufferOutput(g, o.name));
+  for (const o of modelOutputs) b.taken.add(o.name);
+  const inputs = addSources(g, opts, b);
+  // an output that its value's node can write directly takes the output's name
+  const outputOf = new Map<ValueId, string>();
+  for (const o of modelOutputs) {
+    const d = g.def(o.value);
+    if (!outputOf.has(o.value) && d.op !== 'input' && d.op !== 'param') outputOf.set(o.value, o.name);
+  }
+  for (const inst of g.insts) {
+    if (inst.op === 'input' || inst.op === 'param' || inst.op === 'buffer') continue;
+    lowerInst(g, b, inst, outputOf);
+  }
+  b.current = undefined;
+  // outputs: the value's own name where its node wrote it, else an Identity
+  const outputs: ValueInfo[] = [];
+  for (const o of modelOutputs) {
+    const name = b.onnxName.get(o.value)!;
+    if (name !== o.name) b.ctxBase.node('Identity', [name], {}, o.name);
+    outputs.push(valueInfo(o.name, g.type(o.value)));
+  }
+  const params = new Set(g.insts.flatMap((i) => (i.op === 'param' ? [i.attrs.name] : [])));
+  return pruneInitializers({
+    irVersion: IR_VERSION,
+    opset: OPSET,
+    producer: 'graphc',
+    producerVersion: opts.producerVersion ?? '',
+    graphName: g.name,
+    doc: opts.source ? `exported by graphc from ${opts.source}` : '',
+    nodes: prune(b.nodes, new Set(outputs.map((o) => o.name))),
+    initializers: b.initializers,
+    inputs,
+    outputs,
+  }, params);
+}
+
+/** The model under construction, and the part of the lowering rules' context that is the same for every instruction. */
+interface Builder {
+  readonly nodes: Node[];
+  readonly initializers: Tensor[];
+  /** The names in use: a fresh name is none of them. */
+  readonly taken: Set<string>;
+  /** The ONNX name of each IR value lowered so far. */
+  readonly onnxName: Map<ValueId, string>;
+  /** The instruction being lowered: the nodes added are named after it and documented with its location. */
+  current: Inst | undefined;
+  /** An unused name: `base`, else `base_1`, `base_2`, ... */
+  fresh(base: string): string;
+  readonly ctxBase: Pick<LowerCtx, 'g' | 'node' | 'constant' | 'shapeTensor' | 'dimValue'>;
+}
+
+/** An empty model for g, with the helpers that add nodes, constants and symbols' sizes to it. */
+function builder(g: Graph): Builder {
   const nodes: Node[] = [];
   const initializers: Tensor[] = [];
   const taken = new Set<string>();
@@ -379,41 +436,6 @@ export function exportOnnx(g: Graph, opts: ExportOptions): Model {
     taken.add(n);
     return n;
   };
-  // DSL names first: inputs, params and outputs keep them exactly
-  for (const inst of g.insts) if (inst.op === 'input' || inst.op === 'param') taken.add(inst.attrs.name);
-  // the model's outputs: not the next running statistics, which only training calls produce
-  const modelOutputs = g.outputs.filter((o) => !isBufferOutput(g, o.name));
-  for (const o of modelOutputs) taken.add(o.name);
-  const inputs: ValueInfo[] = [];
-  for (const inst of g.insts) {
-    if (inst.op === 'input') {
-      onnxName.set(inst.result, inst.attrs.name);
-      inputs.push(valueInfo(inst.attrs.name, g.type(inst.result)));
-    } else if (inst.op === 'param') {
-      const t = g.type(inst.result);
-      const data = opts.params[inst.attrs.name];
-      if (!data) throw new CompileError(`export: no value for param '${inst.attrs.name}'`, 'pass every param').withLoc(inst.loc);
-      if (data.length !== numel(t.shape as number[]))
-        throw new CompileError(`export: param '${inst.attrs.name}' has ${data.length} values, but ${t.dtype}[${t.shape.join(',')}] needs ${numel(t.shape as number[])}`, 'pass values of the param\'s size').withLoc(inst.loc);
-      onnxName.set(inst.result, inst.attrs.name);
-      initializers.push({ name: inst.attrs.name, dataType: DT.FLOAT, dims: t.shape as number[], raw: raw(data, DT.FLOAT) });
-    } else if (inst.op === 'buffer') {
-      // evaluation mode normalises with the running statistics: initializers too
-      const t = g.type(inst.result);
-      const n = numel(t.shape as number[]);
-      const data = opts.buffers?.[inst.attrs.name] ?? new Float32Array(n).fill(inst.attrs.name.endsWith('.running_var') ? 1 : 0);
-      if (data.length !== n) throw new CompileError(`export: buffer '${inst.attrs.name}' has ${data.length} values, but f32[${t.shape.join(',')}] needs ${n}`, "pass values of the buffer's size").withLoc(inst.loc);
-      const name = fresh(inst.attrs.name);
-      onnxName.set(inst.result, name);
-      initializers.push({ name, dataType: DT.FLOAT, dims: t.shape as number[], raw: raw(data, DT.FLOAT) });
-    }
-  }
-  // an output that its value's node can write directly takes the output's name
-  const outputOf = new Map<ValueId, string>();
-  for (const o of modelOutputs) {
-    const d = g.def(o.value);
-    if (!outputOf.has(o.value) && d.op !== 'input' && d.op !== 'param') outputOf.set(o.value, o.name);
-  }
   const constants = new Map<string, string>();
   const constant = (data: ArrayLike<number>, dims: readonly number[], dt: DataType, hint = 'const'): string => {
     const key = `${dt}|${dims.join(',')}|${Array.from(data).join(',')}`;
@@ -425,8 +447,8 @@ export function exportOnnx(g: Graph, opts: ExportOptions): Model {
     return name;
   };
   let counter = 0;
-  let current: Inst | undefined;
   const node = (opType: string, ins: readonly string[], attrs: Record<string, AttrValue> = {}, out?: string): string => {
+    const current = b.current;
     const o = out ?? fresh(`${current ? onnxName.get(current.result) ?? 'v' : 'v'}_${opType}`);
     const loc = current?.loc;
     const doc = current ? `${current.op} ${g.value(current.result).name}${loc ? ` @ ${loc.file.split('/').pop()}:${loc.line}:${loc.col}` : ''}` : undefined;
@@ -437,7 +459,7 @@ export function exportOnnx(g: Graph, opts: ExportOptions): Model {
   const shapes = new Map<string, string>();
   const symVec = (sym: string): string => {
     const src = sources.get(sym);
-    if (!src) throw new CompileError(`export: dimension ${sym} is not a dimension of any input`, 'name the dimension in an input').withLoc(current?.loc);
+    if (!src) throw new CompileError(`export: dimension ${sym} is not a dimension of any input`, 'name the dimension in an input').withLoc(b.current?.loc);
     let s = shapes.get(src.input);
     if (!s) shapes.set(src.input, (s = node('Shape', [src.input], {}, fresh(`${src.input}_shape`))));
     return node('Gather', [s, constant([src.axis], [1], DT.INT64, 'axis')], { axis: { i: 0 } }, fresh(`${sym}_dim`));
@@ -476,59 +498,71 @@ export function exportOnnx(g: Graph, opts: ExportOptions): Model {
       return v;
     },
   };
+  const b: Builder = { nodes, initializers, taken, onnxName, current: undefined, fresh, ctxBase };
+  return b;
+}
+
+/** Names the inputs, params and buffers, and adds the params and buffers as initializers; returns the model's inputs. */
+function addSources(g: Graph, opts: ExportOptions, b: Builder): ValueInfo[] {
+  const inputs: ValueInfo[] = [];
   for (const inst of g.insts) {
-    if (inst.op === 'input' || inst.op === 'param' || inst.op === 'buffer') continue;
-    current = inst;
-    const t = g.type(inst.result);
-    if (inst.op === 'const') {
+    if (inst.op === 'input') {
+      b.onnxName.set(inst.result, inst.attrs.name);
+      inputs.push(valueInfo(inst.attrs.name, g.type(inst.result)));
+    } else if (inst.op === 'param') {
+      const t = g.type(inst.result);
+      const data = opts.params[inst.attrs.name];
+      if (!data) throw new CompileError(`export: no value for param '${inst.attrs.name}'`, 'pass every param').withLoc(inst.loc);
+      if (data.length !== numel(t.shape as number[]))
+        throw new CompileError(`export: param '${inst.attrs.name}' has ${data.length} values, but ${t.dtype}[${t.shape.join(',')}] needs ${numel(t.shape as number[])}`, 'pass values of the param\'s size').withLoc(inst.loc);
+      b.onnxName.set(inst.result, inst.attrs.name);
+      b.initializers.push({ name: inst.attrs.name, dataType: DT.FLOAT, dims: t.shape as number[], raw: raw(data, DT.FLOAT) });
+    } else if (inst.op === 'buffer') {
+      // evaluation mode normalises with the running statistics: initializers too
+      const t = g.type(inst.result);
       const n = numel(t.shape as number[]);
-      const data = inst.attrs.data.length === n ? inst.attrs.data : new Array<number>(n).fill(inst.attrs.data[0] ?? 0);
-      const name = outputOf.get(inst.result) ?? fresh(g.value(inst.result).name);
-      initializers.push({ name, dataType: elemType(t.dtype), dims: t.shape as number[], raw: raw(data, elemType(t.dtype)) });
-      onnxName.set(inst.result, name);
-      continue;
-    }
-    const rule = LOWER[inst.op] as Rule<OpKind>;
-    if (rule === null)
-      throw new CompileError(`export: the op '${inst.op}' cannot be exported to ONNX`, 'export the forward graph of a model whose ops have an ONNX form').withLoc(inst.loc);
-    const out = outputOf.get(inst.result) ?? fresh(g.value(inst.result).name);
-    onnxName.set(inst.result, out);
-    const ctx: LowerCtx = {
-      ...ctxBase,
-      inst,
-      out,
-      arg: (i) => onnxName.get(inst.args[i]!)!,
-      name: (v) => onnxName.get(v)!,
-    };
-    try {
-      if (typeof rule === 'string') node(rule, inst.args.map((_a, i) => ctx.arg(i)), {}, out);
-      else rule(ctx as never);
-    } catch (e) {
-      if (e instanceof CompileError) throw e.withLoc(inst.loc);
-      throw e;
+      const data = opts.buffers?.[inst.attrs.name] ?? new Float32Array(n).fill(inst.attrs.name.endsWith('.running_var') ? 1 : 0);
+      if (data.length !== n) throw new CompileError(`export: buffer '${inst.attrs.name}' has ${data.length} values, but f32[${t.shape.join(',')}] needs ${n}`, "pass values of the buffer's size").withLoc(inst.loc);
+      const name = b.fresh(inst.attrs.name);
+      b.onnxName.set(inst.result, name);
+      b.initializers.push({ name, dataType: DT.FLOAT, dims: t.shape as number[], raw: raw(data, DT.FLOAT) });
     }
   }
-  current = undefined;
-  // outputs: the value's own name where its node wrote it, else an Identity
-  const outputs: ValueInfo[] = [];
-  for (const o of modelOutputs) {
-    const name = onnxName.get(o.value)!;
-    if (name !== o.name) node('Identity', [name], {}, o.name);
-    outputs.push(valueInfo(o.name, g.type(o.value)));
+  return inputs;
+}
+
+/** Lowers one instruction: a const as an initializer, any other op by its LOWER rule (a located CompileError where it has none). */
+function lowerInst(g: Graph, b: Builder, inst: Inst, outputOf: ReadonlyMap<ValueId, string>): void {
+  const { onnxName, fresh } = b;
+  b.current = inst;
+  const t = g.type(inst.result);
+  if (inst.op === 'const') {
+    const n = numel(t.shape as number[]);
+    const data = inst.attrs.data.length === n ? inst.attrs.data : new Array<number>(n).fill(inst.attrs.data[0] ?? 0);
+    const name = outputOf.get(inst.result) ?? fresh(g.value(inst.result).name);
+    b.initializers.push({ name, dataType: elemType(t.dtype), dims: t.shape as number[], raw: raw(data, elemType(t.dtype)) });
+    onnxName.set(inst.result, name);
+    return;
   }
-  const params = new Set(g.insts.flatMap((i) => (i.op === 'param' ? [i.attrs.name] : [])));
-  return pruneInitializers({
-    irVersion: IR_VERSION,
-    opset: OPSET,
-    producer: 'graphc',
-    producerVersion: opts.producerVersion ?? '',
-    graphName: g.name,
-    doc: opts.source ? `exported by graphc from ${opts.source}` : '',
-    nodes: prune(nodes, new Set(outputs.map((o) => o.name))),
-    initializers,
-    inputs,
-    outputs,
-  }, params);
+  const rule = LOWER[inst.op] as Rule<OpKind>;
+  if (rule === null)
+    throw new CompileError(`export: the op '${inst.op}' cannot be exported to ONNX`, 'export the forward graph of a model whose ops have an ONNX form').withLoc(inst.loc);
+  const out = outputOf.get(inst.result) ?? fresh(g.value(inst.result).name);
+  onnxName.set(inst.result, out);
+  const ctx: LowerCtx = {
+    ...b.ctxBase,
+    inst,
+    out,
+    arg: (i) => onnxName.get(inst.args[i]!)!,
+    name: (v) => onnxName.get(v)!,
+  };
+  try {
+    if (typeof rule === 'string') b.ctxBase.node(rule, inst.args.map((_a, i) => ctx.arg(i)), {}, out);
+    else rule(ctx as never);
+  } catch (e) {
+    if (e instanceof CompileError) throw e.withLoc(inst.loc);
+    throw e;
+  }
 }
 
 /** Keeps the nodes the outputs depend on (LayerNormalization leaves the graph's statistics unused). */
