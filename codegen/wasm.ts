@@ -31,10 +31,11 @@ import { updateBody, updateLayout } from './wasm/update.js';
 import type { ModuleInfo, Typed } from './module.js';
 import type { Backend, UnitEmitter } from './ts.js';
 import { emitTs } from './ts.js';
-import { encodeModule, RELAXED_PROBE } from './wasm/encode.js';
+import { encodeModule } from './wasm/encode.js';
+import { relaxedDecl } from './wasm/relaxed.js';
 import { Body } from './wasm/encode.js';
 import { DEFAULT_TILE, matmulBody, packBody, packFloats, packsA, packsB } from './wasm/matmul.js';
-import { byOutputRows, chunksOf, convBody, convScratch, convSplit, convSumBody, gradInPanels } from './wasm/conv.js';
+import { chunksOf, convBody, convScratch, convSplit, convSumBody, convWhat } from './wasm/conv.js';
 import { winogradBody, winogradFits, winogradScratch, winogradWeightsBody, winogradWhat } from './wasm/winograd.js';
 import { winogradSumBody, winogradWeightGradBody } from './wasm/winograd-weight.js';
 import type { Split } from './wasm/threads.js';
@@ -569,20 +570,7 @@ function kernelsDecl(m: ModuleInfo, kernels: readonly Kernel[], pages: number, t
   const what = (d: Decision, k: Kernel) => {
     if (d.kind === 'update') return 'optimizer step';
     if (d.kind === 'pool') return `${d.kernel.op.replaceAll('_', ' ')} over ${d.kernel.planes} planes of ${d.kernel.H}×${d.kernel.W}`;
-    if (d.kind === 'conv') {
-      const c = d.kernel;
-      const S = c.Ho * c.Wo;
-      const Kg = (c.C / c.groups) * c.kH * c.kW;
-      const Og = c.O / c.groups;
-      const gr = c.groups > 1 ? `${c.groups} groups × ` : '';
-      if (winogradFits(c)) return winogradWhat(c);
-      const rows = byOutputRows(c) ? ', output row by output row' : '';
-      if (c.op === 'conv') return `im2col, ${gr}${c.N} × [${Og},${Kg}]·[${Kg},${S}]${rows}`;
-      // a stride-1 input gradient: the convolution of dy by the flipped weights, dy's col in panels, stored straight into dx
-      if (c.op === 'conv_input_grad' && gradInPanels(c)) return `a convolution of dy by the flipped weights, ${gr}${c.N} × [${c.C / c.groups},${Og * c.kH * c.kW}]·[${Og * c.kH * c.kW},${c.H * c.W}], dy's col in panels${rows}, stored into dx`;
-      if (c.op === 'conv_input_grad') return `${gr}${c.N} × [${Kg},${Og}]·[${Og},${S}] (A transposed), col2im`;
-      return `im2col, ${gr}[${Og},${c.N * S}]·[${c.N * S},${Kg}] as dot products along the positions, in chunks of images`;
-    }
+    if (d.kind === 'conv') return winogradFits(d.kernel) ? winogradWhat(d.kernel) : convWhat(d.kernel);
     const mm = d.kernel;
     const layout = mm.transA || mm.transB ? ` (${[mm.transA ? 'A' : '', mm.transB ? 'B' : ''].filter(Boolean).join(', ')} transposed)` : '';
     return `${mm.batch > 1 ? `${mm.batch} × ` : ''}[${mm.M},${mm.K}]·[${mm.K},${mm.N}]${layout}${d.fusedEpilogue ? '' : k.epilogueKernel ? ', epilogue a kernel of its own' : ', epilogue in JS'}`;
@@ -607,38 +595,6 @@ function kernelsDecl(m: ModuleInfo, kernels: readonly Kernel[], pages: number, t
     "].join('');",
     'const bytes = Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0));',
     ...relaxedDecl(sites, typed),
-  ];
-}
-
-/**
- * Where the module's kernels have multiply-adds (the matmuls' and convolutions'): their offsets
- * in `bytes`, the feature test, and the rewrite of each into f32x4.relaxed_madd where the runtime
- * has relaxed SIMD (codegen/wasm/encode.ts `relaxSites`, whose code this is); `simd` says which.
- */
-export function relaxedDecl(sites: readonly number[], typed: boolean): string[] {
-  if (!sites.length) return [];
-  const T = (s: string) => (typed ? s : '');
-  const deltas = sites.map((s, k) => (s - (k ? sites[k - 1]! : 0)).toString(36)).join(',');
-  const chunks = deltas.match(/.{1,96}(,|$)/g) ?? [''];
-  return [
-    '// Relaxed SIMD: the kernels\' multiply-adds (f32x4.mul, local.get acc, f32x4.add) at these offsets of `bytes`',
-    '// (base-36 differences), each rewritten as local.get acc, f32x4.relaxed_madd, nop × 3 where the runtime',
-    '// validates the probe (a function of one relaxed_madd); `simd` says which kernels run.',
-    'const maddAt = [',
-    ...chunks.map((c) => `'${c}',`),
-    "].join('');",
-    `const probe = Uint8Array.of(${RELAXED_PROBE.map((b) => `0x${b.toString(16).padStart(2, '0')}`).join(', ')});`,
-    `export const simd${T(": 'relaxed' | 'plain'")} = WebAssembly.validate(probe) ? 'relaxed' : 'plain';`,
-    "if (simd === 'relaxed') {",
-    '  let at = 0;',
-    "  for (const d of maddAt.split(',')) {",
-    '    at += parseInt(d, 36);',
-    '    let end = at + 4; // the last byte of local.get\'s index (an unsigned LEB128)',
-    `    while (bytes[end]${T('!')} & 0x80) end++;`,
-    '    bytes.copyWithin(at, at + 3, end + 1);',
-    '    bytes.set([0xfd, 0x85, 0x02, 0x01, 0x01, 0x01], end - 2);',
-    '  }',
-    '}',
   ];
 }
 

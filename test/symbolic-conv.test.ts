@@ -1,11 +1,12 @@
 // Convolutions and pooling in the wasm module of a model with a symbolic batch
 // (codegen/wasm/symbolic.ts): they run as the static build's conv kernels (im2col and the matmul
-// kernel, the weight gradient's chunks and their sum), encoded per call size, and its pooling
-// kernels, built once with their planes and addresses read at run time (codegen/wasm/symbolic-forms.ts),
+// kernel, the weight gradient's chunks and their sum) and pooling kernels, built once with their
+// number of images (planes), chunks and addresses read at run time (codegen/wasm/symbolic-forms.ts),
 // in the layout of ir/layout.ts; each size against the float64 interpreter, and sizes
 // back and forth (the im2col scratch of a padded convolution keeps its zeros) give the same bits.
 
 import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -46,14 +47,24 @@ describe('convolutions and pooling in the symbolic wasm module', () => {
     const { c, mod, code } = await buildWasm(modelFile(`import { cnn } from '${EXAMPLES}/cnn.ts';\nexport default cnn('B', 'cnn_sym');\n`));
     expect(mod.spec.inputs.x!.shape).toEqual(['B', 1, 28, 28]);
     // the per-channel epilogues (bias, relu: kernels of the kernel form), the forward convolutions, both gradients of the second, the weight gradient's chunk sums, the poolings (built once)
-    for (const k of [/forms\.kernel_\w+\(\);/, /kernels\.conv_\w+\(\);/, /kernels\.conv_input_grad_\w+\(\);/, /kernels\.conv_weight_grad_\w+_sum\(\);/, /forms\.max_pool_\w+\(\);/, /forms\.max_pool_grad_\w+\(\);/])
+    for (const k of [/forms\.kernel_\w+\(\);/, /forms\.conv_\w+\(\);/, /forms\.conv_input_grad_\w+\(\);/, /forms\.conv_weight_grad_\w+_sum\(\);/, /forms\.max_pool_\w+\(\);/, /forms\.max_pool_grad_\w+\(\);/])
       expect(code).toMatch(k);
-    // (the pooling generator is not embedded)
-    expect(code).not.toMatch(/kernels\.max_pool|codegen\/wasm\/pool\.ts|poolBody/);
+    // (the convolution and pooling generators are not embedded: only the matmul kernel's, for the linear layers)
+    expect(code).not.toMatch(/kernels\.(conv|max_pool)|codegen\/wasm\/(conv|conv-rows|pool)\.ts|convBody|poolBody/);
+    expect(code).toMatch(/kernels\.matmul_\w+\(\);/);
     expect(code).not.toMatch(/^import /m);
     const first = new Map<number, ReturnType<typeof copyOf>>();
     for (const n of [1, 3, 11]) first.set(n, against(c, mod, n, 'logits'));
     for (const n of [3, 1, 11]) expect(against(c, mod, n, 'logits'), `B = ${n} again`).toEqual(first.get(n));
+    // the static build's kernels at B = 11 (its chunks of images, 6 of 2, computed at run time here): the same bits of the
+    // logits, the loss and the convolutions' weight gradients (b1, a sum over B·24·24 per channel, the static build adds
+    // in chunks of images of its own: within rounding)
+    const fixed = await buildWasm(modelFile(`import { cnn } from '${EXAMPLES}/cnn.ts';\nexport default cnn(11, 'cnn_11');\n`));
+    const { params, inputs } = randomArgs(c.fwd, 21, 0.5, { B: 11 });
+    const [sym, fix] = [copyOf(mod.valueAndGrad(params, inputs)), copyOf(fixed.mod.valueAndGrad(params, inputs))];
+    expect(sym.loss, 'B = 11: the static build\'s loss').toBe(fix.loss);
+    for (const w of ['W1', 'W2']) expect(sym.grads[w], `B = 11: the static build's d loss / d ${w}`).toEqual(fix.grads[w]);
+    expect(Float32Array.from(mod.forward(params, inputs).logits as Float32Array), 'B = 11: the static build\'s logits').toEqual(fixed.mod.forward(params, inputs).logits);
   }, 240_000);
 
   it('a padded, strided convolution, average pooling and a padded 3×3 max pooling: the same bits after a larger batch reused the memory', async () => {
@@ -76,9 +87,28 @@ export default model('convpad_sym', (g) => {
     expect(code).toMatch(/^ +forms\.avg_pool_(?!grad)\w+\(\);$/m);
     expect(code).toMatch(/^ +forms\.avg_pool_grad_\w+\(\);$/m);
     expect(code).toMatch(/^ +forms\.max_pool_grad_\w+\(\);$/m);
-    expect(code).toMatch(/kernels\.conv_weight_grad_\w+\(\);/);
+    expect(code).toMatch(/^ +forms\.conv_weight_grad_\w+\(\);\n +forms\.conv_weight_grad_\w+_sum\(\);$/m);
+    // (a model of convolutions and poolings alone: nothing encoded per size, no generator embedded)
+    expect(code).not.toMatch(/kernels\.\w+\(\);|const gen = /);
     const small = against(c, mod, 2, 'y');
     against(c, mod, 13, 'y');
     expect(against(c, mod, 2, 'y'), 'B = 2 after B = 13').toEqual(small);
+    // the convolutions' multiply-adds fused where the runtime has relaxed SIMD (a child process with Node 20's flag)
+    expect(code).toMatch(/^const formMaddAt = \[$/m);
+    const { params, inputs } = randomArgs(c.fwd, 30, 0.5, { B: 13 });
+    const ref = reference(c.fwd, c.bwd, params, inputs);
+    const dir = tmp();
+    writeFileSync(path.join(dir, 'm.mjs'), code);
+    writeFileSync(path.join(dir, 'args.json'), JSON.stringify({ params: Object.fromEntries(Object.entries(params).map(([k, v]) => [k, [...v]])), x: [...inputs.x!] }));
+    writeFileSync(path.join(dir, 'child.mjs'), `import { readFileSync } from 'node:fs';
+const m = await import('./m.mjs');
+const a = JSON.parse(readFileSync(new URL('./args.json', import.meta.url), 'utf8'));
+const r = m.valueAndGrad(Object.fromEntries(Object.entries(a.params).map(([k, v]) => [k, Float32Array.from(v)])), { x: Float32Array.from(a.x) });
+console.log(JSON.stringify({ simd: m.simd, loss: r.loss, grads: Object.fromEntries(Object.entries(r.grads).map(([k, v]) => [k, [...v]])) }));
+`);
+    const relaxed = JSON.parse(execFileSync(process.execPath, ['--experimental-wasm-relaxed-simd', path.join(dir, 'child.mjs')], { encoding: 'utf8' })) as { simd: string; loss: number; grads: Record<string, number[]> };
+    expect(relaxed.simd).toBe('relaxed');
+    expect(relErr([relaxed.loss], [ref.outputs.loss!.data[0]!]), 'relaxed: loss').toBeLessThan(1e-5);
+    for (const [p, g] of Object.entries(ref.grads)) expect(relErr(Float32Array.from(relaxed.grads[p]!), g), `relaxed: d loss / d ${p}`).toBeLessThan(1e-4);
   }, 240_000);
 });

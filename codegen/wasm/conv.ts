@@ -34,6 +34,8 @@
 
 import type { Local } from './encode.js';
 import { Body } from './encode.js';
+import type { I32 } from './index-lines.js';
+import { push, repeatN, text } from './index-lines.js';
 import { DEFAULT_TILE, MATMUL_BLOCK, matmulInto, PANEL_MIN_FLOATS } from './matmul.js';
 import { convRows } from './conv-rows.js';
 
@@ -63,6 +65,15 @@ export interface ConvKernel {
   readonly scratch: number;
 }
 
+/**
+ * A kernel as its code reads it: the static module's ConvKernel, or the symbolic module's
+ * (codegen/wasm/symbolic-forms.ts), built once with its number of images N and the addresses of
+ * x and y (dx, dy) run-time values of its parameter block; w (dw), a param's, is a number there
+ * too. Where N is a run-time value, the chunks' sizes are computed at the kernel's start
+ * (`chunking`) and its scratch holds CHUNKS chunks, the most of any N.
+ */
+export type ConvCode = Omit<ConvKernel, 'N' | 'x' | 'y'> & { readonly N: I32; readonly x: I32; readonly y: I32 };
+
 /** The chunks of images: each has its col (one image at a time) and, in a weight gradient, its partial sums; threads take whole chunks. */
 export const CHUNKS = 8;
 
@@ -72,13 +83,42 @@ export function chunksOf(N: number): { chunks: number; per: number } {
   return { chunks: Math.ceil(N / per), per };
 }
 
+/** The images per chunk and the chunks as the code reads them, and the chunks the scratch is laid out for (see ConvCode). */
+interface Chunking {
+  readonly per: I32;
+  readonly chunks: I32;
+  readonly slots: number;
+}
+
+/** chunksOf(N) as numbers, or (a run-time N) computed into locals: per = ⌈N / CHUNKS⌉ over CHUNKS images, else 1; chunks = ⌈N / per⌉. */
+function chunking(f: Body, N: I32): Chunking {
+  if (typeof N === 'number') {
+    const { chunks, per } = chunksOf(N);
+    return { per, chunks, slots: chunks };
+  }
+  const [per, chunks] = [f.local('i32'), f.local('i32')];
+  push(push(f, N).i32(CHUNKS - 1).i32Add().i32(CHUNKS).i32DivU().i32(1), N).i32(CHUNKS).i32GtS().select().set(per);
+  push(f, N).get(per).i32Add().i32(1).i32Sub().get(per).i32DivU().set(chunks);
+  return { per: { push: (g) => void g.get(per), text: 'per' }, chunks: { push: (g) => void g.get(chunks), text: 'chunks' }, slots: CHUNKS };
+}
+
+/** x (dx) and y (dy) as the matmuls' constant addresses take them: a number, else 0 and the run-time value to add to the image's offset. */
+function split(a: I32): [number, I32 | undefined] {
+  return typeof a === 'number' ? [a, undefined] : [0, a];
+}
+
+/** offset += a's run-time value, where it has one. */
+function addTo(f: Body, offset: Local, rt: I32 | undefined): void {
+  if (rt !== undefined) push(f.get(offset), rt).i32Add().set(offset);
+}
+
 /**
  * Floats of the panel a forward or input-gradient kernel copies its matmul's B into, one panel at a
  * time (./matmul.ts `panelled`: col or dy, whose rows are S floats apart, as K rows of 4V contiguous
  * floats), per chunk; 0 where S is not a multiple of 4 or B is at most PANEL_MIN_FLOATS (B is then
  * read in place).
  */
-function panelFloats(k: Omit<ConvKernel, 'scratch'>): number {
+function panelFloats(k: Omit<ConvCode, 'scratch'>): number {
   if (k.op === 'conv_weight_grad' || (k.Ho * k.Wo) % 4 !== 0 || (k.op === 'conv' && inPanels(k))) return 0;
   const K = k.op === 'conv' ? (k.C / k.groups) * k.kH * k.kW : k.O / k.groups;
   // a B that stays in L1 as it is is read in place
@@ -102,6 +142,22 @@ export function convSplit(k: Omit<ConvKernel, 'scratch'>): { extent: number; ali
   return k.op === 'conv_weight_grad' ? { extent: chunks, align: 1, work } : { extent: k.N, align: per, work };
 }
 
+/** What a kernel computes, for a module's list of its kernels (the Winograd kernels say their own: winograd.ts). */
+export function convWhat(c: Omit<ConvCode, 'scratch'>): string {
+  const S = c.Ho * c.Wo;
+  const Kg = (c.C / c.groups) * c.kH * c.kW;
+  const Og = c.O / c.groups;
+  const N = text(c.N);
+  const gr = c.groups > 1 ? `${c.groups} groups × ` : '';
+  const rows = byOutputRows(c) ? ', output row by output row' : '';
+  if (c.op === 'conv') return `im2col, ${gr}${N} × [${Og},${Kg}]·[${Kg},${S}]${rows}`;
+  // a stride-1 input gradient: the convolution of dy by the flipped weights, dy's col in panels, stored straight into dx
+  if (c.op === 'conv_input_grad' && gradInPanels(c)) return `a convolution of dy by the flipped weights, ${gr}${N} × [${c.C / c.groups},${Og * c.kH * c.kW}]·[${Og * c.kH * c.kW},${c.H * c.W}], dy's col in panels${rows}, stored into dx`;
+  if (c.op === 'conv_input_grad') return `${gr}${N} × [${Kg},${Og}]·[${Og},${S}] (A transposed), col2im`;
+  const NS = typeof c.N === 'number' ? String(c.N * S) : `${N} * ${S}`;
+  return `im2col, ${gr}[${Og},${NS}]·[${NS},${Kg}] as dot products along the positions, in chunks of images`;
+}
+
 /** The output positions [lo, hi) whose tap offset `t·d − pad + i·s` lies in [0, n). */
 export function span(t: number, d: number, pad: number, s: number, n: number, out: number): [number, number] {
   const lo = Math.max(0, Math.ceil((pad - t * d) / s));
@@ -114,7 +170,7 @@ export function span(t: number, d: number, pad: number, s: number, n: number, ou
  * the input gradient) or chunks of images (the weight gradient), as `convSplit` says. A weight
  * gradient's partial sums become dw in `convSumBody`, which runs after it.
  */
-export function convBody(k: ConvKernel, opts: { ranged?: boolean } = {}): Body {
+export function convBody(k: ConvCode, opts: { ranged?: boolean } = {}): Body {
   const f = new Body(opts.ranged ? 2 : 0);
   const { N, C, O, kH, kW, Ho, Wo, groups: G } = k;
   const S = Ho * Wo;
@@ -122,7 +178,7 @@ export function convBody(k: ConvKernel, opts: { ranged?: boolean } = {}): Body {
   const Cg = C / G;
   const Og = O / G;
   const Kg = Cg * kk;
-  if (N * C * O * S === 0) return f;
+  if ((typeof N === 'number' ? N : 1) * C * O * S === 0) return f;
   const range = opts.ranged ? { start: f.param(0), end: f.param(1) } : undefined;
   if (k.op === 'conv_weight_grad') {
     weightGrad(f, k, range);
@@ -137,44 +193,49 @@ export function convBody(k: ConvKernel, opts: { ranged?: boolean } = {}): Body {
   const im2col = im2colWriter(f, k);
   const panelIm2col = k.op === 'conv' && inPanels(k) && !rowsFit(k) ? panelIm2colWriter(f, k) : undefined;
   const col = k.scratch;
+  const ch = chunking(f, N);
   // the chunk's panel (see panelFloats), after every chunk's col
   const pf = panelFloats(k);
-  const panel = pf ? col + 4 * chunksOf(N).chunks * C * kk * S : undefined;
+  const panel = pf ? col + 4 * ch.slots * C * kk * S : undefined;
+  const [y, yRt] = split(k.y);
   // per image: x (dx) at xn, col at cn; the matmuls' offsets of B and C
   const image = () => {
-    f.get(n).i32(4 * C * k.H * k.W).i32Mul().i32(k.x).i32Add().set(xn);
+    push(f.get(n).i32(4 * C * k.H * k.W).i32Mul(), k.x).i32Add().set(xn);
     // the image's col: its chunk's
-    f.get(n).i32(chunksOf(N).per).i32DivU().i32(4 * C * kk * S).i32Mul().set(offA);
+    push(f.get(n), ch.per).i32DivU().i32(4 * C * kk * S).i32Mul().set(offA);
     f.get(offA).i32(col).i32Add().set(cn);
-    if (pf) f.get(n).i32(chunksOf(N).per).i32DivU().i32(4 * pf).i32Mul().set(offP);
+    if (pf) push(f.get(n), ch.per).i32DivU().i32(4 * pf).i32Mul().set(offP);
     if (k.op === 'conv' && byOutputRows(k)) {
-      f.get(n).i32(4 * O * S).i32Mul().i32(k.y).i32Add().set(offC);
+      push(f.get(n).i32(4 * O * S).i32Mul(), k.y).i32Add().set(offC);
       convRows(f, k, O, { a: k.w, xn, yn: offC, buf: cn });
     } else if (k.op === 'conv' && panelIm2col) {
       // the col written straight into the panels the matmul reads (no copy of a panel)
       panelIm2col(xn, cn);
       f.get(offA).set(offB).get(n).i32(4 * O * S).i32Mul().set(offC);
+      addTo(f, offC, yRt);
       for (let g = 0; g < G; g++)
         matmulInto(f, {
           name: '', M: Og, N: S, K: Kg, batch: 1, transA: false, transB: false,
-          a: k.w + 4 * g * Og * Kg, b: 0, c: k.y + 4 * g * Og * S, pack: col + 4 * g * Kg * S,
+          a: k.w + 4 * g * Og * Kg, b: 0, c: y + 4 * g * Og * S, pack: col + 4 * g * Kg * S,
           aBatched: false, bBatched: false, epilogue: [],
         }, { offsets: { b: offB, c: offC }, prepacked: true });
     } else if (k.op === 'conv') {
       im2col(xn, cn, false);
       f.get(offA).set(offB).get(n).i32(4 * O * S).i32Mul().set(offC);
+      addTo(f, offC, yRt);
       for (let g = 0; g < G; g++)
         matmulInto(f, {
           name: '', M: Og, N: S, K: Kg, batch: 1, transA: false, transB: false,
-          a: k.w + 4 * g * Og * Kg, b: col + 4 * g * Kg * S, c: k.y + 4 * g * Og * S,
+          a: k.w + 4 * g * Og * Kg, b: col + 4 * g * Kg * S, c: y + 4 * g * Og * S,
           aBatched: false, bBatched: false, epilogue: [], panel,
         }, { offsets: { b: offB, c: offC, panel: offP } });
     } else {
       f.get(n).i32(4 * O * S).i32Mul().set(offB).get(offA).set(offC);
+      addTo(f, offB, yRt);
       for (let g = 0; g < G; g++)
         matmulInto(f, {
           name: '', M: Kg, N: S, K: Og, batch: 1, transA: true, transB: false,
-          a: k.w + 4 * g * Og * Kg, b: k.y + 4 * g * Og * S, c: col + 4 * g * Kg * S,
+          a: k.w + 4 * g * Og * Kg, b: y + 4 * g * Og * S, c: col + 4 * g * Kg * S,
           aBatched: false, bBatched: false, epilogue: [], panel,
         }, { offsets: { b: offB, c: offC, panel: offP } });
       zeroAt(f, xn, C * k.H * k.W, offB, offC);
@@ -187,9 +248,15 @@ export function convBody(k: ConvKernel, opts: { ranged?: boolean } = {}): Body {
       image();
       f.bump(n, 1);
     });
-  } else {
+  } else if (typeof N === 'number') {
     f.assign(n, 0);
     f.repeat(f.local('i32'), N, () => {
+      image();
+      f.bump(n, 1);
+    });
+  } else {
+    f.assign(n, 0);
+    f.loopUntil(() => push(f.get(n), N).i32GeS(), () => {
       image();
       f.bump(n, 1);
     });
@@ -201,7 +268,7 @@ export function convBody(k: ConvKernel, opts: { ranged?: boolean } = {}): Body {
  * The im2col of one image (x at `xn`, its col [C·kk, S] at `cn`), or with `add` its col2im
  * (x[window] += col). Leaves xn and cn as they were.
  */
-function im2colWriter(f: Body, k: ConvKernel): (xn: Local, cn: Local, add: boolean) => void {
+function im2colWriter(f: Body, k: Geometry): (xn: Local, cn: Local, add: boolean) => void {
   const { C, H, W, kH, kW, Ho, Wo } = k;
   const [sh, sw] = k.stride as [number, number];
   const [dh, dw] = k.dilation as [number, number];
@@ -284,7 +351,7 @@ export type Geometry = Pick<ConvKernel, 'C' | 'H' | 'W' | 'kH' | 'kW' | 'Ho' | '
  * taps flipped, w'[c, o, p', q'] = w[o, c, kH − 1 − p', kW − 1 − q'], and the padding
  * pt' = dh·(kH − 1) − pt (pl' likewise): the geometry of that convolution.
  */
-function dyGeometry(k: Omit<ConvKernel, 'scratch'>): Geometry {
+function dyGeometry(k: Omit<ConvCode, 'scratch'>): Geometry {
   const [dh, dw] = k.dilation as [number, number];
   const [pt, pl] = k.padding as [number, number];
   return {
@@ -294,12 +361,12 @@ function dyGeometry(k: Omit<ConvKernel, 'scratch'>): Geometry {
 }
 
 /** Whether an input gradient runs as a convolution of dy whose col is written in panels (stride 1; dx's rows whole panels). */
-export function gradInPanels(k: Omit<ConvKernel, 'scratch'>): boolean {
+export function gradInPanels(k: Omit<ConvCode, 'scratch'>): boolean {
   return k.stride[0] === 1 && k.stride[1] === 1 && inPanels(dyGeometry(k));
 }
 
 /** Whether a forward, or an input gradient run as a convolution of dy (`gradInPanels`), runs output row by output row (`convRows`): the kernels' choice and the kernel list's words. */
-export function byOutputRows(k: Omit<ConvKernel, 'scratch'>): boolean {
+export function byOutputRows(k: Omit<ConvCode, 'scratch'>): boolean {
   if (k.op === 'conv') return rowsFit(k);
   return k.op === 'conv_input_grad' && gradInPanels(k) && rowsFit(dyGeometry(k));
 }
@@ -311,22 +378,23 @@ export function byOutputRows(k: Omit<ConvKernel, 'scratch'>): boolean {
  * zeroing of dx): row by output row where `rowsFit` (`convRows`: each row's col in L1), else the
  * image's col of dy in panels and the matmul kernel. Images in whole chunks, as the other path.
  */
-function inputGradInPanels(f: Body, k: ConvKernel, range?: { start: Local; end: Local }): void {
+function inputGradInPanels(f: Body, k: ConvCode, range?: { start: Local; end: Local }): void {
   const { N, C, O, H, W, kH, kW, Ho, Wo, groups: G } = k;
   const kk = kH * kW;
   const [Cg, Og] = [C / G, O / G];
   const Kd = Og * kk;
   const Sd = H * W;
-  const { chunks, per } = chunksOf(N);
+  const ch = chunking(f, N);
   const colFloats = O * kk * Sd;
   const col = k.scratch;
-  const wT = col + 4 * chunks * colFloats;
+  const wT = col + 4 * ch.slots * colFloats;
   const geometry = dyGeometry(k);
   const rows = byOutputRows(k);
   const writer = rows ? undefined : panelIm2colWriter(f, geometry);
   const [n, yn, cn, offA, offB, offC, sO, dO, s, d, co, cc] = Array.from({ length: 12 }, () => f.local('i32'));
+  const [x, xRt] = split(k.x);
   // w' in the slot of the range's first chunk
-  if (range) f.get(range.start).i32(per).i32DivU().i32(4 * C * Kd).i32Mul().set(offA);
+  if (range) push(f.get(range.start), ch.per).i32DivU().i32(4 * C * Kd).i32Mul().set(offA);
   else f.assign(offA, 0);
   for (let g = 0; g < G; g++) {
     f.i32(k.w + 4 * g * Og * Cg * kk).set(sO);
@@ -341,26 +409,27 @@ function inputGradInPanels(f: Body, k: ConvKernel, range?: { start: Local; end: 
     });
   }
   const image = () => {
-    f.get(n).i32(4 * O * Ho * Wo).i32Mul().i32(k.y).i32Add().set(yn);
-    f.get(n).i32(per).i32DivU().i32(4 * colFloats).i32Mul().set(offB);
+    push(f.get(n).i32(4 * O * Ho * Wo).i32Mul(), k.y).i32Add().set(yn);
+    push(f.get(n), ch.per).i32DivU().i32(4 * colFloats).i32Mul().set(offB);
     f.get(offB).i32(col).i32Add().set(cn);
     if (rows) {
-      f.get(n).i32(4 * C * Sd).i32Mul().i32(k.x).i32Add().set(offC);
+      push(f.get(n).i32(4 * C * Sd).i32Mul(), k.x).i32Add().set(offC);
       convRows(f, geometry, C, { a: wT, aOff: offA, xn: yn, yn: offC, buf: cn });
       return;
     }
     writer!(yn, cn);
     f.get(n).i32(4 * C * Sd).i32Mul().set(offC);
+    addTo(f, offC, xRt);
     for (let g = 0; g < G; g++)
       matmulInto(f, {
         name: '', M: Cg, N: Sd, K: Kd, batch: 1, transA: false, transB: false,
-        a: wT + 4 * g * Cg * Kd, b: 0, c: k.x + 4 * g * Cg * Sd, pack: col + 4 * g * Kd * Sd,
+        a: wT + 4 * g * Cg * Kd, b: 0, c: x + 4 * g * Cg * Sd, pack: col + 4 * g * Kd * Sd,
         aBatched: false, bBatched: false, epilogue: [],
       }, { offsets: { a: offA, b: offB, c: offC }, prepacked: true });
   };
   if (range) f.get(range.start).set(n);
   else f.assign(n, 0);
-  f.loopUntil(() => (range ? f.get(n).get(range.end) : f.get(n).i32(N)).i32GeS(), () => {
+  f.loopUntil(() => (range ? f.get(n).get(range.end) : push(f.get(n), N)).i32GeS(), () => {
     image();
     f.bump(n, 1);
   });
@@ -433,9 +502,8 @@ function dotTile(Og: number): [number, number] {
 }
 
 /** Where a weight gradient's col (one image per chunk) and partial sums ([chunks, O, Kg] vectors) are. */
-function weightGradLayout(k: ConvKernel): { col: number; part: number } {
-  const { chunks } = chunksOf(k.N);
-  return { col: k.scratch, part: k.scratch + 4 * chunks * k.C * k.kH * k.kW * k.Ho * k.Wo };
+function weightGradLayout(k: ConvCode, slots: number): { col: number; part: number } {
+  return { col: k.scratch, part: k.scratch + 4 * slots * k.C * k.kH * k.kW * k.Ho * k.Wo };
 }
 
 /**
@@ -446,15 +514,16 @@ function weightGradLayout(k: ConvKernel): { col: number; part: number } {
  * SUM_BLOCK vectors of a long row, and at its end). The last vector of a
  * ragged row is masked on both sides (it reads into the next row).
  */
-function weightGrad(f: Body, k: ConvKernel, range?: { start: Local; end: Local }): void {
+function weightGrad(f: Body, k: ConvCode, range?: { start: Local; end: Local }): void {
   const { N, C, O, kH, kW, Ho, Wo, groups: G } = k;
   const S = Ho * Wo;
   const kk = kH * kW;
   const Cg = C / G;
   const Og = O / G;
   const Kg = Cg * kk;
-  const { col, part } = weightGradLayout(k);
-  const { chunks, per } = chunksOf(N);
+  const ch = chunking(f, N);
+  const { col, part } = weightGradLayout(k, ch.slots);
+  const { chunks, per } = ch;
   const i32 = () => f.local('i32');
   const [co, ck, cs, img, cimg, aRow, bRow, aP, bP, ptr, c, n, nEnd, xn, partC] = Array.from({ length: 15 }, i32);
   const im2col = im2colWriter(f, k);
@@ -538,16 +607,16 @@ function weightGrad(f: Body, k: ConvKernel, range?: { start: Local; end: Local }
   };
   if (range) f.get(range.start).set(c);
   else f.assign(c, 0);
-  f.loopUntil(() => (range ? f.get(c).get(range.end) : f.get(c).i32(chunks)).i32GeS(), () => {
+  f.loopUntil(() => (range ? f.get(c).get(range.end) : push(f.get(c), chunks)).i32GeS(), () => {
     // the chunk's partials, zeroed; its images [c·per, min(N, (c + 1)·per))
     f.get(c).i32(16 * O * Kg).i32Mul().i32(part).i32Add().set(partC);
     zeroAt(f, partC, 4 * O * Kg, cs, ptr);
-    f.get(c).i32(per).i32Mul().tee(n).i32(per).i32Add().set(nEnd);
-    f.when(() => f.get(nEnd).i32(N).i32GtS(), () => f.assign(nEnd, N));
+    push(push(f.get(c), per).i32Mul().tee(n), per).i32Add().set(nEnd);
+    f.when(() => push(f.get(nEnd), N).i32GtS(), () => push(f, N).set(nEnd));
     f.loopUntil(() => f.get(n).get(nEnd).i32GeS(), () => {
-      f.get(n).i32(4 * O * S).i32Mul().i32(k.y).i32Add().set(img);
+      push(f.get(n).i32(4 * O * S).i32Mul(), k.y).i32Add().set(img);
       f.get(c).i32(4 * C * kk * S).i32Mul().i32(col).i32Add().set(cimg);
-      f.get(n).i32(4 * C * k.H * k.W).i32Mul().i32(k.x).i32Add().set(xn);
+      push(f.get(n).i32(4 * C * k.H * k.W).i32Mul(), k.x).i32Add().set(xn);
       im2col(xn, cimg, false);
       image();
       f.bump(n, 1);
@@ -557,19 +626,31 @@ function weightGrad(f: Body, k: ConvKernel, range?: { start: Local; end: Local }
 }
 
 /** dw[o, kg] = the sum of the lanes of its partial vectors, added over the chunks in order (dw is [O, Kg] in the order of the partials). */
-export function convSumBody(k: ConvKernel): Body {
+export function convSumBody(k: ConvCode): Body {
   const f = new Body();
   const { N, C, O, kH, kW, Ho, Wo, groups: G } = k;
-  if (N * C * O * Ho * Wo === 0) return f;
+  if ((typeof N === 'number' ? N : 1) * C * O * Ho * Wo === 0) return f;
   const Kg = (C / G) * kH * kW;
-  const { part } = weightGradLayout(k);
-  const { chunks } = chunksOf(N);
   const [cs, aP, bP] = [f.local('i32'), f.local('i32'), f.local('i32')];
   const cv = f.local('v128');
+  const { chunks, slots } = chunking(f, N);
+  const { part } = weightGradLayout(k, slots);
+  // a run-time number of chunks: theirs added in a loop, in the same order
+  const [q, cc] = typeof chunks === 'number' ? [] : [f.local('i32'), f.local('i32')];
   f.assign(aP, part).assign(bP, k.w);
   f.repeat(cs, O * Kg, () => {
     f.get(aP).v128Load(0);
-    for (let c = 1; c < chunks; c++) f.get(aP).v128Load(16 * c * O * Kg).f32x4('add');
+    if (typeof chunks === 'number') for (let c = 1; c < chunks; c++) f.get(aP).v128Load(16 * c * O * Kg).f32x4('add');
+    else {
+      f.set(cv).get(aP).set(q!);
+      // (chunks − 1 more, none when there are no chunks: N = 0)
+      const more: I32 = { push: (g) => void push(push(g, chunks), chunks).i32(0).i32GtS().i32Sub(), text: 'chunks − 1' };
+      repeatN(f, cc!, more, () => {
+        f.bump(q!, 16 * O * Kg);
+        f.get(cv).get(q!).v128Load(0).f32x4('add').set(cv);
+      });
+      f.get(cv);
+    }
     f.set(cv);
     f.get(bP);
     f.get(cv).f32x4ExtractLane(0).get(cv).f32x4ExtractLane(1).f32Add();

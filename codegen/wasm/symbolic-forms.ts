@@ -23,9 +23,12 @@ import type { I32, IndexKernel } from './index-kernels.js';
 import { text } from './index-lines.js';
 import type { PoolKernel, PoolOp } from './pool.js';
 import { isPool, poolBody } from './pool.js';
+import type { ConvCode } from './conv.js';
+import { convBody, convSumBody, convWhat } from './conv.js';
+import { convOperands } from '../../ir/conv.js';
 import { softmaxColumns } from './softmax-columns.js';
 import { argBest, argmaxMask, cumsum, gather, maxPoolPick, pick, scatterAdd, xent } from './index-kernels.js';
-import { docOf } from './decide.js';
+import { docOf, isConv } from './decide.js';
 import { softmaxRows } from './softmax.js';
 
 /** A group's kernel of the kernel form: its function's name and what it computes. */
@@ -37,7 +40,10 @@ export interface FormKernel {
 export interface SymForms {
   /** The kernel of each group it renders (of a conv group: its epilogue, `epilogue` true). */
   readonly byUnit: ReadonlyMap<Unit, FormKernel & { readonly epilogue: boolean }>;
-  readonly fns: readonly { readonly name: string; readonly body: Body }[];
+  /** A conv group's convolution: its kernels (a weight gradient's chunks, then their sum), called before its epilogue's. */
+  readonly convs: ReadonlyMap<Unit, readonly FormKernel[]>;
+  /** The functions (`what`: a convolution's own description; the others' are byUnit's). */
+  readonly fns: readonly { readonly name: string; readonly body: Body; readonly what?: string }[];
   /** The parameter block's length (i32s). */
   readonly count: number;
   /**
@@ -60,7 +66,7 @@ function convEpilogue(u: Unit): Unit | undefined {
  * matmul groups whose epilogue the matmul kernel does not fuse (a kernel of its own after it, reading
  * the product where the matmul wrote it: its array, else the product area).
  */
-export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number, staticAt: (id: number) => number | undefined, constAt: (name: string) => number | undefined, epilogues: ReadonlySet<Unit> = new Set()): SymForms {
+export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number, staticAt: (id: number) => number | undefined, constAt: (name: string) => number | undefined, epilogues: ReadonlySet<Unit> = new Set(), convScratchAt: (u: Unit) => number | undefined = () => undefined): SymForms {
   const slots = new Map<string, { v: Rt; index: number }>();
   const addresses = new Map<string, { id: number; off: Size; more?: readonly Size[] }>();
   const param = (v: Rt): number => {
@@ -95,10 +101,17 @@ export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number,
     },
   };
   const byUnit = new Map<Unit, FormKernel & { epilogue: boolean }>();
-  const fns: { name: string; body: Body }[] = [];
+  const convs = new Map<Unit, FormKernel[]>();
+  const fns: { name: string; body: Body; what?: string }[] = [];
+  const i32 = (v: Val): I32 => (typeof v === 'number' ? v : { push: (f) => void (f.i32(0).i32Load(param(v)), v.plus && f.i32(v.plus).i32Add()), text: v.key });
   for (const u of units) {
     // a scan is a loop of the host program (its body's units are units of their own) and its results need no launch
     if (u.insts[0]!.op === 'scan' || u.insts[0]!.op === 'scan_out') continue;
+    const conv = convForms(m, u, rt.address, i32, convScratchAt(u));
+    if (conv) {
+      convs.set(u, conv.map(({ name, what }) => ({ name, what })));
+      fns.push(...conv);
+    }
     const part = convEpilogue(u);
     const launch = lowerUnitOf(m.plan, part ?? u).launch;
     const name = `kernel_${valueName(u.graph, u.insts[u.insts.length - 1]!.result)}`;
@@ -119,7 +132,6 @@ export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number,
     }
     if (launch?.kind === 'routine' && !part) {
       // an index routine with a symbolic number of rows (codegen/wasm/index-kernels.ts), a pooling over a symbolic number of planes
-      const i32 = (v: Val): I32 => (typeof v === 'number' ? v : { push: (f) => void (f.i32(0).i32Load(param(v)), v.plus && f.i32(v.plus).i32Add()), text: v.key });
       const ik = isPool(launch.op) ? poolRoutine(launch, rt.address, i32) : indexRoutine(launch, rt.address, i32);
       if (!ik) continue;
       const rname = `${launch.op}_${valueName(u.graph, u.insts[u.insts.length - 1]!.result)}`;
@@ -141,6 +153,7 @@ export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number,
   }
   return {
     byUnit,
+    convs,
     fns,
     get count() {
       return slots.size;
@@ -164,6 +177,37 @@ function dense(v: View): boolean {
     st = mulSize(st, v.shape[d]!);
   }
   return true;
+}
+
+/**
+ * The kernels of a conv group's convolution (codegen/wasm/conv.ts; a weight gradient's chunks,
+ * then `…_sum` adding them), built once, its number of images N and the addresses of x and y
+ * (dx, dy) run-time values, or undefined (the flat module's loop): a size other than the batch
+ * symbolic, or weights (dw) that are not at a constant address. `scratch`: its im2col area's
+ * (constant) byte address, laid out for CHUNKS chunks.
+ */
+function convForms(m: ModuleInfo, u: Unit, address: (arg: string, off: Size) => Val | undefined, i32: (v: Val) => I32, scratch: number | undefined): { name: string; body: Body; what: string }[] | undefined {
+  const inst = u.insts[0]!;
+  if (!isConv(inst.op) || scratch === undefined) return undefined;
+  const launch = lowerUnitOf(m.plan, { ...u, kind: 'single', insts: [inst] }).launch;
+  if (launch?.kind !== 'routine' || ![...launch.inputs, launch.output].every(dense)) return undefined;
+  const { x, w, y } = convOperands(inst.op, launch.inputs, launch.output);
+  const [N, C, H, W] = x.shape;
+  const [O, , kH, kW] = w.shape;
+  const [, , Ho, Wo] = y.shape;
+  if (![C, H, W, O, kH, kW, Ho, Wo].every((d) => typeof d === 'number')) return undefined;
+  const [xa, wa, ya] = [x, w, y].map((v) => address(v.arg, v.offset));
+  if (xa === undefined || ya === undefined || typeof wa !== 'number') return undefined;
+  const a = inst.attrs as { groups: number; stride: number[]; padding: number[]; dilation: number[] };
+  const n = valOf(size(N!));
+  const k: ConvCode = {
+    op: inst.op, N: typeof n === 'number' ? n : i32(n), C: C as number, H: H as number, W: W as number, O: O as number, kH: kH as number, kW: kW as number, Ho: Ho as number, Wo: Wo as number,
+    groups: a.groups, stride: a.stride, padding: a.padding, dilation: a.dilation, x: i32(xa), w: wa, y: i32(ya), scratch,
+  };
+  const name = `${inst.op}_${valueName(u.graph, inst.result)}`;
+  const what = `${commentText(docOf(m, { ...u, insts: [inst] }))}   ${convWhat(k)}`;
+  const body = { name, body: convBody(k), what };
+  return inst.op === 'conv_weight_grad' ? [body, { name: `${name}_sum`, body: convSumBody(k), what: `the chunks' partial sums of ${name}, added in order` }] : [body];
 }
 
 /**

@@ -41,13 +41,14 @@ import { commentText, typedAs, uniformConst } from '../module.js';
 import type { Backend, UnitEmitter } from '../ts.js';
 import { emitTs } from '../ts.js';
 import { isForwardOnly } from '../../ir/autodiff.js';
-import type { Decision } from './decide.js';
-import { decideConv, decideMatmul, isConv } from './decide.js';
+import type { MatmulDecision } from './decide.js';
+import { decideMatmul, isConv } from './decide.js';
 import { CHUNKS, convScratch } from './conv.js';
 import { PADDING, PAGE, addresses } from './layout.js';
 import type { SymForms } from './symbolic-forms.js';
 import { symForms } from './symbolic-forms.js';
 import { encodeModule } from './encode.js';
+import { relaxedProbe, relaxSitesDecl } from './relaxed.js';
 import type { Body } from './encode.js';
 import { unaryOnStackDecl } from './symbolic-replay.js';
 import { symTrain } from './symbolic-train.js';
@@ -58,22 +59,18 @@ import { convGeometry } from '../../ir/conv.js';
  * stripped: each imports only from these, but for steps.ts's unaryOnStack, replayed by
  * unaryOnStackDecl), and what it calls of them.
  */
-export const SOURCES = ['encode', 'steps', 'matmul', 'conv', 'conv-rows'] as const;
-const GENERATORS = ['encodeModule', 'matmulBody', 'convBody', 'convSumBody'] as const;
+export const SOURCES = ['encode', 'steps', 'matmul'] as const;
+const GENERATORS = ['encodeModule', 'matmulBody'] as const;
 
 type Dims = Readonly<Record<string, number>>;
 
-/** A kernel of the symbolic module: what the steps call, and its description at one probe. */
+/** A matmul kernel of the symbolic module: what the steps call, and its description at one probe. */
 interface SymKernel {
   readonly name: string;
-  readonly d: Exclude<Decision, { kind: 'update' }>;
-  /**
-   * The generator and its argument; `sum`: a second function, `${name}_sum`, that adds the chunks'
-   * partial sums (a weight gradient's, by convSumBody).
-   */
-  readonly gen: 'matmulBody' | 'convBody';
+  readonly d: MatmulDecision;
+  /** The generator and its argument. */
+  readonly gen: 'matmulBody';
   readonly arg: object;
-  readonly sum?: boolean;
 }
 
 /**
@@ -200,20 +197,9 @@ function probe(m: ModuleInfo, units: readonly Unit[], L: SymLayout, dims: Dims, 
   const nameOf = (u: Unit) => valueName(u.graph, u.insts[u.insts.length - 1]!.result);
   for (const u of units) {
     const op = u.insts[0]!.op;
-    const parts = convParts(u);
     const form = forms.byUnit.get(u);
     if (form && !form.epilogue) continue;
-    if (isConv(op)) {
-      const scratch = L.convAt.get(u);
-      const d = scratch && decideConv(m, at(parts?.[0] ?? u), address);
-      if (!d) continue;
-      const name = `${d.kernel.op}_${nameOf(parts?.[0] ?? u)}`;
-      const conv: SymKernel = { name, d, gen: 'convBody', arg: { ...d.kernel, scratch: polyEval(scratch!, dims) }, sum: d.kernel.op === 'conv_weight_grad' };
-      // (its epilogue: a kernel of the kernel form, else the flat module's loop)
-      kernels.set(u, [conv]);
-      continue;
-    }
-    // (a pooling is a kernel of symbolic-forms.ts where its planes' sizes are numbers, else the flat module's loop)
+    // (a convolution or pooling is a kernel of symbolic-forms.ts where its sizes but the batch are numbers, else the flat module's loop)
     const d = op === 'matmul' ? decideMatmul(m, at(u), address) : undefined;
     if (!d) continue;
     const name = `${d.kind}_${nameOf(u)}`;
@@ -356,16 +342,13 @@ function typescript(): typeof Typescript {
 }
 
 /**
- * The kernel generators as one closure: TypeScript, or JavaScript with `typed` false; the sources
- * of the convolution generators only where the module has such kernels.
+ * The kernel generators as one closure (the matmul kernel's, with the files it imports: its
+ * epilogues are steps): TypeScript, or JavaScript with `typed` false; none where the module has no
+ * matmul kernel encoded per size.
  */
-function generatorsDecl(typed: boolean, used: ReadonlySet<string>): string[] {
-  if (!used.size) return [];
-  // (each generator with the files it imports: a convolution's matmuls are the matmul kernel's, whose epilogues are steps)
-  const matmul = used.has('matmulBody') || used.has('convBody');
-  const has = (f: string) => f === 'encode' || (f === 'steps' || f === 'matmul' ? matmul : used.has(`${f === 'conv-rows' ? 'conv' : f}Body`));
-  const sources = SOURCES.filter(has);
-  const generators = GENERATORS.filter((n) => n === 'encodeModule' || used.has(n === 'convSumBody' ? 'convBody' : n));
+function generatorsDecl(typed: boolean, used: boolean): string[] {
+  if (!used) return [];
+  const sources = SOURCES;
   const body = sources
     .map((f) => [`// ---- codegen/wasm/${f}.ts`, ...generatorSource(f).split('\n').filter((l) => !/^import /.test(l)).map((l) => l.replace(/^export /, '')), ...(f === 'steps' ? unaryOnStackDecl() : [])].join('\n'))
     .join('\n');
@@ -376,7 +359,7 @@ function generatorsDecl(typed: boolean, used: ReadonlySet<string>): string[] {
     '// embedded: the first call with a set of sizes encodes its kernels with them.',
     'const gen = (() => {',
     code,
-    `  return { ${generators.join(', ')}${matmul ? ', RELAXED_PROBE' : ''} };`,
+    `  return { ${GENERATORS.join(', ')} };`,
     '})();',
   ];
 }
@@ -444,9 +427,13 @@ function layoutAll(m: ModuleInfo, units: readonly Unit[], areas: MatmulAreas, sy
   const optBytes = train?.bytes ?? 0;
   const consts = constArrays(m, symLayout(m, units, areas, 0, 0, optBytes).paramAt);
   const L0 = symLayout(m, units, areas, 0, consts.bytes, optBytes);
-  const forms = symForms(m, units, L0.paramAt, (id) => (isStatic(m.plan.buffers[id]!.size) ? polyEval(L0.offsets[id]!, {}) : undefined), consts.at, areas.epilogue);
+  const convAt = (u: Unit) => {
+    const at = L0.convAt.get(u);
+    return at && polyEval(at, {});
+  };
+  const forms = symForms(m, units, L0.paramAt, (id) => (isStatic(m.plan.buffers[id]!.size) ? polyEval(L0.offsets[id]!, {}) : undefined), consts.at, areas.epilogue, convAt);
   const L = symLayout(m, units, areas, forms.count, consts.bytes, optBytes);
-  const formFns = [...forms.fns.map((f) => ({ ...f, what: [...forms.byUnit.values()].find((k) => k.name === f.name)!.what })), ...(train?.fn ? [train.fn] : [])];
+  const formFns = [...forms.fns.map((f) => ({ ...f, what: f.what ?? [...forms.byUnit.values()].find((k) => k.name === f.name)!.what })), ...(train?.fn ? [train.fn] : [])];
   return { train, consts, forms, L, formFns };
 }
 
@@ -467,7 +454,10 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   };
   const { kernels, byUnit } = fitKernels(units, probes, fitNum);
   // matmul and convolution kernels have multiply-adds: fused (f32x4.relaxed_madd) where the runtime has relaxed SIMD
-  const madds = kernels.some(({ k }) => k.gen === 'matmulBody' || k.gen === 'convBody');
+  const madds = kernels.length > 0;
+  const formCode = formsDecl(formFns, typed);
+  // (the convolutions' kernels of symbolic-forms.ts have multiply-adds too: fused the same way)
+  const relaxed = madds || formCode.sites.length > 0;
   const needsProduct = kernels.some(({ u, k }) => k.d.kind === 'matmul' && !k.d.productStored && !k.d.fusedEpilogue && !forms.byUnit.has(u));
   const sizes = syms.map((d) => `${d}${T(': number')}`).join(', ');
   const buffers = m.plan.buffers;
@@ -477,14 +467,15 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
     '// ---------------------------------------------------------------------------------------------',
     `// WebAssembly SIMD kernels, encoded for the sizes of each call (${syms.join(', ')}) and kept for later calls of those sizes:`,
     ...kernels.map(({ k }) => `//   ${k.name}: ${commentText(k.d.doc)}   (${k.d.kind})`),
-    ...formsDecl(formFns, typed),
-    ...(typed ? apiDecl(madds, kernels.flatMap(({ k }) => (k.sum ? [k.name, `${k.name}_sum`] : [k.name]))) : []),
-    ...generatorsDecl(typed, new Set(kernels.map(({ k }) => k.gen))),
-    ...(madds
+    ...formCode.lines,
+    ...(typed ? apiDecl(relaxed, kernels.map(({ k }) => k.name)) : []),
+    ...generatorsDecl(typed, madds),
+    ...(relaxed
       ? [
           '// Relaxed SIMD: where the runtime validates a function of one f32x4.relaxed_madd, the kernels are encoded with their',
-          "// multiply-adds fused (codegen/wasm/encode.ts `madd`); `simd` says which kernels run.",
-          `export const simd${T(": 'relaxed' | 'plain'")} = WebAssembly.validate(Uint8Array.from(gen.RELAXED_PROBE)) ? 'relaxed' : 'plain';`,
+          "// multiply-adds fused (codegen/wasm/encode.ts `madd`; those of the kernels built once rewritten in `formBytes`); `simd` says which kernels run.",
+          `export const simd${T(": 'relaxed' | 'plain'")} = WebAssembly.validate(${relaxedProbe()}) ? 'relaxed' : 'plain';`,
+          ...(formCode.sites.length ? relaxSitesDecl(formCode.sites, 'formBytes', 'formMaddAt', typed).flat() : []),
         ]
       : []),
     '',
@@ -500,12 +491,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
     `    productFloats: ${polyText(L.productFloats)},`,
     `    params: [${params.map(polyText).join(', ')}], // the parameter block of the kernels of the kernel form`,
     '    fns: [',
-    ...kernels.flatMap(({ k, code }) => {
-      return [
-        `      { name: ${JSON.stringify(k.name)}, body: gen.${k.gen}(${code}) }, // ${commentText(k.d.doc)}`,
-        ...(k.sum ? [`      { name: ${JSON.stringify(`${k.name}_sum`)}, body: gen.convSumBody(${code}) }, // its chunks' partial sums, added in order`] : []),
-      ];
-    }),
+    ...kernels.map(({ k, code }) => `      { name: ${JSON.stringify(k.name)}, body: gen.${k.gen}(${code}) }, // ${commentText(k.d.doc)}`),
     '    ],',
     '  };',
     '}',
@@ -568,16 +554,18 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
     unit: (u: Unit, e: UnitEmitter) => {
       const ks = byUnit.get(u);
       const form = forms.byUnit.get(u);
+      const conv = forms.convs.get(u);
+      if (conv) {
+        const calls = conv.map((k) => `forms.${k.name}();`);
+        if (form) return [...calls, `forms.${form.name}();`];
+        // a conv group's epilogue without a kernel: the flat module's loop over the convolution's array
+        return convParts(u)?.[1].insts.length ? [...calls, ...e.epilogueLoop(u, e.arrOf(u.graph, u.insts[0]!.result))] : calls;
+      }
       if (form && !form.epilogue) return [`forms.${form.name}();`];
       if (!ks) return undefined;
       const d = ks[0]!.k.d;
-      const calls = ks.flatMap(({ k }) => [`kernels.${k.name}();`, ...(k.sum ? [`kernels.${k.name}_sum();`] : [])]);
-      // a conv group's epilogue without a kernel: the flat module's loop over the convolution's array
-      if (d.kind === 'conv') {
-        if (form) return [...calls, `forms.${form.name}();`];
-        return convParts(u)?.[1].insts.length && ks.length < 2 ? [...calls, ...e.epilogueLoop(u, e.arrOf(u.graph, u.insts[0]!.result))] : calls;
-      }
-      if (d.kind !== 'matmul' || d.fusedEpilogue) return calls;
+      const calls = ks.map(({ k }) => `kernels.${k.name}();`);
+      if (d.fusedEpilogue) return calls;
       if (form) return [...calls, `forms.${form.name}();`]; // its epilogue, a kernel of its own reading the product
       const mm = u.insts[0]!;
       if (!d.productStored) e.use('_product');
@@ -642,12 +630,13 @@ function constArrays(m: ModuleInfo, start: number): { bytes: number; at(name: st
   };
 }
 
-/** The kernels of the kernel form, encoded here once for every size: their list, their bytes. */
-function formsDecl(fns: readonly { name: string; body: Body; what: string }[], typed: boolean): string[] {
-  if (!fns.length) return [];
-  const bytes = encodeModule(1, fns, { growable: true });
+/** The kernels built once (of the kernel form, the index routines', poolings' and convolutions'), encoded here for every size: their list, their bytes, and the offsets of their multiply-adds in them. */
+function formsDecl(fns: readonly { name: string; body: Body; what: string }[], typed: boolean): { lines: string[]; sites: number[] } {
+  const sites: number[] = [];
+  if (!fns.length) return { lines: [], sites };
+  const bytes = encodeModule(1, fns, { growable: true, sites });
   const chunks = Buffer.from(bytes).toString('base64').match(/.{1,96}/g) ?? [''];
-  return [
+  const lines = [
     `// and WebAssembly SIMD kernels of the kernel form (${bytes.length} bytes), encoded once by graphc for every size: each reads its sizes, strides and addresses from the parameter block`,
     ...fns.map((f) => `//   ${f.name}: ${f.what}`),
     ...(typed ? [`type Forms = { ${fns.map((f) => `${f.name}(): void;`).join(' ')} };`] : []),
@@ -656,6 +645,7 @@ function formsDecl(fns: readonly { name: string; body: Body; what: string }[], t
     "].join('');",
     'const formBytes = Uint8Array.from(atob(formWasm), (c) => c.charCodeAt(0));',
   ];
+  return { lines, sites };
 }
 
 /**
