@@ -121,7 +121,8 @@ describe('the package: npm pack, npm install in a fresh project, npx graphc buil
     for (const f of ['bin/graphc.js', 'dist/src/cli.js', 'dist/src/index.d.ts', 'README.md', 'LICENSE', 'docs/module.md']) expect(shipped, f).toContain(f);
     // the symbolic wasm module embeds the sources of its kernel generators (codegen/wasm/symbolic.ts, SOURCES)
     const sources = /const SOURCES = \[([^\]]*)\]/.exec(readFileSync(path.join(ROOT, 'codegen/wasm/symbolic.ts'), 'utf8'))![1]!.match(/'(\w+)'/g)!;
-    expect(sources.length).toBeGreaterThanOrEqual(5);
+    // (the matmul kernel's and what it imports: the convolutions and poolings are built once, 2026-12-07)
+    expect(sources.length).toBeGreaterThanOrEqual(3);
     for (const f of sources.map((q) => `codegen/wasm/${q.slice(1, -1)}.ts`)) expect(shipped, f).toContain(f);
     expect(shipped.filter((f) => /^(test|generated|bench|examples|src|ir)\/|\.map$/.test(f)), 'files the package must not ship').toEqual([]);
     // every shipped file is the build, the CLI, the docs or a file package.json's "files" names

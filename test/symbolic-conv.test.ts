@@ -68,13 +68,12 @@ describe('convolutions and pooling in the symbolic wasm module', () => {
   }, 240_000);
 
   it('a padded, strided convolution, average pooling and a padded 3×3 max pooling: the same bits after a larger batch reused the memory', async () => {
-    const { c, mod, code } = await buildWasm(
-      modelFile(`import { model } from 'graphc';
-export default model('convpad_sym', (g) => {
+    const source = (b: string | number) => `import { model } from 'graphc';
+export default model('convpad_${b}', (g) => {
   const W1 = g.param('W1', [4, 2, 3, 3], { scale: 0.3 });
   const b1 = g.param('b1', [4], { scale: 0.1 });
   const W2 = g.param('W2', [3, 4, 3, 3], { scale: 0.3 });
-  const x = g.input('x', ['B', 2, 9, 9]);
+  const x = g.input('x', [${JSON.stringify(b)}, 2, 9, 9]);
   const h = g.conv2d(x, W1, { bias: b1, padding: 1 }).tanh(); // [B, 4, 9, 9]
   const p = g.avgPool2d(h, 2, { stride: 2, padding: 1 }); // [B, 4, 5, 5]
   const y = g.conv2d(p, W2, { stride: 2, padding: 1 }); // [B, 3, 3, 3]
@@ -82,8 +81,8 @@ export default model('convpad_sym', (g) => {
   const loss = y.square().mean().add(q.square().mean());
   return { loss, y };
 });
-`),
-    );
+`;
+    const { c, mod, code } = await buildWasm(modelFile(source('B')));
     expect(code).toMatch(/^ +forms\.avg_pool_(?!grad)\w+\(\);$/m);
     expect(code).toMatch(/^ +forms\.avg_pool_grad_\w+\(\);$/m);
     expect(code).toMatch(/^ +forms\.max_pool_grad_\w+\(\);$/m);
@@ -98,17 +97,86 @@ export default model('convpad_sym', (g) => {
     const { params, inputs } = randomArgs(c.fwd, 30, 0.5, { B: 13 });
     const ref = reference(c.fwd, c.bwd, params, inputs);
     const dir = tmp();
+    // (and the static build for B = 13, fused the same way: the same bits)
+    const fixed = await buildWasm(modelFile(source(13)));
     writeFileSync(path.join(dir, 'm.mjs'), code);
+    writeFileSync(path.join(dir, 's.mjs'), fixed.code);
     writeFileSync(path.join(dir, 'args.json'), JSON.stringify({ params: Object.fromEntries(Object.entries(params).map(([k, v]) => [k, [...v]])), x: [...inputs.x!] }));
     writeFileSync(path.join(dir, 'child.mjs'), `import { readFileSync } from 'node:fs';
-const m = await import('./m.mjs');
 const a = JSON.parse(readFileSync(new URL('./args.json', import.meta.url), 'utf8'));
-const r = m.valueAndGrad(Object.fromEntries(Object.entries(a.params).map(([k, v]) => [k, Float32Array.from(v)])), { x: Float32Array.from(a.x) });
-console.log(JSON.stringify({ simd: m.simd, loss: r.loss, grads: Object.fromEntries(Object.entries(r.grads).map(([k, v]) => [k, [...v]])) }));
+const run = (m) => {
+  const r = m.valueAndGrad(Object.fromEntries(Object.entries(a.params).map(([k, v]) => [k, Float32Array.from(v)])), { x: Float32Array.from(a.x) });
+  return { simd: m.simd, loss: r.loss, grads: Object.fromEntries(Object.entries(r.grads).map(([k, v]) => [k, [...v]])) };
+};
+console.log(JSON.stringify([run(await import('./m.mjs')), run(await import('./s.mjs'))]));
 `);
-    const relaxed = JSON.parse(execFileSync(process.execPath, ['--experimental-wasm-relaxed-simd', path.join(dir, 'child.mjs')], { encoding: 'utf8' })) as { simd: string; loss: number; grads: Record<string, number[]> };
+    type Run = { simd: string; loss: number; grads: Record<string, number[]> };
+    const [relaxed, relaxedStatic] = JSON.parse(execFileSync(process.execPath, ['--experimental-wasm-relaxed-simd', path.join(dir, 'child.mjs')], { encoding: 'utf8' })) as [Run, Run];
     expect(relaxed.simd).toBe('relaxed');
     expect(relErr([relaxed.loss], [ref.outputs.loss!.data[0]!]), 'relaxed: loss').toBeLessThan(1e-5);
     for (const [p, g] of Object.entries(ref.grads)) expect(relErr(Float32Array.from(relaxed.grads[p]!), g), `relaxed: d loss / d ${p}`).toBeLessThan(1e-4);
+    for (const w of ['W1', 'W2']) expect(relaxed.grads[w], `relaxed: d loss / d ${w}, the static build's`).toEqual(relaxedStatic.grads[w]);
+    // fused, not the plain kernels: the convolutions' weight gradients round otherwise
+    const plain = copyOf(mod.valueAndGrad(params, inputs));
+    expect(['W1', 'W2'].some((w) => relaxed.grads[w]!.some((v, i) => v !== plain.grads[w]![i])), 'relaxed: not the plain bits').toBe(true);
+  }, 240_000);
+
+  // every path of the convolution kernels (codegen/wasm/conv.ts): the forward row by output row, its col written as
+  // panels, read in place or copied a panel at a time, groups and dilation; the input gradient as a convolution of dy
+  // (row by row, or in panels) and as col2im (with a panel); the weight gradient's long rows (SUM_BLOCK) and a ragged
+  // last vector (S = 25); the poolings' 2×2 kernel (H = 2·Ho and not), padded windows and overlapping ones
+  it('every convolution and pooling kernel path: the static build\'s bits at B = 1, 9 and 17 (one chunk of one image; 4 chunks of 2 and one of 1; 5 of 3 and one of 2), nothing encoded per size', async () => {
+    const models: Record<string, (b: string | number) => string> = {
+      convs: (b) => `import { model } from 'graphc';
+export default model('convs_${b}', (g) => {
+  const x = g.input('x', [${JSON.stringify(b)}, 3, 24, 24]);
+  const W1 = g.param('W1', [12, 3, 3, 3]);
+  const W2 = g.param('W2', [16, 12, 5, 5]);
+  const W3 = g.param('W3', [64, 16, 3, 3]);
+  const W4 = g.param('W4', [5, 16, 3, 3]);
+  const h1 = g.conv2d(x, W1, { padding: 1 }).tanh();
+  const h2 = g.conv2d(h1, W2, { padding: 2 }).tanh();
+  const y3 = g.conv2d(h2, W3, { stride: 2, padding: 1 });
+  const y4 = g.conv2d(h2, W4, { stride: 5 });
+  return { loss: y3.square().mean().add(y4.square().mean()), y: y4 };
+});
+`,
+      groups: (b) => `import { model } from 'graphc';
+export default model('groups_${b}', (g) => {
+  const x = g.input('x', [${JSON.stringify(b)}, 4, 16, 16]);
+  const W1 = g.param('W1', [8, 2, 3, 3]);
+  const W2 = g.param('W2', [8, 8, 3, 3]);
+  const W3 = g.param('W3', [6, 8, 3, 3]);
+  const W4 = g.param('W4', [6, 8, 3, 3]);
+  const h1 = g.conv2d(x, W1, { padding: 1, groups: 2 }).tanh();
+  const h2 = g.conv2d(h1, W2, { padding: 2, dilation: 2 }).tanh();
+  const y3 = g.conv2d(g.avgPool2d(h2, 2), W3, { stride: 2, padding: 1 });
+  const y4 = g.conv2d(g.maxPool2d(h2, 2), W4, { padding: 1 });
+  return { loss: y3.square().mean().add(y4.square().mean()), y: y3 };
+});
+`,
+      pools: (b) => `import { model } from 'graphc';
+export default model('pools_${b}', (g) => {
+  const x = g.input('x', [${JSON.stringify(b)}, 3, 13, 13]);
+  const W = g.param('W', [4, 3, 3, 3]);
+  const h = g.conv2d(x, W, { padding: 1 }).tanh();
+  const a = g.maxPool2d(h, 2);
+  const b = g.avgPool2d(h, 3, { stride: 2 });
+  const c = g.maxPool2d(h, 3, { stride: 1, padding: 1 });
+  return { loss: a.square().mean().add(b.square().mean()).add(c.square().mean()), y: a };
+});
+`,
+    };
+    for (const [name, source] of Object.entries(models)) {
+      const sym = await buildWasm(modelFile(source('B')));
+      expect(sym.code, name).not.toMatch(/kernels\.\w+\(\);/);
+      for (const n of [1, 9, 17]) {
+        const fixed = await buildWasm(modelFile(source(n)));
+        const { params, inputs } = randomArgs(sym.c.fwd, n, 0.5, { B: n });
+        const [a, b] = [copyOf(sym.mod.valueAndGrad(params, inputs)), copyOf(fixed.mod.valueAndGrad(params, inputs))];
+        expect(a, `${name}, B = ${n}: the static build`).toEqual(b);
+        expect(Float32Array.from(sym.mod.forward(params, inputs).y as Float32Array), `${name}, B = ${n}: y`).toEqual(fixed.mod.forward(params, inputs).y);
+      }
+    }
   }, 240_000);
 });

@@ -1,8 +1,6 @@
 // One image of a convolution output row by output row (`convRows`, chosen by conv.ts's
 // `byOutputRows`): the forward's and a stride-1 input gradient's col one output row at a time, in
-// L1, for the matmul kernel's register tiles (see codegen/wasm/conv.ts's header). Embedded, as
-// conv.ts is, in the symbolic wasm module (codegen/wasm/symbolic.ts SOURCES): single-line
-// imports only, and no name that conv.ts or matmul.ts also declares.
+// L1, for the matmul kernel's register tiles (see codegen/wasm/conv.ts's header).
 
 import type { Body, Local } from './encode.js';
 import type { Geometry } from './conv.js';

@@ -643,7 +643,7 @@ export function convSumBody(k: ConvCode): Body {
     if (typeof chunks === 'number') for (let c = 1; c < chunks; c++) f.get(aP).v128Load(16 * c * O * Kg).f32x4('add');
     else {
       f.set(cv).get(aP).set(q!);
-      // (chunks − 1 more, none when there are no chunks: N = 0)
+      // (chunks − 1 more; a call binds every size to at least 1, the module's bindDim (codegen/module.ts): the guard only keeps N = 0 from counting down from −1)
       const more: I32 = { push: (g) => void push(push(g, chunks), chunks).i32(0).i32GtS().i32Sub(), text: 'chunks − 1' };
       repeatN(f, cc!, more, () => {
         f.bump(q!, 16 * O * Kg);

@@ -3,9 +3,9 @@
 // its arena in one growable WebAssembly.Memory. Its elementwise, reduction and layout groups (and
 // a convolution's epilogue) are kernels of the kernel form encoded once, at build time, whose
 // symbolic sizes, strides and addresses are read from a parameter block (codegen/wasm/symbolic-forms.ts);
-// so are its index routines, its softmaxes and its poolings (the static module's kernels, where
-// their sizes allow: symbolic-forms.ts), and the optimizer's update (codegen/wasm/symbolic-train.ts).
-// Its matmul and convolution groups are wasm SIMD kernels encoded at run time: the first call that brings a
+// so are its index routines, its softmaxes, its convolutions and its poolings (the static
+// module's kernels, where their sizes allow: symbolic-forms.ts), and the optimizer's update
+// (codegen/wasm/symbolic-train.ts). Its matmul groups are wasm SIMD kernels encoded at run time: the first call that brings a
 // set of sizes lays the memory out for them (growing it when they need more), writes the
 // parameter block, encodes those kernels for its sizes and addresses with the kernel generators
 // of codegen/wasm/*.ts, embedded in the module, and instantiates them; a later call with the same
@@ -14,13 +14,13 @@
 // The memory's layout is the layout pass's (ir/layout.ts, `symLayout` below): every array's
 // offset, the scratch areas and the end are polynomials in the symbols, written into the module
 // as code and evaluated for each new set of sizes; no two arrays live at once overlap at any
-// sizes (test/layout.test.ts). What a routine's kernel gets (its sizes, its arrays' addresses, its
+// sizes (test/layout.test.ts). What a matmul's kernel gets (its sizes, its arrays' addresses, its
 // epilogue's steps) is the static module's decision (codegen/wasm/decide.ts) at the bound sizes:
 // decided here at build time on the graph with the symbols bound to a grid of probe sizes, in the
 // layout evaluated there, every number of the description a polynomial in the sizes, which the
 // probes determine and one more probe checks. A group whose description does not come out the
-// same way at every probe, an index routine or a pooling whose sizes codegen/wasm/index-kernels.ts
-// or pool.ts cannot take at run time (symbolic-forms.ts), or a group the kernel form's renderer refuses (docs/wasm-symbolic.md, "Not yet") runs as the
+// same way at every probe, an index routine, convolution or pooling whose sizes
+// codegen/wasm/index-kernels.ts, conv.ts or pool.ts cannot take at run time (symbolic-forms.ts), or a group the kernel form's renderer refuses (docs/wasm-symbolic.md, "Not yet") runs as the
 // flat module's code.
 
 import * as fs from 'node:fs';
@@ -465,7 +465,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
 
   const runtime = [
     '// ---------------------------------------------------------------------------------------------',
-    `// WebAssembly SIMD kernels, encoded for the sizes of each call (${syms.join(', ')}) and kept for later calls of those sizes:`,
+    ...(kernels.length ? [`// WebAssembly SIMD kernels, encoded for the sizes of each call (${syms.join(', ')}) and kept for later calls of those sizes:`] : []),
     ...kernels.map(({ k }) => `//   ${k.name}: ${commentText(k.d.doc)}   (${k.d.kind})`),
     ...formCode.lines,
     ...(typed ? apiDecl(relaxed, kernels.map(({ k }) => k.name)) : []),
@@ -530,7 +530,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
     ...(L.convAreas.length
       ? [
           '  // the convolutions\' im2col scratch: its padded positions are never written and read as 0, and a weight',
-          '  // gradient\'s partial sums sit after as many chunks of it as the batch makes: zeroed for each new size',
+          '  // gradient\'s partial sums sit after its 8 chunks\' cols: zeroed for each new size',
           `  for (const [at, n] of ${JSON.stringify(L.convAreas)}) new Uint8Array(memory.buffer, at, n).fill(0);`,
         ]
       : []),
@@ -545,7 +545,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   ];
 
   const backend: Backend = {
-    what: `The flat module with its elementwise, reduction and layout groups as WebAssembly SIMD kernels of the kernel form, and its index routines and poolings as kernels, built by graphc (their sizes read at run time), and its matmuls and convolutions as kernels encoded at run time for the sizes of ${syms.join(', ')} (the kernel generators are embedded below): no imports, no tape.`,
+    what: `The flat module with its elementwise, reduction and layout groups as WebAssembly SIMD kernels of the kernel form, and its index routines, convolutions and poolings as kernels, built by graphc (their sizes read at run time)${madds ? `, and its matmuls as kernels encoded at run time for the sizes of ${syms.join(', ')} (the matmul kernel's generator is embedded below)` : ''}: no imports, no tape.`,
     entries: needsProduct ? ['_product: product, // matmul products read by an epilogue loop'] : [],
     ...(train?.fn ? { train: train.backend } : {}),
     buffersDecl: () => {
@@ -637,7 +637,7 @@ function formsDecl(fns: readonly { name: string; body: Body; what: string }[], t
   const bytes = encodeModule(1, fns, { growable: true, sites });
   const chunks = Buffer.from(bytes).toString('base64').match(/.{1,96}/g) ?? [''];
   const lines = [
-    `// and WebAssembly SIMD kernels of the kernel form (${bytes.length} bytes), encoded once by graphc for every size: each reads its sizes, strides and addresses from the parameter block`,
+    `// WebAssembly SIMD kernels built once by graphc for every size (${bytes.length} bytes: the kernel form's, the index routines', convolutions' and poolings'): each reads its sizes, strides and addresses from the parameter block`,
     ...fns.map((f) => `//   ${f.name}: ${f.what}`),
     ...(typed ? [`type Forms = { ${fns.map((f) => `${f.name}(): void;`).join(' ')} };`] : []),
     'const formWasm = [',
