@@ -158,6 +158,56 @@ export const reuseForward: Pass = {
 };
 
 /**
+ * The forward values the backward graph reads that one add, sub, mul or neg of values it reads
+ * anyway (or of constants) computes: recomputed there instead of read, so that the forward no
+ * longer stores them (a fused group keeps them in registers). The GPT's GELU,
+ * ½x·(1 + tanh u), stored ½x and 1 + tanh u beside x and tanh u for its gradient, two more arrays
+ * of its [12,64,512] written and read a step per layer. One level only: an operand must be a read
+ * that stays (or a constant), never one recomputed itself.
+ */
+export const rematerialize: Pass = {
+  name: 'rematerialize',
+  run(g, ctx) {
+    const fwd = ctx.forward;
+    if (!fwd) return;
+    const reads = new Map<string, Inst>();
+    for (const inst of g.insts) if (inst.op === 'fwd') reads.set(inst.attrs.name, inst);
+    /** The forward instruction of a read, where it is one cheap op of reads and constants. */
+    const cheap = (name: string): Inst | undefined => {
+      const v = fwd.byName(name);
+      if (!v) return undefined;
+      const d = fwd.def(v.id);
+      if (d.op !== 'add' && d.op !== 'sub' && d.op !== 'mul' && d.op !== 'neg') return undefined;
+      return d.args.every((a) => fwd.def(a).op === 'const' || (reads.has(fwd.value(a).name) && !REMAT_OPS.has(fwd.def(a).op))) ? d : undefined;
+    };
+    const dead = new Set<InstId>();
+    for (const [name, read] of [...reads]) {
+      const d = cheap(name);
+      if (!d) continue;
+      const args = d.args.map((a) => {
+        const c = fwd.def(a);
+        if (c.op !== 'const') return reads.get(fwd.value(a).name)!.result;
+        return g.append('const', [], c.attrs, fwd.type(a), c.loc);
+      });
+      const result = g.append(d.op, args, d.attrs as never, fwd.type(d.result), d.loc);
+      // the new instructions (and the reads they take) go where the read was
+      const added = g.insts.splice(g.insts.length - 1 - args.filter((_, k) => fwd.def(d.args[k]!).op === 'const').length);
+      const operandReads = args.map((a) => g.def(a)).filter((i) => i.op === 'fwd');
+      for (const r of operandReads) {
+        const at = g.insts.indexOf(r);
+        if (at > g.insts.indexOf(read)) g.insts.splice(g.insts.indexOf(read), 0, ...g.insts.splice(at, 1));
+      }
+      g.insts.splice(g.insts.indexOf(read), 0, ...added);
+      g.replaceUses(read.result, result);
+      dead.add(read.id);
+    }
+    g.remove(dead);
+  },
+};
+/** The ops `rematerialize` recomputes (an operand computed by one of them may be recomputed itself: not taken). */
+const REMAT_OPS = new Set(['add', 'sub', 'mul', 'neg']);
+
+/**
  * Σ over axes of a product moves the factors that are constant along those axes outside, when
  * the remaining sum is one the graph already takes: Σᵢ dy·gain·x̂ = gain·Σᵢ dy·x̂ = gain·dgain.
  * This is what leaves batchnorm's backward with only Σdy and Σdy·x̂, i.e. dbias and dgain.

@@ -1,7 +1,7 @@
 // The pass pipelines: flat, named lists. `runPasses` verifies before and after each pass.
 
 import type { Pass } from './passes.js';
-import { runPasses, cse, dce, factorReductions, flattenMatmuls, foldTransposes, reuseForward, simplify } from './passes.js';
+import { runPasses, cse, dce, factorReductions, flattenMatmuls, foldTransposes, rematerialize, reuseForward, simplify } from './passes.js';
 import { fuse } from './fusion.js';
 import { concatPads } from './concat-pads.js';
 import { fuseComposites } from './rewrite.js';
@@ -24,7 +24,7 @@ const scanBodies: Pass = {
 export const FORWARD_PASSES: readonly Pass[] = [scanBodies, simplify, foldTransposes, flattenMatmuls, fuseComposites, cse, dce];
 
 /** Backward IR, right after the reverse pass (the context names the forward graph). */
-export const BACKWARD_PASSES: readonly Pass[] = [simplify, foldTransposes, factorReductions, concatPads, cse, reuseForward, cse, dce];
+export const BACKWARD_PASSES: readonly Pass[] = [simplify, foldTransposes, factorReductions, concatPads, cse, reuseForward, cse, rematerialize, cse, dce];
 
 /**
  * Both graphs, right after the reverse pass: the targets run no loops yet, so every scan (and the

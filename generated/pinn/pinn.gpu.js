@@ -161,7 +161,6 @@ export async function create(options = {}) {
   //   %t1: f32[64,24] = matmul %x, %W1 {transA=false, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
   //   %t2: f32[64,24] = add %t1, %b1   pinn.ts:20
   //   %h1: f32[64,24] = tanh %t2   pinn.ts:20
-  //   %t8: f32[64,24] = square %h1   pinn.ts:20
   const kernel_h1 = kernel(function (x, W1, b1) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 24);
@@ -173,22 +172,31 @@ export async function create(options = {}) {
       return Math.tanh(_acc0 + b1[_rest0]);
     }, 1536);
 
-  // t9 = 1 - h1²   tanh'  (pinn.ts:20, of g.grad at pinn.ts:25)
+  // t8 = h1²   tanh'  (pinn.ts:20, of g.grad at pinn.ts:25)
   //   %t1: f32[64,24] = matmul %x, %W1 {transA=false, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
   //   %t2: f32[64,24] = add %t1, %b1   pinn.ts:20
   //   %t8: f32[64,24] = square %h1   pinn.ts:20
-  //   %t9: f32[64,24] = sub %t6, %t8   pinn.ts:20
-  const kernel_t9 = kernel(function (h1) {
+  const kernel_t8 = kernel(function (h1) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 24);
       const _rest0 = _x - _i0 * 24;
-      return 1 - h1[_i0 * 24 + _rest0] * h1[_i0 * 24 + _rest0];
+      return h1[_i0 * 24 + _rest0] * h1[_i0 * 24 + _rest0];
+    }, 1536);
+
+  // t9 = 1 - t8   tanh'  (pinn.ts:20, of g.grad at pinn.ts:25)
+  //   %t1: f32[64,24] = matmul %x, %W1 {transA=false, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
+  //   %t2: f32[64,24] = add %t1, %b1   pinn.ts:20
+  //   %t9: f32[64,24] = sub %t6, %t8   pinn.ts:20
+  const kernel_t9 = kernel(function (t8) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 24);
+      const _rest0 = _x - _i0 * 24;
+      return 1 - t8[_i0 * 24 + _rest0];
     }, 1536);
 
   // t11 = h1 * 2   square'  (pinn.ts:20, of g.grad at pinn.ts:26)
   //   %t1: f32[64,24] = matmul %x, %W1 {transA=false, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
   //   %t2: f32[64,24] = add %t1, %b1   pinn.ts:20
-  //   %t8: f32[64,24] = square %h1   pinn.ts:20
   //   %t11: f32[64,24] = mul %h1, %t10   pinn.ts:20
   const kernel_t11 = kernel(function (h1) {
       const _x = this.thread.x;
@@ -201,7 +209,6 @@ export async function create(options = {}) {
   //   %t3: f32[64,24] = matmul %h1, %W2 {transA=false, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
   //   %t4: f32[64,24] = add %t3, %b2   pinn.ts:21
   //   %h2: f32[64,24] = tanh %t4   pinn.ts:21
-  //   %t5: f32[64,24] = square %h2   pinn.ts:21
   const kernel_h2 = kernel(function (h1, W2, b2) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 24);
@@ -213,22 +220,31 @@ export async function create(options = {}) {
       return Math.tanh(_acc0 + b2[_rest0]);
     }, 1536);
 
-  // t7 = 1 - h2²   tanh'  (pinn.ts:21, of g.grad at pinn.ts:25)
+  // t5 = h2²   tanh'  (pinn.ts:21, of g.grad at pinn.ts:25)
   //   %t3: f32[64,24] = matmul %h1, %W2 {transA=false, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
   //   %t4: f32[64,24] = add %t3, %b2   pinn.ts:21
   //   %t5: f32[64,24] = square %h2   pinn.ts:21
-  //   %t7: f32[64,24] = sub %t6, %t5   pinn.ts:21
-  const kernel_t7 = kernel(function (h2) {
+  const kernel_t5 = kernel(function (h2) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 24);
       const _rest0 = _x - _i0 * 24;
-      return 1 - h2[_i0 * 24 + _rest0] * h2[_i0 * 24 + _rest0];
+      return h2[_i0 * 24 + _rest0] * h2[_i0 * 24 + _rest0];
+    }, 1536);
+
+  // t7 = 1 - t5   tanh'  (pinn.ts:21, of g.grad at pinn.ts:25)
+  //   %t3: f32[64,24] = matmul %h1, %W2 {transA=false, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
+  //   %t4: f32[64,24] = add %t3, %b2   pinn.ts:21
+  //   %t7: f32[64,24] = sub %t6, %t5   pinn.ts:21
+  const kernel_t7 = kernel(function (t5) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 24);
+      const _rest0 = _x - _i0 * 24;
+      return 1 - t5[_i0 * 24 + _rest0];
     }, 1536);
 
   // t12 = h2 * 2   square'  (pinn.ts:21, of g.grad at pinn.ts:26)
   //   %t3: f32[64,24] = matmul %h1, %W2 {transA=false, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
   //   %t4: f32[64,24] = add %t3, %b2   pinn.ts:21
-  //   %t5: f32[64,24] = square %h2   pinn.ts:21
   //   %t12: f32[64,24] = mul %h2, %t10   pinn.ts:21
   const kernel_t12 = kernel(function (h2) {
       const _x = this.thread.x;
@@ -546,8 +562,8 @@ export async function create(options = {}) {
   // dt14 = 0.015625   sum'  (pinn.ts:28)
   // dt13 = dt14 * (t13 * 2)   square'  (pinn.ts:28)
   //   %dt14: f32[64,1] = broadcast %t24 {shape=[64, 1]}   pinn.ts:28  const residual = uxx.add(u).square().mean(); // u'' + u = 0
-  //   %t26: f32[64,1] = mul %t13, %t23   pinn.ts:28
-  //   %dt13: f32[64,1] = mul %dt14, %t26   pinn.ts:28
+  //   %t27: f32[64,1] = mul %t13, %t23   pinn.ts:28
+  //   %dt13: f32[64,1] = mul %dt14, %t27   pinn.ts:28
   const kernel_dt13 = kernel(function (t13) {
       const _x = this.thread.x;
       return 0.015625 * (t13[_x] * 2);
@@ -556,7 +572,7 @@ export async function create(options = {}) {
   // dt14 = 0.015625   sum'  (pinn.ts:28)
   // du_1 = du_2 + dt13   fan-out: du_1 += the gradient through each use  (pinn.ts:22)
   //   %dt14: f32[64,1] = broadcast %t24 {shape=[64, 1]}   pinn.ts:28  const residual = uxx.add(u).square().mean(); // u'' + u = 0
-  //   %t26: f32[64,1] = mul %t13, %t23   pinn.ts:28
+  //   %t27: f32[64,1] = mul %t13, %t23   pinn.ts:28
   //   %du_1: f32[64,1] = add %du_2, %dt13   pinn.ts:22  const u = h2.matmul(W3);
   const kernel_du_1 = kernel(function (dt13, du_2) {
       const _x = this.thread.x;
@@ -564,16 +580,8 @@ export async function create(options = {}) {
     }, 64);
 
   // ddt_7 = dt13 @ W1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // ddh1_3 = ddt_7 * t9   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // ddt_3 = ddh1_3 * t11   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // dt11 = ddh1_3 * dt_3   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // ddt_2 = -ddt_3   neg'  (pinn.ts:20, of g.grad at pinn.ts:26)
   //   %ddt_7: f32[64,24] = matmul %dt13, %W1 {transA=false, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
-  //   %ddh1_3: f32[64,24] = mul %ddt_7, %t9   pinn.ts:20
-  //   %ddt_3: f32[64,24] = mul %ddh1_3, %t11   pinn.ts:20
-  //   %dt11: f32[64,24] = mul %ddh1_3, %dt_3   pinn.ts:20
-  //   %ddt_2: f32[64,24] = neg %ddt_3   pinn.ts:20
-  const kernel_ddh1_3 = kernel(function (dt13, W1, t9) {
+  const kernel_ddt_7 = kernel(function (dt13, W1) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 24);
       const _rest0 = _x - _i0 * 24;
@@ -581,79 +589,16 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 1; _r1++) {
         _acc0 += dt13[_i0] * W1[_rest0];
       }
-      return _acc0 * t9[_i0 * 24 + _rest0];
+      return _acc0;
     }, 1536);
 
-  // ddt_7 = dt13 @ W1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:26)
   // dt9_3 = ddt_7 * dh1_3   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // ddt_3 = ddh1_3 * t11   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // dt11 = ddh1_3 * dt_3   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // ddt_2 = -ddt_3   neg'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  //   %ddt_7: f32[64,24] = matmul %dt13, %W1 {transA=false, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
-  //   %dt9_3: f32[64,24] = mul %ddt_7, %dh1_3   pinn.ts:20
-  //   %ddt_3: f32[64,24] = mul %ddh1_3, %t11   pinn.ts:20
-  //   %dt11: f32[64,24] = mul %ddh1_3, %dt_3   pinn.ts:20
-  //   %ddt_2: f32[64,24] = neg %ddt_3   pinn.ts:20
-  const kernel_dt9_3 = kernel(function (dt13, W1, dh1_3) {
+  //   %dt9_3: f32[64,24] = mul %ddt_7, %dh1_3   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
+  const kernel_dt9_3 = kernel(function (ddt_7, dh1_3) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 24);
       const _rest0 = _x - _i0 * 24;
-      let _acc0 = 0;
-      for (let _r1 = 0; _r1 < 1; _r1++) {
-        _acc0 += dt13[_i0] * W1[_rest0];
-      }
-      return _acc0 * dh1_3[_i0 * 24 + _rest0];
-    }, 1536);
-
-  // ddt_7 = dt13 @ W1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // ddt_3 = ddh1_3 * t11   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // dt11 = ddh1_3 * dt_3   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // dh1_3_1 = dt11 * 2   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // ddt_2 = -ddt_3   neg'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  //   %ddt_7: f32[64,24] = matmul %dt13, %W1 {transA=false, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
-  //   %ddt_3: f32[64,24] = mul %ddh1_3, %t11   pinn.ts:20
-  //   %dt11: f32[64,24] = mul %ddh1_3, %dt_3   pinn.ts:20
-  //   %dh1_3_1: f32[64,24] = mul %dt11, %t23   pinn.ts:20
-  //   %ddt_2: f32[64,24] = neg %ddt_3   pinn.ts:20
-  const kernel_dh1_3_1 = kernel(function (ddh1_3, dt_3) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 24);
-      const _rest0 = _x - _i0 * 24;
-      return ddh1_3[_i0 * 24 + _rest0] * dt_3[_i0 * 24 + _rest0] * 2;
-    }, 1536);
-
-  // ddt_7 = dt13 @ W1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // ddt_3 = ddh1_3 * t11   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // dt11 = ddh1_3 * dt_3   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // ddt_2 = -ddt_3   neg'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // dddt_1_2 = ddt_2 * dh1   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  //   %ddt_7: f32[64,24] = matmul %dt13, %W1 {transA=false, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
-  //   %ddt_3: f32[64,24] = mul %ddh1_3, %t11   pinn.ts:20
-  //   %dt11: f32[64,24] = mul %ddh1_3, %dt_3   pinn.ts:20
-  //   %ddt_2: f32[64,24] = neg %ddt_3   pinn.ts:20
-  //   %dddt_1_2: f32[64,24] = mul %ddt_2, %dh1   pinn.ts:20
-  const kernel_dddt_1_2 = kernel(function (ddh1_3, t11, dh1) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 24);
-      const _rest0 = _x - _i0 * 24;
-      return -(ddh1_3[_i0 * 24 + _rest0] * t11[_i0 * 24 + _rest0]) * dh1[_i0 * 24 + _rest0];
-    }, 1536);
-
-  // ddt_7 = dt13 @ W1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // ddt_3 = ddh1_3 * t11   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // dt11 = ddh1_3 * dt_3   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // ddt_2 = -ddt_3   neg'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // ddh1_2 = ddt_2 * ddt_1   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  //   %ddt_7: f32[64,24] = matmul %dt13, %W1 {transA=false, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
-  //   %ddt_3: f32[64,24] = mul %ddh1_3, %t11   pinn.ts:20
-  //   %dt11: f32[64,24] = mul %ddh1_3, %dt_3   pinn.ts:20
-  //   %ddt_2: f32[64,24] = neg %ddt_3   pinn.ts:20
-  //   %ddh1_2: f32[64,24] = mul %ddt_2, %ddt_1   pinn.ts:20
-  const kernel_ddh1_2 = kernel(function (ddh1_3, t11, ddt_1) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 24);
-      const _rest0 = _x - _i0 * 24;
-      return -(ddh1_3[_i0 * 24 + _rest0] * t11[_i0 * 24 + _rest0]) * ddt_1[_i0 * 24 + _rest0];
+      return ddt_7[_i0 * 24 + _rest0] * dh1_3[_i0 * 24 + _rest0];
     }, 1536);
 
   // dW1_4 = dt13.T @ dt_7   matmul'  (pinn.ts:20, of g.grad at pinn.ts:26)
@@ -667,96 +612,59 @@ export async function create(options = {}) {
       return _acc0;
     }, 24);
 
+  // t28 = 1 - t8   tanh'  (pinn.ts:20, of g.grad at pinn.ts:25)
+  // dt11 = ddh1_3 * dt_3   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  //   %t28: f32[64,24] = sub %t25, %t8   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
+  //   %dt11: f32[64,24] = mul %ddh1_3, %dt_3   pinn.ts:20
+  const kernel_t28 = kernel(function (t8) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 24);
+      const _rest0 = _x - _i0 * 24;
+      return 1 - t8[_i0 * 24 + _rest0];
+    }, 1536);
+
+  // ddh1_3 = ddt_7 * t28   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // dt11 = ddh1_3 * dt_3   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  //   %ddh1_3: f32[64,24] = mul %ddt_7, %t28   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
+  //   %dt11: f32[64,24] = mul %ddh1_3, %dt_3   pinn.ts:20
+  const kernel_ddh1_3 = kernel(function (t28, ddt_7) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 24);
+      const _rest0 = _x - _i0 * 24;
+      return ddt_7[_i0 * 24 + _rest0] * t28[_i0 * 24 + _rest0];
+    }, 1536);
+
+  // dt11 = ddh1_3 * dt_3   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // dh1_3_1 = dt11 * 2   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  //   %dt11: f32[64,24] = mul %ddh1_3, %dt_3   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
+  //   %dh1_3_1: f32[64,24] = mul %dt11, %t23   pinn.ts:20
+  const kernel_dh1_3_1 = kernel(function (ddh1_3, dt_3) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 24);
+      const _rest0 = _x - _i0 * 24;
+      return ddh1_3[_i0 * 24 + _rest0] * dt_3[_i0 * 24 + _rest0] * 2;
+    }, 1536);
+
   // ddt_6 = ddh1_3 @ W2   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // ddh2_1 = ddt_6 * t7   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  //   %ddt_6: f32[64,24] = matmul %ddh1_3, %W2 {transA=false, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
+  const kernel_ddt_6 = kernel(function (ddh1_3, W2) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 24);
+      const _rest0 = _x - _i0 * 24;
+      let _acc0 = 0;
+      for (let _r1 = 0; _r1 < 24; _r1++) {
+        _acc0 += ddh1_3[_i0 * 24 + _r1] * W2[_r1 * 24 + _rest0];
+      }
+      return _acc0;
+    }, 1536);
+
   // dt7_2 = ddt_6 * dh2_1   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // ddt_5 = ddh2_1 * t12   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // dt12 = ddh2_1 * dt_5   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // ddt_4 = -ddt_5   neg'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  //   %ddt_6: f32[64,24] = matmul %ddh1_3, %W2 {transA=false, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  //   %ddh2_1: f32[64,24] = mul %ddt_6, %t7   pinn.ts:21
-  //   %dt7_2: f32[64,24] = mul %ddt_6, %dh2_1   pinn.ts:21
-  //   %ddt_5: f32[64,24] = mul %ddh2_1, %t12   pinn.ts:21
-  //   %dt12: f32[64,24] = mul %ddh2_1, %dt_5   pinn.ts:21
-  //   %ddt_4: f32[64,24] = neg %ddt_5   pinn.ts:21
-  const kernel_dt7_2 = kernel(function (ddh1_3, W2, dh2_1) {
+  //   %dt7_2: f32[64,24] = mul %ddt_6, %dh2_1   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
+  const kernel_dt7_2 = kernel(function (ddt_6, dh2_1) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 24);
       const _rest0 = _x - _i0 * 24;
-      let _acc0 = 0;
-      for (let _r1 = 0; _r1 < 24; _r1++) {
-        _acc0 += ddh1_3[_i0 * 24 + _r1] * W2[_r1 * 24 + _rest0];
-      }
-      return _acc0 * dh2_1[_i0 * 24 + _rest0];
-    }, 1536);
-
-  // ddt_6 = ddh1_3 @ W2   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // ddh2_1 = ddt_6 * t7   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // ddt_5 = ddh2_1 * t12   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // dt12 = ddh2_1 * dt_5   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // dh2_3 = dt12 * 2   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // ddt_4 = -ddt_5   neg'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  //   %ddt_6: f32[64,24] = matmul %ddh1_3, %W2 {transA=false, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  //   %ddh2_1: f32[64,24] = mul %ddt_6, %t7   pinn.ts:21
-  //   %ddt_5: f32[64,24] = mul %ddh2_1, %t12   pinn.ts:21
-  //   %dt12: f32[64,24] = mul %ddh2_1, %dt_5   pinn.ts:21
-  //   %dh2_3: f32[64,24] = mul %dt12, %t23   pinn.ts:21
-  //   %ddt_4: f32[64,24] = neg %ddt_5   pinn.ts:21
-  const kernel_dh2_3 = kernel(function (ddh1_3, W2, t7, dt_5) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 24);
-      const _rest0 = _x - _i0 * 24;
-      let _acc0 = 0;
-      for (let _r1 = 0; _r1 < 24; _r1++) {
-        _acc0 += ddh1_3[_i0 * 24 + _r1] * W2[_r1 * 24 + _rest0];
-      }
-      return _acc0 * t7[_i0 * 24 + _rest0] * dt_5[_i0 * 24 + _rest0] * 2;
-    }, 1536);
-
-  // ddt_6 = ddh1_3 @ W2   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // ddh2_1 = ddt_6 * t7   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // ddt_5 = ddh2_1 * t12   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // dt12 = ddh2_1 * dt_5   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // ddt_4 = -ddt_5   neg'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // dddt = ddt_4 * dh2   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  //   %ddt_6: f32[64,24] = matmul %ddh1_3, %W2 {transA=false, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  //   %ddh2_1: f32[64,24] = mul %ddt_6, %t7   pinn.ts:21
-  //   %ddt_5: f32[64,24] = mul %ddh2_1, %t12   pinn.ts:21
-  //   %dt12: f32[64,24] = mul %ddh2_1, %dt_5   pinn.ts:21
-  //   %ddt_4: f32[64,24] = neg %ddt_5   pinn.ts:21
-  //   %dddt: f32[64,24] = mul %ddt_4, %dh2   pinn.ts:21
-  const kernel_dddt = kernel(function (ddh1_3, W2, t7, t12, dh2) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 24);
-      const _rest0 = _x - _i0 * 24;
-      let _acc0 = 0;
-      for (let _r1 = 0; _r1 < 24; _r1++) {
-        _acc0 += ddh1_3[_i0 * 24 + _r1] * W2[_r1 * 24 + _rest0];
-      }
-      return -(_acc0 * t7[_i0 * 24 + _rest0] * t12[_i0 * 24 + _rest0]) * dh2[_i0 * 24 + _rest0];
-    }, 1536);
-
-  // ddt_6 = ddh1_3 @ W2   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // ddh2_1 = ddt_6 * t7   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // ddt_5 = ddh2_1 * t12   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // dt12 = ddh2_1 * dt_5   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // ddt_4 = -ddt_5   neg'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // ddh2_2 = ddt_4 * ddt   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  //   %ddt_6: f32[64,24] = matmul %ddh1_3, %W2 {transA=false, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  //   %ddh2_1: f32[64,24] = mul %ddt_6, %t7   pinn.ts:21
-  //   %ddt_5: f32[64,24] = mul %ddh2_1, %t12   pinn.ts:21
-  //   %dt12: f32[64,24] = mul %ddh2_1, %dt_5   pinn.ts:21
-  //   %ddt_4: f32[64,24] = neg %ddt_5   pinn.ts:21
-  //   %ddh2_2: f32[64,24] = mul %ddt_4, %ddt   pinn.ts:21
-  const kernel_ddh2_2 = kernel(function (ddh1_3, W2, t7, t12, ddt) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 24);
-      const _rest0 = _x - _i0 * 24;
-      let _acc0 = 0;
-      for (let _r1 = 0; _r1 < 24; _r1++) {
-        _acc0 += ddh1_3[_i0 * 24 + _r1] * W2[_r1 * 24 + _rest0];
-      }
-      return -(_acc0 * t7[_i0 * 24 + _rest0] * t12[_i0 * 24 + _rest0]) * ddt[_i0 * 24 + _rest0];
+      return ddt_6[_i0 * 24 + _rest0] * dh2_1[_i0 * 24 + _rest0];
     }, 1536);
 
   // dW2_4 = ddh1_3.T @ dt_6   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
@@ -772,15 +680,98 @@ export async function create(options = {}) {
       return _acc0;
     }, 576);
 
+  // t29 = 1 - t5   tanh'  (pinn.ts:21, of g.grad at pinn.ts:25)
+  // ddh2_1 = ddt_6 * t29   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // ddt_5 = ddh2_1 * t30   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // dt12 = ddh2_1 * dt_5   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // ddt_4 = -ddt_5   neg'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  //   %t29: f32[64,24] = sub %t25, %t5   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
+  //   %ddh2_1: f32[64,24] = mul %ddt_6, %t29   pinn.ts:21
+  //   %ddt_5: f32[64,24] = mul %ddh2_1, %t30   pinn.ts:21
+  //   %dt12: f32[64,24] = mul %ddh2_1, %dt_5   pinn.ts:21
+  //   %ddt_4: f32[64,24] = neg %ddt_5   pinn.ts:21
+  const kernel_t29 = kernel(function (t5) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 24);
+      const _rest0 = _x - _i0 * 24;
+      return 1 - t5[_i0 * 24 + _rest0];
+    }, 1536);
+
+  // ddh2_1 = ddt_6 * t29   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // t30 = h2 * 2   square'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // ddt_5 = ddh2_1 * t30   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // dt12 = ddh2_1 * dt_5   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // ddt_4 = -ddt_5   neg'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  //   %ddh2_1: f32[64,24] = mul %ddt_6, %t29   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
+  //   %t30: f32[64,24] = mul %h2, %t23   pinn.ts:21
+  //   %ddt_5: f32[64,24] = mul %ddh2_1, %t30   pinn.ts:21
+  //   %dt12: f32[64,24] = mul %ddh2_1, %dt_5   pinn.ts:21
+  //   %ddt_4: f32[64,24] = neg %ddt_5   pinn.ts:21
+  const kernel_t30 = kernel(function (h2) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 24);
+      const _rest0 = _x - _i0 * 24;
+      return h2[_i0 * 24 + _rest0] * 2;
+    }, 1536);
+
+  // ddh2_1 = ddt_6 * t29   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // ddt_5 = ddh2_1 * t30   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // dt12 = ddh2_1 * dt_5   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // dh2_3 = dt12 * 2   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // ddt_4 = -ddt_5   neg'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  //   %ddh2_1: f32[64,24] = mul %ddt_6, %t29   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
+  //   %ddt_5: f32[64,24] = mul %ddh2_1, %t30   pinn.ts:21
+  //   %dt12: f32[64,24] = mul %ddh2_1, %dt_5   pinn.ts:21
+  //   %dh2_3: f32[64,24] = mul %dt12, %t23   pinn.ts:21
+  //   %ddt_4: f32[64,24] = neg %ddt_5   pinn.ts:21
+  const kernel_dh2_3 = kernel(function (t29, ddt_6, dt_5) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 24);
+      const _rest0 = _x - _i0 * 24;
+      return ddt_6[_i0 * 24 + _rest0] * t29[_i0 * 24 + _rest0] * dt_5[_i0 * 24 + _rest0] * 2;
+    }, 1536);
+
+  // ddh2_1 = ddt_6 * t29   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // ddt_5 = ddh2_1 * t30   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // dt12 = ddh2_1 * dt_5   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // ddt_4 = -ddt_5   neg'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // dddt = ddt_4 * dh2   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  //   %ddh2_1: f32[64,24] = mul %ddt_6, %t29   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
+  //   %ddt_5: f32[64,24] = mul %ddh2_1, %t30   pinn.ts:21
+  //   %dt12: f32[64,24] = mul %ddh2_1, %dt_5   pinn.ts:21
+  //   %ddt_4: f32[64,24] = neg %ddt_5   pinn.ts:21
+  //   %dddt: f32[64,24] = mul %ddt_4, %dh2   pinn.ts:21
+  const kernel_dddt = kernel(function (t29, t30, ddt_6, dh2) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 24);
+      const _rest0 = _x - _i0 * 24;
+      return -(ddt_6[_i0 * 24 + _rest0] * t29[_i0 * 24 + _rest0] * t30[_i0 * 24 + _rest0]) * dh2[_i0 * 24 + _rest0];
+    }, 1536);
+
+  // ddh2_1 = ddt_6 * t29   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // ddt_5 = ddh2_1 * t30   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // dt12 = ddh2_1 * dt_5   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // ddt_4 = -ddt_5   neg'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // ddh2_2 = ddt_4 * ddt   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  //   %ddh2_1: f32[64,24] = mul %ddt_6, %t29   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
+  //   %ddt_5: f32[64,24] = mul %ddh2_1, %t30   pinn.ts:21
+  //   %dt12: f32[64,24] = mul %ddh2_1, %dt_5   pinn.ts:21
+  //   %ddt_4: f32[64,24] = neg %ddt_5   pinn.ts:21
+  //   %ddh2_2: f32[64,24] = mul %ddt_4, %ddt   pinn.ts:21
+  const kernel_ddh2_2 = kernel(function (t29, t30, ddt_6, ddt) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 24);
+      const _rest0 = _x - _i0 * 24;
+      return -(ddt_6[_i0 * 24 + _rest0] * t29[_i0 * 24 + _rest0] * t30[_i0 * 24 + _rest0]) * ddt[_i0 * 24 + _rest0];
+    }, 1536);
+
   // dddh1 = dddt @ W2.T   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // dddt_1_1 = dddh1 * t9   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // dddt_1_1 = dddh1 * t28   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
   // dt9_2 = dddh1 * ddt_1   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // dddt_1 = dddt_1_2 + dddt_1_1   fan-out: dddt_1 += the gradient through each use  (pinn.ts:20, of g.grad at pinn.ts:26)
   //   %dddh1: f32[64,24] = matmul %dddt, %W2 {transA=false, transB=true}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  //   %dddt_1_1: f32[64,24] = mul %dddh1, %t9   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
+  //   %dddt_1_1: f32[64,24] = mul %dddh1, %t28   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
   //   %dt9_2: f32[64,24] = mul %dddh1, %ddt_1   pinn.ts:20
-  //   %dddt_1: f32[64,24] = add %dddt_1_2, %dddt_1_1   pinn.ts:20
-  const kernel_dddt_1 = kernel(function (dddt, W2, t9, dddt_1_2) {
+  const kernel_dddt_1_1 = kernel(function (dddt, W2, t28) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 24);
       const _rest0 = _x - _i0 * 24;
@@ -788,16 +779,14 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 24; _r1++) {
         _acc0 += dddt[_i0 * 24 + _r1] * W2[_rest0 * 24 + _r1];
       }
-      return dddt_1_2[_i0 * 24 + _rest0] + _acc0 * t9[_i0 * 24 + _rest0];
+      return _acc0 * t28[_i0 * 24 + _rest0];
     }, 1536);
 
   // dddh1 = dddt @ W2.T   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // dddt_1_1 = dddh1 * t9   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
   // dt9_2 = dddh1 * ddt_1   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
   // dt9_acc = dt9_3 + dt9_2   fan-out: dt9 += the gradient through each use  (pinn.ts:20, of g.grad at pinn.ts:25)
   //   %dddh1: f32[64,24] = matmul %dddt, %W2 {transA=false, transB=true}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  //   %dddt_1_1: f32[64,24] = mul %dddh1, %t9   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
-  //   %dt9_2: f32[64,24] = mul %dddh1, %ddt_1   pinn.ts:20
+  //   %dt9_2: f32[64,24] = mul %dddh1, %ddt_1   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
   //   %dt9_acc: f32[64,24] = add %dt9_3, %dt9_2   pinn.ts:20
   const kernel_dt9_acc = kernel(function (dddt, W2, ddt_1, dt9_3) {
       const _x = this.thread.x;
@@ -825,9 +814,54 @@ export async function create(options = {}) {
       return dW2_4[_i0 * 24 + _rest0] + _acc0;
     }, 576);
 
+  // t31 = h1 * 2   square'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // ddt_3 = ddh1_3 * t31   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // ddt_2 = -ddt_3   neg'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // dddt_1_2 = ddt_2 * dh1   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  //   %t31: f32[64,24] = mul %h1, %t23   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
+  //   %ddt_3: f32[64,24] = mul %ddh1_3, %t31   pinn.ts:20
+  //   %ddt_2: f32[64,24] = neg %ddt_3   pinn.ts:20
+  //   %dddt_1_2: f32[64,24] = mul %ddt_2, %dh1   pinn.ts:20
+  const kernel_t31 = kernel(function (h1) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 24);
+      const _rest0 = _x - _i0 * 24;
+      return h1[_i0 * 24 + _rest0] * 2;
+    }, 1536);
+
+  // ddt_3 = ddh1_3 * t31   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // ddt_2 = -ddt_3   neg'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // dddt_1_2 = ddt_2 * dh1   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // ddh1_2 = ddt_2 * ddt_1   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  //   %ddt_3: f32[64,24] = mul %ddh1_3, %t31   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
+  //   %ddt_2: f32[64,24] = neg %ddt_3   pinn.ts:20
+  //   %dddt_1_2: f32[64,24] = mul %ddt_2, %dh1   pinn.ts:20
+  //   %ddh1_2: f32[64,24] = mul %ddt_2, %ddt_1   pinn.ts:20
+  const kernel_ddh1_2 = kernel(function (t31, ddh1_3, ddt_1) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 24);
+      const _rest0 = _x - _i0 * 24;
+      return -(ddh1_3[_i0 * 24 + _rest0] * t31[_i0 * 24 + _rest0]) * ddt_1[_i0 * 24 + _rest0];
+    }, 1536);
+
+  // ddt_3 = ddh1_3 * t31   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // ddt_2 = -ddt_3   neg'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // dddt_1_2 = ddt_2 * dh1   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // dddt_1 = dddt_1_2 + dddt_1_1   fan-out: dddt_1 += the gradient through each use  (pinn.ts:20, of g.grad at pinn.ts:26)
+  //   %ddt_3: f32[64,24] = mul %ddh1_3, %t31   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
+  //   %ddt_2: f32[64,24] = neg %ddt_3   pinn.ts:20
+  //   %dddt_1_2: f32[64,24] = mul %ddt_2, %dh1   pinn.ts:20
+  //   %dddt_1: f32[64,24] = add %dddt_1_2, %dddt_1_1   pinn.ts:20
+  const kernel_dddt_1 = kernel(function (t31, ddh1_3, dh1, dddt_1_1) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 24);
+      const _rest0 = _x - _i0 * 24;
+      return -(ddh1_3[_i0 * 24 + _rest0] * t31[_i0 * 24 + _rest0]) * dh1[_i0 * 24 + _rest0] + dddt_1_1[_i0 * 24 + _rest0];
+    }, 1536);
+
   // dW1_3 = ones(64, 1).T @ dddt_1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:26)
   // dW1_acc = dW1_4 + dW1_3   fan-out: dW1 += the gradient through each use  (pinn.ts:15)
-  //   %dW1_3: f32[1,24] = matmul %t25, %dddt_1 {transA=true, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
+  //   %dW1_3: f32[1,24] = matmul %t26, %dddt_1 {transA=true, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
   //   %dW1_acc: f32[1,24] = add %dW1_4, %dW1_3   pinn.ts:15  const W1 = g.param('W1', [1, H], { init: 'uniform', scale: 1 });
   const kernel_dW1_acc = kernel(function (dW1_4, dddt_1) {
       const _x = this.thread.x;
@@ -839,20 +873,20 @@ export async function create(options = {}) {
     }, 24);
 
   // ddt_1_1 = ddx @ W1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:25)
-  // ddh1_1 = ddt_1_1 * t9   mul'  (pinn.ts:20, of g.grad at pinn.ts:25)
+  // ddh1_1 = ddt_1_1 * t28   mul'  (pinn.ts:20, of g.grad at pinn.ts:25)
   // dt9_1 = ddt_1_1 * dh1   mul'  (pinn.ts:20, of g.grad at pinn.ts:25)
   // dt9 = dt9_acc + dt9_1   fan-out: dt9 += the gradient through each use  (pinn.ts:20, of g.grad at pinn.ts:25)
   // dt8 = -dt9   sub'  (pinn.ts:20, of g.grad at pinn.ts:25)
-  // dh1_2_1 = dt8 * t11   square'  (pinn.ts:20, of g.grad at pinn.ts:25)
+  // dh1_2_1 = dt8 * t31   square'  (pinn.ts:20, of g.grad at pinn.ts:25)
   // ddh1_4 = ddh1_2 + ddh1_1   fan-out: ddh1_4 += the gradient through each use  (pinn.ts:21, of g.grad at pinn.ts:25)
   //   %ddt_1_1: f32[64,24] = matmul %ddx, %W1 {transA=false, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
-  //   %ddh1_1: f32[64,24] = mul %ddt_1_1, %t9   pinn.ts:20
+  //   %ddh1_1: f32[64,24] = mul %ddt_1_1, %t28   pinn.ts:20
   //   %dt9_1: f32[64,24] = mul %ddt_1_1, %dh1   pinn.ts:20
   //   %dt9: f32[64,24] = add %dt9_acc, %dt9_1   pinn.ts:20
   //   %dt8: f32[64,24] = neg %dt9   pinn.ts:20
-  //   %dh1_2_1: f32[64,24] = mul %dt8, %t11   pinn.ts:20
+  //   %dh1_2_1: f32[64,24] = mul %dt8, %t31   pinn.ts:20
   //   %ddh1_4: f32[64,24] = add %ddh1_2, %ddh1_1   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  const kernel_ddh1_4 = kernel(function (ddx, W1, t9, ddh1_2) {
+  const kernel_ddh1_4 = kernel(function (ddx, W1, t28, ddh1_2) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 24);
       const _rest0 = _x - _i0 * 24;
@@ -860,24 +894,24 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 1; _r1++) {
         _acc0 += ddx[_i0] * W1[_rest0];
       }
-      return ddh1_2[_i0 * 24 + _rest0] + _acc0 * t9[_i0 * 24 + _rest0];
+      return ddh1_2[_i0 * 24 + _rest0] + _acc0 * t28[_i0 * 24 + _rest0];
     }, 1536);
 
   // ddt_1_1 = ddx @ W1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:25)
-  // ddh1_1 = ddt_1_1 * t9   mul'  (pinn.ts:20, of g.grad at pinn.ts:25)
+  // ddh1_1 = ddt_1_1 * t28   mul'  (pinn.ts:20, of g.grad at pinn.ts:25)
   // dt9_1 = ddt_1_1 * dh1   mul'  (pinn.ts:20, of g.grad at pinn.ts:25)
   // dt9 = dt9_acc + dt9_1   fan-out: dt9 += the gradient through each use  (pinn.ts:20, of g.grad at pinn.ts:25)
   // dt8 = -dt9   sub'  (pinn.ts:20, of g.grad at pinn.ts:25)
-  // dh1_2_1 = dt8 * t11   square'  (pinn.ts:20, of g.grad at pinn.ts:25)
+  // dh1_2_1 = dt8 * t31   square'  (pinn.ts:20, of g.grad at pinn.ts:25)
   // dh1_acc = dh1_3_1 + dh1_2_1   fan-out: dh1 += the gradient through each use  (pinn.ts:20)
   //   %ddt_1_1: f32[64,24] = matmul %ddx, %W1 {transA=false, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
-  //   %ddh1_1: f32[64,24] = mul %ddt_1_1, %t9   pinn.ts:20
+  //   %ddh1_1: f32[64,24] = mul %ddt_1_1, %t28   pinn.ts:20
   //   %dt9_1: f32[64,24] = mul %ddt_1_1, %dh1   pinn.ts:20
   //   %dt9: f32[64,24] = add %dt9_acc, %dt9_1   pinn.ts:20
   //   %dt8: f32[64,24] = neg %dt9   pinn.ts:20
-  //   %dh1_2_1: f32[64,24] = mul %dt8, %t11   pinn.ts:20
+  //   %dh1_2_1: f32[64,24] = mul %dt8, %t31   pinn.ts:20
   //   %dh1_acc: f32[64,24] = add %dh1_3_1, %dh1_2_1   pinn.ts:20
-  const kernel_dh1_acc = kernel(function (ddx, W1, dh1, dt9_acc, t11, dh1_3_1) {
+  const kernel_dh1_acc = kernel(function (ddx, W1, dh1, dt9_acc, t31, dh1_3_1) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 24);
       const _rest0 = _x - _i0 * 24;
@@ -885,7 +919,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 1; _r1++) {
         _acc0 += ddx[_i0] * W1[_rest0];
       }
-      return dh1_3_1[_i0 * 24 + _rest0] + -(dt9_acc[_i0 * 24 + _rest0] + _acc0 * dh1[_i0 * 24 + _rest0]) * t11[_i0 * 24 + _rest0];
+      return dh1_3_1[_i0 * 24 + _rest0] + -(dt9_acc[_i0 * 24 + _rest0] + _acc0 * dh1[_i0 * 24 + _rest0]) * t31[_i0 * 24 + _rest0];
     }, 1536);
 
   // dW1_2 = ddx.T @ dt_1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:25)
@@ -902,20 +936,20 @@ export async function create(options = {}) {
     }, 24);
 
   // ddt_8 = ddh1_4 @ W2   matmul'  (pinn.ts:21, of g.grad at pinn.ts:25)
-  // ddh2_1_1 = ddt_8 * t7   mul'  (pinn.ts:21, of g.grad at pinn.ts:25)
+  // ddh2_1_1 = ddt_8 * t29   mul'  (pinn.ts:21, of g.grad at pinn.ts:25)
   // dt7_1 = ddt_8 * dh2   mul'  (pinn.ts:21, of g.grad at pinn.ts:25)
   // dt7 = dt7_2 + dt7_1   fan-out: dt7 += the gradient through each use  (pinn.ts:21, of g.grad at pinn.ts:25)
   // dt5 = -dt7   sub'  (pinn.ts:21, of g.grad at pinn.ts:25)
-  // dh2_2 = dt5 * t12   square'  (pinn.ts:21, of g.grad at pinn.ts:25)
+  // dh2_2 = dt5 * t30   square'  (pinn.ts:21, of g.grad at pinn.ts:25)
   // ddh2 = ddh2_2 + ddh2_1_1   fan-out: ddh2 += the gradient through each use  (pinn.ts:22, of g.grad at pinn.ts:25)
   //   %ddt_8: f32[64,24] = matmul %ddh1_4, %W2 {transA=false, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  //   %ddh2_1_1: f32[64,24] = mul %ddt_8, %t7   pinn.ts:21
+  //   %ddh2_1_1: f32[64,24] = mul %ddt_8, %t29   pinn.ts:21
   //   %dt7_1: f32[64,24] = mul %ddt_8, %dh2   pinn.ts:21
   //   %dt7: f32[64,24] = add %dt7_2, %dt7_1   pinn.ts:21
   //   %dt5: f32[64,24] = neg %dt7   pinn.ts:21
-  //   %dh2_2: f32[64,24] = mul %dt5, %t12   pinn.ts:21
+  //   %dh2_2: f32[64,24] = mul %dt5, %t30   pinn.ts:21
   //   %ddh2: f32[64,24] = add %ddh2_2, %ddh2_1_1   pinn.ts:22  const u = h2.matmul(W3);
-  const kernel_ddh2 = kernel(function (ddh1_4, W2, t7, ddh2_2) {
+  const kernel_ddh2 = kernel(function (ddh1_4, W2, t29, ddh2_2) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 24);
       const _rest0 = _x - _i0 * 24;
@@ -923,24 +957,24 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 24; _r1++) {
         _acc0 += ddh1_4[_i0 * 24 + _r1] * W2[_r1 * 24 + _rest0];
       }
-      return ddh2_2[_i0 * 24 + _rest0] + _acc0 * t7[_i0 * 24 + _rest0];
+      return ddh2_2[_i0 * 24 + _rest0] + _acc0 * t29[_i0 * 24 + _rest0];
     }, 1536);
 
   // ddt_8 = ddh1_4 @ W2   matmul'  (pinn.ts:21, of g.grad at pinn.ts:25)
-  // ddh2_1_1 = ddt_8 * t7   mul'  (pinn.ts:21, of g.grad at pinn.ts:25)
+  // ddh2_1_1 = ddt_8 * t29   mul'  (pinn.ts:21, of g.grad at pinn.ts:25)
   // dt7_1 = ddt_8 * dh2   mul'  (pinn.ts:21, of g.grad at pinn.ts:25)
   // dt7 = dt7_2 + dt7_1   fan-out: dt7 += the gradient through each use  (pinn.ts:21, of g.grad at pinn.ts:25)
   // dt5 = -dt7   sub'  (pinn.ts:21, of g.grad at pinn.ts:25)
-  // dh2_2 = dt5 * t12   square'  (pinn.ts:21, of g.grad at pinn.ts:25)
+  // dh2_2 = dt5 * t30   square'  (pinn.ts:21, of g.grad at pinn.ts:25)
   // dh2_acc = dh2_3 + dh2_2   fan-out: dh2 += the gradient through each use  (pinn.ts:21)
   //   %ddt_8: f32[64,24] = matmul %ddh1_4, %W2 {transA=false, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  //   %ddh2_1_1: f32[64,24] = mul %ddt_8, %t7   pinn.ts:21
+  //   %ddh2_1_1: f32[64,24] = mul %ddt_8, %t29   pinn.ts:21
   //   %dt7_1: f32[64,24] = mul %ddt_8, %dh2   pinn.ts:21
   //   %dt7: f32[64,24] = add %dt7_2, %dt7_1   pinn.ts:21
   //   %dt5: f32[64,24] = neg %dt7   pinn.ts:21
-  //   %dh2_2: f32[64,24] = mul %dt5, %t12   pinn.ts:21
+  //   %dh2_2: f32[64,24] = mul %dt5, %t30   pinn.ts:21
   //   %dh2_acc: f32[64,24] = add %dh2_3, %dh2_2   pinn.ts:21
-  const kernel_dh2_acc = kernel(function (ddh1_4, W2, dh2, dt7_2, t12, dh2_3) {
+  const kernel_dh2_acc = kernel(function (ddh1_4, W2, dh2, dt7_2, t30, dh2_3) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 24);
       const _rest0 = _x - _i0 * 24;
@@ -948,7 +982,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 24; _r1++) {
         _acc0 += ddh1_4[_i0 * 24 + _r1] * W2[_r1 * 24 + _rest0];
       }
-      return dh2_3[_i0 * 24 + _rest0] + -(dt7_2[_i0 * 24 + _rest0] + _acc0 * dh2[_i0 * 24 + _rest0]) * t12[_i0 * 24 + _rest0];
+      return dh2_3[_i0 * 24 + _rest0] + -(dt7_2[_i0 * 24 + _rest0] + _acc0 * dh2[_i0 * 24 + _rest0]) * t30[_i0 * 24 + _rest0];
     }, 1536);
 
   // dW2_2 = ddh1_4.T @ dt   matmul'  (pinn.ts:21, of g.grad at pinn.ts:25)
@@ -967,7 +1001,7 @@ export async function create(options = {}) {
     }, 576);
 
   // dW3_2 = ddh2.T @ ones(64, 1)   matmul'  (pinn.ts:22, of g.grad at pinn.ts:25)
-  //   %dW3_2: f32[24,1] = matmul %ddh2, %t25 {transA=true, transB=false}   pinn.ts:22  const u = h2.matmul(W3);
+  //   %dW3_2: f32[24,1] = matmul %ddh2, %t26 {transA=true, transB=false}   pinn.ts:22  const u = h2.matmul(W3);
   const kernel_dW3_2 = kernel(function (ddh2) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -979,11 +1013,11 @@ export async function create(options = {}) {
 
   // dh2_1_1 = du_1 @ W3.T   matmul'  (pinn.ts:22)
   // dh2_4 = dh2_acc + dh2_1_1   fan-out: dh2_4 += the gradient through each use  (pinn.ts:21)
-  // dt4 = dh2_4 * t7   tanh'  (pinn.ts:21)
+  // dt4 = dh2_4 * t29   tanh'  (pinn.ts:21)
   //   %dh2_1_1: f32[64,24] = matmul %du_1, %W3 {transA=false, transB=true}   pinn.ts:22  const u = h2.matmul(W3);
   //   %dh2_4: f32[64,24] = add %dh2_acc, %dh2_1_1   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  //   %dt4: f32[64,24] = mul %dh2_4, %t7   pinn.ts:21
-  const kernel_dt4 = kernel(function (dh2_acc, du_1, W3, t7) {
+  //   %dt4: f32[64,24] = mul %dh2_4, %t29   pinn.ts:21
+  const kernel_dt4 = kernel(function (dh2_acc, du_1, W3, t29) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 24);
       const _rest0 = _x - _i0 * 24;
@@ -991,7 +1025,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 1; _r1++) {
         _acc0 += du_1[_i0] * W3[_rest0];
       }
-      return (dh2_acc[_i0 * 24 + _rest0] + _acc0) * t7[_i0 * 24 + _rest0];
+      return (dh2_acc[_i0 * 24 + _rest0] + _acc0) * t29[_i0 * 24 + _rest0];
     }, 1536);
 
   // dW3_1 = h2.T @ du_1   matmul'  (pinn.ts:22)
@@ -1020,11 +1054,11 @@ export async function create(options = {}) {
 
   // dh1_1_1 = dt4 @ W2.T   matmul'  (pinn.ts:21)
   // dh1_4 = dh1_acc + dh1_1_1   fan-out: dh1_4 += the gradient through each use  (pinn.ts:20)
-  // dt2 = dh1_4 * t9   tanh'  (pinn.ts:20)
+  // dt2 = dh1_4 * t28   tanh'  (pinn.ts:20)
   //   %dh1_1_1: f32[64,24] = matmul %dt4, %W2 {transA=false, transB=true}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
   //   %dh1_4: f32[64,24] = add %dh1_acc, %dh1_1_1   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
-  //   %dt2: f32[64,24] = mul %dh1_4, %t9   pinn.ts:20
-  const kernel_dt2 = kernel(function (dh1_acc, dt4, W2, t9) {
+  //   %dt2: f32[64,24] = mul %dh1_4, %t28   pinn.ts:20
+  const kernel_dt2 = kernel(function (dh1_acc, dt4, W2, t28) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 24);
       const _rest0 = _x - _i0 * 24;
@@ -1032,7 +1066,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 24; _r1++) {
         _acc0 += dt4[_i0 * 24 + _r1] * W2[_rest0 * 24 + _r1];
       }
-      return (dh1_acc[_i0 * 24 + _rest0] + _acc0) * t9[_i0 * 24 + _rest0];
+      return (dh1_acc[_i0 * 24 + _rest0] + _acc0) * t28[_i0 * 24 + _rest0];
     }, 1536);
 
   // dW2_1 = h1.T @ dt4   matmul'  (pinn.ts:21)
@@ -1077,10 +1111,12 @@ export async function create(options = {}) {
   // the forward steps
   const forwardPlan = gpu.createPipeline(function (W1, b1, W2, b2, W3, x) {
       const h1 = kernel_h1(x, W1, b1);
-      const t9 = kernel_t9(h1);
+      const t8 = kernel_t8(h1);
+      const t9 = kernel_t9(t8);
       const t11 = kernel_t11(h1);
       const h2 = kernel_h2(h1, W2, b2);
-      const t7 = kernel_t7(h2);
+      const t5 = kernel_t5(h2);
+      const t7 = kernel_t7(t5);
       const t12 = kernel_t12(h2);
       const u = kernel_u(h2, W3);
       const dh2 = kernel_dh2(W3);
@@ -1116,10 +1152,12 @@ export async function create(options = {}) {
   // the forward steps, then the backward steps in reverse order
   const gradPlan = gpu.createPipeline(function (W1, b1, W2, b2, W3, x) {
       const h1 = kernel_h1(x, W1, b1);
-      const t9 = kernel_t9(h1);
+      const t8 = kernel_t8(h1);
+      const t9 = kernel_t9(t8);
       const t11 = kernel_t11(h1);
       const h2 = kernel_h2(h1, W2, b2);
-      const t7 = kernel_t7(h2);
+      const t5 = kernel_t5(h2);
+      const t7 = kernel_t7(t5);
       const t12 = kernel_t12(h2);
       const u = kernel_u(h2, W3);
       const dh2 = kernel_dh2(W3);
@@ -1155,32 +1193,38 @@ export async function create(options = {}) {
       const du_2 = kernel_du_2(dt17);
       const dt13 = kernel_dt13(t13);
       const du_1 = kernel_du_1(dt13, du_2);
-      const ddh1_3 = kernel_ddh1_3(dt13, W1, t9);
-      const dt9_3 = kernel_dt9_3(dt13, W1, dh1_3);
-      const dh1_3_1 = kernel_dh1_3_1(ddh1_3, dt_3);
-      const dddt_1_2 = kernel_dddt_1_2(ddh1_3, t11, dh1);
-      const ddh1_2 = kernel_ddh1_2(ddh1_3, t11, ddt_1);
+      const ddt_7 = kernel_ddt_7(dt13, W1);
+      const dt9_3 = kernel_dt9_3(ddt_7, dh1_3);
       const dW1_4 = kernel_dW1_4(dt13, dt_7);
-      const dt7_2 = kernel_dt7_2(ddh1_3, W2, dh2_1);
-      const dh2_3 = kernel_dh2_3(ddh1_3, W2, t7, dt_5);
-      const dddt = kernel_dddt(ddh1_3, W2, t7, t12, dh2);
-      const ddh2_2 = kernel_ddh2_2(ddh1_3, W2, t7, t12, ddt);
+      const t28 = kernel_t28(t8);
+      const ddh1_3 = kernel_ddh1_3(t28, ddt_7);
+      const dh1_3_1 = kernel_dh1_3_1(ddh1_3, dt_3);
+      const ddt_6 = kernel_ddt_6(ddh1_3, W2);
+      const dt7_2 = kernel_dt7_2(ddt_6, dh2_1);
       const dW2_4 = kernel_dW2_4(ddh1_3, dt_6);
-      const dddt_1 = kernel_dddt_1(dddt, W2, t9, dddt_1_2);
+      const t29 = kernel_t29(t5);
+      const t30 = kernel_t30(h2);
+      const dh2_3 = kernel_dh2_3(t29, ddt_6, dt_5);
+      const dddt = kernel_dddt(t29, t30, ddt_6, dh2);
+      const ddh2_2 = kernel_ddh2_2(t29, t30, ddt_6, ddt);
+      const dddt_1_1 = kernel_dddt_1_1(dddt, W2, t28);
       const dt9_acc = kernel_dt9_acc(dddt, W2, ddt_1, dt9_3);
       const dW2_acc = kernel_dW2_acc(dW2_4, ddh1, dddt);
+      const t31 = kernel_t31(h1);
+      const ddh1_2 = kernel_ddh1_2(t31, ddh1_3, ddt_1);
+      const dddt_1 = kernel_dddt_1(t31, ddh1_3, dh1, dddt_1_1);
       const dW1_acc = kernel_dW1_acc(dW1_4, dddt_1);
-      const ddh1_4 = kernel_ddh1_4(ddx, W1, t9, ddh1_2);
-      const dh1_acc = kernel_dh1_acc(ddx, W1, dh1, dt9_acc, t11, dh1_3_1);
+      const ddh1_4 = kernel_ddh1_4(ddx, W1, t28, ddh1_2);
+      const dh1_acc = kernel_dh1_acc(ddx, W1, dh1, dt9_acc, t31, dh1_3_1);
       const dW1_acc_1 = kernel_dW1_acc_1(dW1_acc, ddx, dt_1);
-      const ddh2 = kernel_ddh2(ddh1_4, W2, t7, ddh2_2);
-      const dh2_acc = kernel_dh2_acc(ddh1_4, W2, dh2, dt7_2, t12, dh2_3);
+      const ddh2 = kernel_ddh2(ddh1_4, W2, t29, ddh2_2);
+      const dh2_acc = kernel_dh2_acc(ddh1_4, W2, dh2, dt7_2, t30, dh2_3);
       const dW2_acc_1 = kernel_dW2_acc_1(dW2_acc, ddh1_4, dt);
       const dW3_2 = kernel_dW3_2(ddh2);
-      const dt4 = kernel_dt4(dh2_acc, du_1, W3, t7);
+      const dt4 = kernel_dt4(dh2_acc, du_1, W3, t29);
       const dW3 = kernel_dW3(dW3_2, h2, du_1);
       const db2 = kernel_db2(dt4);
-      const dt2 = kernel_dt2(dh1_acc, dt4, W2, t9);
+      const dt2 = kernel_dt2(dh1_acc, dt4, W2, t28);
       const dW2 = kernel_dW2(dW2_acc_1, h1, dt4);
       const db1 = kernel_db1(dt2);
       const dW1 = kernel_dW1(dW1_acc_1, x, dt2);

@@ -11,9 +11,9 @@ export const spec = {
 };
 
 
-// Memory plan: 40 arrays, 168.1 KiB, shared by values whose lifetimes do not overlap
+// Memory plan: 38 arrays, 150.2 KiB, shared by values whose lifetimes do not overlap
 // (see pinn.grad.ir). Values that live only inside one loop nest are locals.
-const buffers = [new Float32Array(64), new Float32Array(24), new Float32Array(24), new Float32Array(576), new Float32Array(24), new Float32Array(24), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(64), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(64), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(576), new Float32Array(1), new Float32Array(64), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(24), new Float32Array(24)];
+const buffers = [new Float32Array(64), new Float32Array(24), new Float32Array(24), new Float32Array(576), new Float32Array(24), new Float32Array(24), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(64), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(64), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(576), new Float32Array(1), new Float32Array(64), new Float32Array(24), new Float32Array(1536), new Float32Array(1536), new Float32Array(1536), new Float32Array(24), new Float32Array(24)];
 const buf = {
   x: buffers[0], // f32[64,1] (input x)
   W1: buffers[1], // f32[1,24] (param W1)
@@ -23,75 +23,83 @@ const buf = {
   W3: buffers[5], // f32[24,1] (param W3)
   // du: f32[64,1], every element 1 (the code reads the literal)
   h1: buffers[6], // f32[64,24]
-  t9: buffers[7], // f32[64,24]
-  t11: buffers[8], // f32[64,24]
-  h2: buffers[9], // f32[64,24]
-  t7: buffers[10], // f32[64,24]
-  t12: buffers[11], // f32[64,24]
-  u: buffers[12], // f32[64,1]
-  dh2: buffers[13], // f32[64,24]
-  dt: buffers[14], // f32[64,24]
-  dh1: buffers[15], // f32[64,24]
-  dt_1: buffers[16], // f32[64,24]
-  dx: buffers[17], // f32[64,1]
-  ddt_1: buffers[18], // f32[64,24]
-  ddh1: buffers[19], // f32[64,24]
-  dt_3: buffers[20], // f32[64,24]
-  dh1_2: buffers[21], // f32[64,24]
-  ddt: buffers[22], // f32[64,24]
-  dt_5: buffers[23], // f32[64,24]
-  dh2_1: buffers[24], // f32[64,24]
-  dt_6: buffers[25], // f32[64,24]
-  dh1_3: buffers[26], // f32[64,24]
-  dt_7: buffers[27], // f32[64,24]
-  dx_1: buffers[21].subarray(0, 64), // f32[64,1]
-  t13: buffers[28].subarray(0, 64), // f32[64,1]
-  t14: buffers[29].subarray(0, 64), // f32[64,1]
-  residual: buffers[30].subarray(0, 1), // f32[]
-  t17: buffers[29].subarray(0, 1), // f32[1,1]
-  t18: buffers[31].subarray(0, 1), // f32[1,1]
-  u0: buffers[31].subarray(0, 1), // a view of t18
-  t19: buffers[32], // f32[1,1]
-  t20: buffers[33].subarray(0, 1), // f32[1,1]
-  t21: buffers[34].subarray(0, 1), // f32[1,1]
-  ux0: buffers[34].subarray(0, 1), // a view of t21
-  loss: buffers[32], // f32[]
-  // t25: f32[64,1], every element 1 (the code reads the literal)
-  dt20: buffers[30].subarray(0, 1), // f32[1,1]
-  ddx: buffers[31].subarray(0, 64), // f32[64,1]
-  dt17: buffers[30].subarray(0, 1), // f32[1,1]
-  du_2: buffers[29].subarray(0, 64), // f32[64,1]
-  dt13: buffers[30].subarray(0, 64), // f32[64,1]
-  du_1: buffers[33], // f32[64,1]
-  ddh1_3: buffers[28], // f32[64,24]
-  dt9_3: buffers[29], // f32[64,24]
-  dh1_3_1: buffers[34], // f32[64,24]
-  dddt_1_2: buffers[35], // f32[64,24]
-  ddh1_2: buffers[36], // f32[64,24]
-  dW1_4: buffers[20].subarray(0, 24), // f32[1,24]
-  dt7_2: buffers[26], // f32[64,24]
-  dh2_3: buffers[27], // f32[64,24]
-  dddt: buffers[30], // f32[64,24]
-  ddh2_2: buffers[37], // f32[64,24]
-  dW2_4: buffers[22].subarray(0, 576), // f32[24,24]
-  dddt_1: buffers[23], // f32[64,24]
-  dt9_acc: buffers[24], // f32[64,24]
-  dW2_acc: buffers[18].subarray(0, 576), // f32[24,24]
-  dW1_acc: buffers[19].subarray(0, 24), // f32[1,24]
-  ddh1_4: buffers[20], // f32[64,24]
-  dh1_acc: buffers[22], // f32[64,24]
-  dW1_acc_1: buffers[8].subarray(0, 24), // f32[1,24]
-  ddh2: buffers[15], // f32[64,24]
-  dh2_acc: buffers[16], // f32[64,24]
-  dW2_acc_1: buffers[31], // f32[24,24]
+  t8: buffers[7], // f32[64,24]
+  t9: buffers[8], // f32[64,24]
+  t11: buffers[9], // f32[64,24]
+  h2: buffers[10], // f32[64,24]
+  t5: buffers[11], // f32[64,24]
+  t7: buffers[12], // f32[64,24]
+  t12: buffers[13], // f32[64,24]
+  u: buffers[14], // f32[64,1]
+  dh2: buffers[15], // f32[64,24]
+  dt: buffers[16], // f32[64,24]
+  dh1: buffers[17], // f32[64,24]
+  dt_1: buffers[18], // f32[64,24]
+  dx: buffers[19], // f32[64,1]
+  ddt_1: buffers[20], // f32[64,24]
+  ddh1: buffers[21], // f32[64,24]
+  dt_3: buffers[22], // f32[64,24]
+  dh1_2: buffers[23], // f32[64,24]
+  ddt: buffers[9], // f32[64,24]
+  dt_5: buffers[24], // f32[64,24]
+  dh2_1: buffers[25], // f32[64,24]
+  dt_6: buffers[26], // f32[64,24]
+  dh1_3: buffers[12], // f32[64,24]
+  dt_7: buffers[13], // f32[64,24]
+  dx_1: buffers[8].subarray(0, 64), // f32[64,1]
+  t13: buffers[23].subarray(0, 64), // f32[64,1]
+  t14: buffers[27].subarray(0, 64), // f32[64,1]
+  residual: buffers[28].subarray(0, 1), // f32[]
+  t17: buffers[27].subarray(0, 1), // f32[1,1]
+  t18: buffers[29].subarray(0, 1), // f32[1,1]
+  u0: buffers[29].subarray(0, 1), // a view of t18
+  t19: buffers[30], // f32[1,1]
+  t20: buffers[31].subarray(0, 1), // f32[1,1]
+  t21: buffers[32].subarray(0, 1), // f32[1,1]
+  ux0: buffers[32].subarray(0, 1), // a view of t21
+  loss: buffers[30], // f32[]
+  // t26: f32[64,1], every element 1 (the code reads the literal)
+  dt20: buffers[28].subarray(0, 1), // f32[1,1]
+  ddx: buffers[29].subarray(0, 64), // f32[64,1]
+  dt17: buffers[28].subarray(0, 1), // f32[1,1]
+  du_2: buffers[27].subarray(0, 64), // f32[64,1]
+  dt13: buffers[28].subarray(0, 64), // f32[64,1]
+  du_1: buffers[31], // f32[64,1]
+  ddt_7: buffers[23], // f32[64,24]
+  dt9_3: buffers[27], // f32[64,24]
+  dW1_4: buffers[32], // f32[1,24]
+  t28: buffers[12], // f32[64,24]
+  ddh1_3: buffers[13], // f32[64,24]
+  dh1_3_1: buffers[28], // f32[64,24]
+  ddt_6: buffers[7], // f32[64,24]
+  dt7_2: buffers[22], // f32[64,24]
+  dW2_4: buffers[23].subarray(0, 576), // f32[24,24]
+  t29: buffers[25], // f32[64,24]
+  t30: buffers[26], // f32[64,24]
+  dh2_3: buffers[33], // f32[64,24]
+  dddt: buffers[34], // f32[64,24]
+  ddh2_2: buffers[35], // f32[64,24]
+  dddt_1_1: buffers[7], // f32[64,24]
+  dt9_acc: buffers[9], // f32[64,24]
+  dW2_acc: buffers[11].subarray(0, 576), // f32[24,24]
+  t31: buffers[21], // f32[64,24]
+  ddh1_2: buffers[23], // f32[64,24]
+  dddt_1: buffers[24], // f32[64,24]
+  dW1_acc: buffers[7].subarray(0, 24), // f32[1,24]
+  ddh1_4: buffers[13], // f32[64,24]
+  dh1_acc: buffers[20], // f32[64,24]
+  dW1_acc_1: buffers[32], // f32[1,24]
+  ddh2: buffers[7], // f32[64,24]
+  dh2_acc: buffers[9], // f32[64,24]
+  dW2_acc_1: buffers[29], // f32[24,24]
   dW3_2: buffers[11].subarray(0, 24), // f32[24,1]
-  dt4: buffers[13], // f32[64,24]
-  dW3: buffers[35].subarray(0, 24), // f32[24,1]
-  db2: buffers[36].subarray(0, 24), // f32[24]
+  dt4: buffers[7], // f32[64,24]
+  dW3: buffers[33].subarray(0, 24), // f32[24,1]
+  db2: buffers[34].subarray(0, 24), // f32[24]
   dt2: buffers[9], // f32[64,24]
-  dW2: buffers[37].subarray(0, 576), // f32[24,24]
-  db1: buffers[38], // f32[24]
-  dW1: buffers[39], // f32[1,24]
+  dW2: buffers[35].subarray(0, 576), // f32[24,24]
+  db1: buffers[36], // f32[24]
+  dW1: buffers[37], // f32[1,24]
   _acc0: new Float64Array(24), // accumulators of column sums
 };
 
@@ -194,7 +202,7 @@ function stage(params, inputs) {
 
 /** t11 = h1 * 2 */
 function matmul_t11() {
-  const { x, W1, b1, h1, t9, t11 } = buf;
+  const { x, W1, b1, h1, t8, t9, t11 } = buf;
   for (let i = 0; i < 64; i += 2) {
     for (let j = 0; j < 24; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
@@ -210,37 +218,69 @@ function matmul_t11() {
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      h1[i * 24 + j] = Math.tanh(_c00 + b1[j]);
-      t9[i * 24 + j] = 1 - Math.tanh(_c00 + b1[j]) * Math.tanh(_c00 + b1[j]);
-      t11[i * 24 + j] = Math.tanh(_c00 + b1[j]) * 2;
-      h1[i * 24 + j + 1] = Math.tanh(_c01 + b1[j + 1]);
-      t9[i * 24 + j + 1] = 1 - Math.tanh(_c01 + b1[j + 1]) * Math.tanh(_c01 + b1[j + 1]);
-      t11[i * 24 + j + 1] = Math.tanh(_c01 + b1[j + 1]) * 2;
-      h1[i * 24 + j + 2] = Math.tanh(_c02 + b1[j + 2]);
-      t9[i * 24 + j + 2] = 1 - Math.tanh(_c02 + b1[j + 2]) * Math.tanh(_c02 + b1[j + 2]);
-      t11[i * 24 + j + 2] = Math.tanh(_c02 + b1[j + 2]) * 2;
-      h1[i * 24 + j + 3] = Math.tanh(_c03 + b1[j + 3]);
-      t9[i * 24 + j + 3] = 1 - Math.tanh(_c03 + b1[j + 3]) * Math.tanh(_c03 + b1[j + 3]);
-      t11[i * 24 + j + 3] = Math.tanh(_c03 + b1[j + 3]) * 2;
-      h1[(i + 1) * 24 + j] = Math.tanh(_c10 + b1[j]);
-      t9[(i + 1) * 24 + j] = 1 - Math.tanh(_c10 + b1[j]) * Math.tanh(_c10 + b1[j]);
-      t11[(i + 1) * 24 + j] = Math.tanh(_c10 + b1[j]) * 2;
-      h1[(i + 1) * 24 + j + 1] = Math.tanh(_c11 + b1[j + 1]);
-      t9[(i + 1) * 24 + j + 1] = 1 - Math.tanh(_c11 + b1[j + 1]) * Math.tanh(_c11 + b1[j + 1]);
-      t11[(i + 1) * 24 + j + 1] = Math.tanh(_c11 + b1[j + 1]) * 2;
-      h1[(i + 1) * 24 + j + 2] = Math.tanh(_c12 + b1[j + 2]);
-      t9[(i + 1) * 24 + j + 2] = 1 - Math.tanh(_c12 + b1[j + 2]) * Math.tanh(_c12 + b1[j + 2]);
-      t11[(i + 1) * 24 + j + 2] = Math.tanh(_c12 + b1[j + 2]) * 2;
-      h1[(i + 1) * 24 + j + 3] = Math.tanh(_c13 + b1[j + 3]);
-      t9[(i + 1) * 24 + j + 3] = 1 - Math.tanh(_c13 + b1[j + 3]) * Math.tanh(_c13 + b1[j + 3]);
-      t11[(i + 1) * 24 + j + 3] = Math.tanh(_c13 + b1[j + 3]) * 2;
+      {
+        h1[i * 24 + j] = Math.tanh(_c00 + b1[j]);
+        const _t8 = Math.tanh(_c00 + b1[j]) * Math.tanh(_c00 + b1[j]);
+        t8[i * 24 + j] = _t8;
+        t9[i * 24 + j] = 1 - _t8;
+        t11[i * 24 + j] = Math.tanh(_c00 + b1[j]) * 2;
+      }
+      {
+        h1[i * 24 + j + 1] = Math.tanh(_c01 + b1[j + 1]);
+        const _t8 = Math.tanh(_c01 + b1[j + 1]) * Math.tanh(_c01 + b1[j + 1]);
+        t8[i * 24 + j + 1] = _t8;
+        t9[i * 24 + j + 1] = 1 - _t8;
+        t11[i * 24 + j + 1] = Math.tanh(_c01 + b1[j + 1]) * 2;
+      }
+      {
+        h1[i * 24 + j + 2] = Math.tanh(_c02 + b1[j + 2]);
+        const _t8 = Math.tanh(_c02 + b1[j + 2]) * Math.tanh(_c02 + b1[j + 2]);
+        t8[i * 24 + j + 2] = _t8;
+        t9[i * 24 + j + 2] = 1 - _t8;
+        t11[i * 24 + j + 2] = Math.tanh(_c02 + b1[j + 2]) * 2;
+      }
+      {
+        h1[i * 24 + j + 3] = Math.tanh(_c03 + b1[j + 3]);
+        const _t8 = Math.tanh(_c03 + b1[j + 3]) * Math.tanh(_c03 + b1[j + 3]);
+        t8[i * 24 + j + 3] = _t8;
+        t9[i * 24 + j + 3] = 1 - _t8;
+        t11[i * 24 + j + 3] = Math.tanh(_c03 + b1[j + 3]) * 2;
+      }
+      {
+        h1[(i + 1) * 24 + j] = Math.tanh(_c10 + b1[j]);
+        const _t8 = Math.tanh(_c10 + b1[j]) * Math.tanh(_c10 + b1[j]);
+        t8[(i + 1) * 24 + j] = _t8;
+        t9[(i + 1) * 24 + j] = 1 - _t8;
+        t11[(i + 1) * 24 + j] = Math.tanh(_c10 + b1[j]) * 2;
+      }
+      {
+        h1[(i + 1) * 24 + j + 1] = Math.tanh(_c11 + b1[j + 1]);
+        const _t8 = Math.tanh(_c11 + b1[j + 1]) * Math.tanh(_c11 + b1[j + 1]);
+        t8[(i + 1) * 24 + j + 1] = _t8;
+        t9[(i + 1) * 24 + j + 1] = 1 - _t8;
+        t11[(i + 1) * 24 + j + 1] = Math.tanh(_c11 + b1[j + 1]) * 2;
+      }
+      {
+        h1[(i + 1) * 24 + j + 2] = Math.tanh(_c12 + b1[j + 2]);
+        const _t8 = Math.tanh(_c12 + b1[j + 2]) * Math.tanh(_c12 + b1[j + 2]);
+        t8[(i + 1) * 24 + j + 2] = _t8;
+        t9[(i + 1) * 24 + j + 2] = 1 - _t8;
+        t11[(i + 1) * 24 + j + 2] = Math.tanh(_c12 + b1[j + 2]) * 2;
+      }
+      {
+        h1[(i + 1) * 24 + j + 3] = Math.tanh(_c13 + b1[j + 3]);
+        const _t8 = Math.tanh(_c13 + b1[j + 3]) * Math.tanh(_c13 + b1[j + 3]);
+        t8[(i + 1) * 24 + j + 3] = _t8;
+        t9[(i + 1) * 24 + j + 3] = 1 - _t8;
+        t11[(i + 1) * 24 + j + 3] = Math.tanh(_c13 + b1[j + 3]) * 2;
+      }
     }
   }
 }
 
 /** t12 = h2 * 2 */
 function matmul_t12() {
-  const { h1, W2, b2, h2, t7, t12 } = buf;
+  const { h1, W2, b2, h2, t5, t7, t12 } = buf;
   for (let i = 0; i < 64; i += 2) {
     for (let j = 0; j < 24; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
@@ -256,30 +296,62 @@ function matmul_t12() {
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      h2[i * 24 + j] = Math.tanh(_c00 + b2[j]);
-      t7[i * 24 + j] = 1 - Math.tanh(_c00 + b2[j]) * Math.tanh(_c00 + b2[j]);
-      t12[i * 24 + j] = Math.tanh(_c00 + b2[j]) * 2;
-      h2[i * 24 + j + 1] = Math.tanh(_c01 + b2[j + 1]);
-      t7[i * 24 + j + 1] = 1 - Math.tanh(_c01 + b2[j + 1]) * Math.tanh(_c01 + b2[j + 1]);
-      t12[i * 24 + j + 1] = Math.tanh(_c01 + b2[j + 1]) * 2;
-      h2[i * 24 + j + 2] = Math.tanh(_c02 + b2[j + 2]);
-      t7[i * 24 + j + 2] = 1 - Math.tanh(_c02 + b2[j + 2]) * Math.tanh(_c02 + b2[j + 2]);
-      t12[i * 24 + j + 2] = Math.tanh(_c02 + b2[j + 2]) * 2;
-      h2[i * 24 + j + 3] = Math.tanh(_c03 + b2[j + 3]);
-      t7[i * 24 + j + 3] = 1 - Math.tanh(_c03 + b2[j + 3]) * Math.tanh(_c03 + b2[j + 3]);
-      t12[i * 24 + j + 3] = Math.tanh(_c03 + b2[j + 3]) * 2;
-      h2[(i + 1) * 24 + j] = Math.tanh(_c10 + b2[j]);
-      t7[(i + 1) * 24 + j] = 1 - Math.tanh(_c10 + b2[j]) * Math.tanh(_c10 + b2[j]);
-      t12[(i + 1) * 24 + j] = Math.tanh(_c10 + b2[j]) * 2;
-      h2[(i + 1) * 24 + j + 1] = Math.tanh(_c11 + b2[j + 1]);
-      t7[(i + 1) * 24 + j + 1] = 1 - Math.tanh(_c11 + b2[j + 1]) * Math.tanh(_c11 + b2[j + 1]);
-      t12[(i + 1) * 24 + j + 1] = Math.tanh(_c11 + b2[j + 1]) * 2;
-      h2[(i + 1) * 24 + j + 2] = Math.tanh(_c12 + b2[j + 2]);
-      t7[(i + 1) * 24 + j + 2] = 1 - Math.tanh(_c12 + b2[j + 2]) * Math.tanh(_c12 + b2[j + 2]);
-      t12[(i + 1) * 24 + j + 2] = Math.tanh(_c12 + b2[j + 2]) * 2;
-      h2[(i + 1) * 24 + j + 3] = Math.tanh(_c13 + b2[j + 3]);
-      t7[(i + 1) * 24 + j + 3] = 1 - Math.tanh(_c13 + b2[j + 3]) * Math.tanh(_c13 + b2[j + 3]);
-      t12[(i + 1) * 24 + j + 3] = Math.tanh(_c13 + b2[j + 3]) * 2;
+      {
+        h2[i * 24 + j] = Math.tanh(_c00 + b2[j]);
+        const _t5 = Math.tanh(_c00 + b2[j]) * Math.tanh(_c00 + b2[j]);
+        t5[i * 24 + j] = _t5;
+        t7[i * 24 + j] = 1 - _t5;
+        t12[i * 24 + j] = Math.tanh(_c00 + b2[j]) * 2;
+      }
+      {
+        h2[i * 24 + j + 1] = Math.tanh(_c01 + b2[j + 1]);
+        const _t5 = Math.tanh(_c01 + b2[j + 1]) * Math.tanh(_c01 + b2[j + 1]);
+        t5[i * 24 + j + 1] = _t5;
+        t7[i * 24 + j + 1] = 1 - _t5;
+        t12[i * 24 + j + 1] = Math.tanh(_c01 + b2[j + 1]) * 2;
+      }
+      {
+        h2[i * 24 + j + 2] = Math.tanh(_c02 + b2[j + 2]);
+        const _t5 = Math.tanh(_c02 + b2[j + 2]) * Math.tanh(_c02 + b2[j + 2]);
+        t5[i * 24 + j + 2] = _t5;
+        t7[i * 24 + j + 2] = 1 - _t5;
+        t12[i * 24 + j + 2] = Math.tanh(_c02 + b2[j + 2]) * 2;
+      }
+      {
+        h2[i * 24 + j + 3] = Math.tanh(_c03 + b2[j + 3]);
+        const _t5 = Math.tanh(_c03 + b2[j + 3]) * Math.tanh(_c03 + b2[j + 3]);
+        t5[i * 24 + j + 3] = _t5;
+        t7[i * 24 + j + 3] = 1 - _t5;
+        t12[i * 24 + j + 3] = Math.tanh(_c03 + b2[j + 3]) * 2;
+      }
+      {
+        h2[(i + 1) * 24 + j] = Math.tanh(_c10 + b2[j]);
+        const _t5 = Math.tanh(_c10 + b2[j]) * Math.tanh(_c10 + b2[j]);
+        t5[(i + 1) * 24 + j] = _t5;
+        t7[(i + 1) * 24 + j] = 1 - _t5;
+        t12[(i + 1) * 24 + j] = Math.tanh(_c10 + b2[j]) * 2;
+      }
+      {
+        h2[(i + 1) * 24 + j + 1] = Math.tanh(_c11 + b2[j + 1]);
+        const _t5 = Math.tanh(_c11 + b2[j + 1]) * Math.tanh(_c11 + b2[j + 1]);
+        t5[(i + 1) * 24 + j + 1] = _t5;
+        t7[(i + 1) * 24 + j + 1] = 1 - _t5;
+        t12[(i + 1) * 24 + j + 1] = Math.tanh(_c11 + b2[j + 1]) * 2;
+      }
+      {
+        h2[(i + 1) * 24 + j + 2] = Math.tanh(_c12 + b2[j + 2]);
+        const _t5 = Math.tanh(_c12 + b2[j + 2]) * Math.tanh(_c12 + b2[j + 2]);
+        t5[(i + 1) * 24 + j + 2] = _t5;
+        t7[(i + 1) * 24 + j + 2] = 1 - _t5;
+        t12[(i + 1) * 24 + j + 2] = Math.tanh(_c12 + b2[j + 2]) * 2;
+      }
+      {
+        h2[(i + 1) * 24 + j + 3] = Math.tanh(_c13 + b2[j + 3]);
+        const _t5 = Math.tanh(_c13 + b2[j + 3]) * Math.tanh(_c13 + b2[j + 3]);
+        t5[(i + 1) * 24 + j + 3] = _t5;
+        t7[(i + 1) * 24 + j + 3] = 1 - _t5;
+        t12[(i + 1) * 24 + j + 3] = Math.tanh(_c13 + b2[j + 3]) * 2;
+      }
     }
   }
 }
@@ -668,9 +740,9 @@ function matmul_t14() {
   }
 }
 
-/** ddh1_2 = -(ddh1_3 * t11) * ddt_1 */
-function matmul_ddh1_2() {
-  const { dt13, W1, t9, ddh1_3, dh1_3, dt9_3, t11, dt_3, dh1_3_1, dh1, dddt_1_2, ddt_1, ddh1_2 } = buf;
+/** dt9_3 = ddt_7 * dh1_3 */
+function matmul_dt9_3() {
+  const { dt13, W1, ddt_7, dh1_3, dt9_3 } = buf;
   for (let i = 0; i < 64; i += 2) {
     for (let j = 0; j < 24; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
@@ -686,78 +758,22 @@ function matmul_ddh1_2() {
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      {
-        const _ddh1_3 = _c00 * t9[i * 24 + j];
-        ddh1_3[i * 24 + j] = _ddh1_3;
-        dt9_3[i * 24 + j] = _c00 * dh1_3[i * 24 + j];
-        dh1_3_1[i * 24 + j] = _ddh1_3 * dt_3[i * 24 + j] * 2;
-        const _ddt_2 = -(_ddh1_3 * t11[i * 24 + j]);
-        dddt_1_2[i * 24 + j] = _ddt_2 * dh1[i * 24 + j];
-        ddh1_2[i * 24 + j] = _ddt_2 * ddt_1[i * 24 + j];
-      }
-      {
-        const _ddh1_3 = _c01 * t9[i * 24 + j + 1];
-        ddh1_3[i * 24 + j + 1] = _ddh1_3;
-        dt9_3[i * 24 + j + 1] = _c01 * dh1_3[i * 24 + j + 1];
-        dh1_3_1[i * 24 + j + 1] = _ddh1_3 * dt_3[i * 24 + j + 1] * 2;
-        const _ddt_2 = -(_ddh1_3 * t11[i * 24 + j + 1]);
-        dddt_1_2[i * 24 + j + 1] = _ddt_2 * dh1[i * 24 + j + 1];
-        ddh1_2[i * 24 + j + 1] = _ddt_2 * ddt_1[i * 24 + j + 1];
-      }
-      {
-        const _ddh1_3 = _c02 * t9[i * 24 + j + 2];
-        ddh1_3[i * 24 + j + 2] = _ddh1_3;
-        dt9_3[i * 24 + j + 2] = _c02 * dh1_3[i * 24 + j + 2];
-        dh1_3_1[i * 24 + j + 2] = _ddh1_3 * dt_3[i * 24 + j + 2] * 2;
-        const _ddt_2 = -(_ddh1_3 * t11[i * 24 + j + 2]);
-        dddt_1_2[i * 24 + j + 2] = _ddt_2 * dh1[i * 24 + j + 2];
-        ddh1_2[i * 24 + j + 2] = _ddt_2 * ddt_1[i * 24 + j + 2];
-      }
-      {
-        const _ddh1_3 = _c03 * t9[i * 24 + j + 3];
-        ddh1_3[i * 24 + j + 3] = _ddh1_3;
-        dt9_3[i * 24 + j + 3] = _c03 * dh1_3[i * 24 + j + 3];
-        dh1_3_1[i * 24 + j + 3] = _ddh1_3 * dt_3[i * 24 + j + 3] * 2;
-        const _ddt_2 = -(_ddh1_3 * t11[i * 24 + j + 3]);
-        dddt_1_2[i * 24 + j + 3] = _ddt_2 * dh1[i * 24 + j + 3];
-        ddh1_2[i * 24 + j + 3] = _ddt_2 * ddt_1[i * 24 + j + 3];
-      }
-      {
-        const _ddh1_3 = _c10 * t9[(i + 1) * 24 + j];
-        ddh1_3[(i + 1) * 24 + j] = _ddh1_3;
-        dt9_3[(i + 1) * 24 + j] = _c10 * dh1_3[(i + 1) * 24 + j];
-        dh1_3_1[(i + 1) * 24 + j] = _ddh1_3 * dt_3[(i + 1) * 24 + j] * 2;
-        const _ddt_2 = -(_ddh1_3 * t11[(i + 1) * 24 + j]);
-        dddt_1_2[(i + 1) * 24 + j] = _ddt_2 * dh1[(i + 1) * 24 + j];
-        ddh1_2[(i + 1) * 24 + j] = _ddt_2 * ddt_1[(i + 1) * 24 + j];
-      }
-      {
-        const _ddh1_3 = _c11 * t9[(i + 1) * 24 + j + 1];
-        ddh1_3[(i + 1) * 24 + j + 1] = _ddh1_3;
-        dt9_3[(i + 1) * 24 + j + 1] = _c11 * dh1_3[(i + 1) * 24 + j + 1];
-        dh1_3_1[(i + 1) * 24 + j + 1] = _ddh1_3 * dt_3[(i + 1) * 24 + j + 1] * 2;
-        const _ddt_2 = -(_ddh1_3 * t11[(i + 1) * 24 + j + 1]);
-        dddt_1_2[(i + 1) * 24 + j + 1] = _ddt_2 * dh1[(i + 1) * 24 + j + 1];
-        ddh1_2[(i + 1) * 24 + j + 1] = _ddt_2 * ddt_1[(i + 1) * 24 + j + 1];
-      }
-      {
-        const _ddh1_3 = _c12 * t9[(i + 1) * 24 + j + 2];
-        ddh1_3[(i + 1) * 24 + j + 2] = _ddh1_3;
-        dt9_3[(i + 1) * 24 + j + 2] = _c12 * dh1_3[(i + 1) * 24 + j + 2];
-        dh1_3_1[(i + 1) * 24 + j + 2] = _ddh1_3 * dt_3[(i + 1) * 24 + j + 2] * 2;
-        const _ddt_2 = -(_ddh1_3 * t11[(i + 1) * 24 + j + 2]);
-        dddt_1_2[(i + 1) * 24 + j + 2] = _ddt_2 * dh1[(i + 1) * 24 + j + 2];
-        ddh1_2[(i + 1) * 24 + j + 2] = _ddt_2 * ddt_1[(i + 1) * 24 + j + 2];
-      }
-      {
-        const _ddh1_3 = _c13 * t9[(i + 1) * 24 + j + 3];
-        ddh1_3[(i + 1) * 24 + j + 3] = _ddh1_3;
-        dt9_3[(i + 1) * 24 + j + 3] = _c13 * dh1_3[(i + 1) * 24 + j + 3];
-        dh1_3_1[(i + 1) * 24 + j + 3] = _ddh1_3 * dt_3[(i + 1) * 24 + j + 3] * 2;
-        const _ddt_2 = -(_ddh1_3 * t11[(i + 1) * 24 + j + 3]);
-        dddt_1_2[(i + 1) * 24 + j + 3] = _ddt_2 * dh1[(i + 1) * 24 + j + 3];
-        ddh1_2[(i + 1) * 24 + j + 3] = _ddt_2 * ddt_1[(i + 1) * 24 + j + 3];
-      }
+      ddt_7[i * 24 + j] = _c00;
+      dt9_3[i * 24 + j] = _c00 * dh1_3[i * 24 + j];
+      ddt_7[i * 24 + j + 1] = _c01;
+      dt9_3[i * 24 + j + 1] = _c01 * dh1_3[i * 24 + j + 1];
+      ddt_7[i * 24 + j + 2] = _c02;
+      dt9_3[i * 24 + j + 2] = _c02 * dh1_3[i * 24 + j + 2];
+      ddt_7[i * 24 + j + 3] = _c03;
+      dt9_3[i * 24 + j + 3] = _c03 * dh1_3[i * 24 + j + 3];
+      ddt_7[(i + 1) * 24 + j] = _c10;
+      dt9_3[(i + 1) * 24 + j] = _c10 * dh1_3[(i + 1) * 24 + j];
+      ddt_7[(i + 1) * 24 + j + 1] = _c11;
+      dt9_3[(i + 1) * 24 + j + 1] = _c11 * dh1_3[(i + 1) * 24 + j + 1];
+      ddt_7[(i + 1) * 24 + j + 2] = _c12;
+      dt9_3[(i + 1) * 24 + j + 2] = _c12 * dh1_3[(i + 1) * 24 + j + 2];
+      ddt_7[(i + 1) * 24 + j + 3] = _c13;
+      dt9_3[(i + 1) * 24 + j + 3] = _c13 * dh1_3[(i + 1) * 24 + j + 3];
     }
   }
 }
@@ -784,9 +800,9 @@ function matmul_dW1_4() {
   }
 }
 
-/** ddh2_2 = -(ddh1_3 @ W2 * t7 * t12) * ddt */
-function matmul_ddh2_2() {
-  const { ddh1_3, W2, t7, dh2_1, dt7_2, t12, dt_5, dh2_3, dh2, dddt, ddt, ddh2_2 } = buf;
+/** dt7_2 = ddt_6 * dh2_1 */
+function matmul_dt7_2() {
+  const { ddh1_3, W2, ddt_6, dh2_1, dt7_2 } = buf;
   for (let i = 0; i < 64; i += 2) {
     for (let j = 0; j < 24; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
@@ -802,70 +818,22 @@ function matmul_ddh2_2() {
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      {
-        const _ddh2_1 = _c00 * t7[i * 24 + j];
-        dt7_2[i * 24 + j] = _c00 * dh2_1[i * 24 + j];
-        dh2_3[i * 24 + j] = _ddh2_1 * dt_5[i * 24 + j] * 2;
-        const _ddt_4 = -(_ddh2_1 * t12[i * 24 + j]);
-        dddt[i * 24 + j] = _ddt_4 * dh2[i * 24 + j];
-        ddh2_2[i * 24 + j] = _ddt_4 * ddt[i * 24 + j];
-      }
-      {
-        const _ddh2_1 = _c01 * t7[i * 24 + j + 1];
-        dt7_2[i * 24 + j + 1] = _c01 * dh2_1[i * 24 + j + 1];
-        dh2_3[i * 24 + j + 1] = _ddh2_1 * dt_5[i * 24 + j + 1] * 2;
-        const _ddt_4 = -(_ddh2_1 * t12[i * 24 + j + 1]);
-        dddt[i * 24 + j + 1] = _ddt_4 * dh2[i * 24 + j + 1];
-        ddh2_2[i * 24 + j + 1] = _ddt_4 * ddt[i * 24 + j + 1];
-      }
-      {
-        const _ddh2_1 = _c02 * t7[i * 24 + j + 2];
-        dt7_2[i * 24 + j + 2] = _c02 * dh2_1[i * 24 + j + 2];
-        dh2_3[i * 24 + j + 2] = _ddh2_1 * dt_5[i * 24 + j + 2] * 2;
-        const _ddt_4 = -(_ddh2_1 * t12[i * 24 + j + 2]);
-        dddt[i * 24 + j + 2] = _ddt_4 * dh2[i * 24 + j + 2];
-        ddh2_2[i * 24 + j + 2] = _ddt_4 * ddt[i * 24 + j + 2];
-      }
-      {
-        const _ddh2_1 = _c03 * t7[i * 24 + j + 3];
-        dt7_2[i * 24 + j + 3] = _c03 * dh2_1[i * 24 + j + 3];
-        dh2_3[i * 24 + j + 3] = _ddh2_1 * dt_5[i * 24 + j + 3] * 2;
-        const _ddt_4 = -(_ddh2_1 * t12[i * 24 + j + 3]);
-        dddt[i * 24 + j + 3] = _ddt_4 * dh2[i * 24 + j + 3];
-        ddh2_2[i * 24 + j + 3] = _ddt_4 * ddt[i * 24 + j + 3];
-      }
-      {
-        const _ddh2_1 = _c10 * t7[(i + 1) * 24 + j];
-        dt7_2[(i + 1) * 24 + j] = _c10 * dh2_1[(i + 1) * 24 + j];
-        dh2_3[(i + 1) * 24 + j] = _ddh2_1 * dt_5[(i + 1) * 24 + j] * 2;
-        const _ddt_4 = -(_ddh2_1 * t12[(i + 1) * 24 + j]);
-        dddt[(i + 1) * 24 + j] = _ddt_4 * dh2[(i + 1) * 24 + j];
-        ddh2_2[(i + 1) * 24 + j] = _ddt_4 * ddt[(i + 1) * 24 + j];
-      }
-      {
-        const _ddh2_1 = _c11 * t7[(i + 1) * 24 + j + 1];
-        dt7_2[(i + 1) * 24 + j + 1] = _c11 * dh2_1[(i + 1) * 24 + j + 1];
-        dh2_3[(i + 1) * 24 + j + 1] = _ddh2_1 * dt_5[(i + 1) * 24 + j + 1] * 2;
-        const _ddt_4 = -(_ddh2_1 * t12[(i + 1) * 24 + j + 1]);
-        dddt[(i + 1) * 24 + j + 1] = _ddt_4 * dh2[(i + 1) * 24 + j + 1];
-        ddh2_2[(i + 1) * 24 + j + 1] = _ddt_4 * ddt[(i + 1) * 24 + j + 1];
-      }
-      {
-        const _ddh2_1 = _c12 * t7[(i + 1) * 24 + j + 2];
-        dt7_2[(i + 1) * 24 + j + 2] = _c12 * dh2_1[(i + 1) * 24 + j + 2];
-        dh2_3[(i + 1) * 24 + j + 2] = _ddh2_1 * dt_5[(i + 1) * 24 + j + 2] * 2;
-        const _ddt_4 = -(_ddh2_1 * t12[(i + 1) * 24 + j + 2]);
-        dddt[(i + 1) * 24 + j + 2] = _ddt_4 * dh2[(i + 1) * 24 + j + 2];
-        ddh2_2[(i + 1) * 24 + j + 2] = _ddt_4 * ddt[(i + 1) * 24 + j + 2];
-      }
-      {
-        const _ddh2_1 = _c13 * t7[(i + 1) * 24 + j + 3];
-        dt7_2[(i + 1) * 24 + j + 3] = _c13 * dh2_1[(i + 1) * 24 + j + 3];
-        dh2_3[(i + 1) * 24 + j + 3] = _ddh2_1 * dt_5[(i + 1) * 24 + j + 3] * 2;
-        const _ddt_4 = -(_ddh2_1 * t12[(i + 1) * 24 + j + 3]);
-        dddt[(i + 1) * 24 + j + 3] = _ddt_4 * dh2[(i + 1) * 24 + j + 3];
-        ddh2_2[(i + 1) * 24 + j + 3] = _ddt_4 * ddt[(i + 1) * 24 + j + 3];
-      }
+      ddt_6[i * 24 + j] = _c00;
+      dt7_2[i * 24 + j] = _c00 * dh2_1[i * 24 + j];
+      ddt_6[i * 24 + j + 1] = _c01;
+      dt7_2[i * 24 + j + 1] = _c01 * dh2_1[i * 24 + j + 1];
+      ddt_6[i * 24 + j + 2] = _c02;
+      dt7_2[i * 24 + j + 2] = _c02 * dh2_1[i * 24 + j + 2];
+      ddt_6[i * 24 + j + 3] = _c03;
+      dt7_2[i * 24 + j + 3] = _c03 * dh2_1[i * 24 + j + 3];
+      ddt_6[(i + 1) * 24 + j] = _c10;
+      dt7_2[(i + 1) * 24 + j] = _c10 * dh2_1[(i + 1) * 24 + j];
+      ddt_6[(i + 1) * 24 + j + 1] = _c11;
+      dt7_2[(i + 1) * 24 + j + 1] = _c11 * dh2_1[(i + 1) * 24 + j + 1];
+      ddt_6[(i + 1) * 24 + j + 2] = _c12;
+      dt7_2[(i + 1) * 24 + j + 2] = _c12 * dh2_1[(i + 1) * 24 + j + 2];
+      ddt_6[(i + 1) * 24 + j + 3] = _c13;
+      dt7_2[(i + 1) * 24 + j + 3] = _c13 * dh2_1[(i + 1) * 24 + j + 3];
     }
   }
 }
@@ -902,7 +870,7 @@ function matmul_dW2_4() {
 
 /** dt9_acc = dt9_3 + dddt @ W2.T * ddt_1 */
 function matmul_dt9_acc() {
-  const { dddt, W2, t9, ddt_1, dddt_1_2, dddt_1, dt9_3, dt9_acc } = buf;
+  const { dddt, W2, t28, dddt_1_1, ddt_1, dt9_3, dt9_acc } = buf;
   for (let i = 0; i < 64; i += 4) {
     for (let j = 0; j < 24; j += 2) {
       let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
@@ -918,21 +886,21 @@ function matmul_dt9_acc() {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      dddt_1[i * 24 + j] = dddt_1_2[i * 24 + j] + _c00 * t9[i * 24 + j];
+      dddt_1_1[i * 24 + j] = _c00 * t28[i * 24 + j];
       dt9_acc[i * 24 + j] = dt9_3[i * 24 + j] + _c00 * ddt_1[i * 24 + j];
-      dddt_1[i * 24 + j + 1] = dddt_1_2[i * 24 + j + 1] + _c01 * t9[i * 24 + j + 1];
+      dddt_1_1[i * 24 + j + 1] = _c01 * t28[i * 24 + j + 1];
       dt9_acc[i * 24 + j + 1] = dt9_3[i * 24 + j + 1] + _c01 * ddt_1[i * 24 + j + 1];
-      dddt_1[(i + 1) * 24 + j] = dddt_1_2[(i + 1) * 24 + j] + _c10 * t9[(i + 1) * 24 + j];
+      dddt_1_1[(i + 1) * 24 + j] = _c10 * t28[(i + 1) * 24 + j];
       dt9_acc[(i + 1) * 24 + j] = dt9_3[(i + 1) * 24 + j] + _c10 * ddt_1[(i + 1) * 24 + j];
-      dddt_1[(i + 1) * 24 + j + 1] = dddt_1_2[(i + 1) * 24 + j + 1] + _c11 * t9[(i + 1) * 24 + j + 1];
+      dddt_1_1[(i + 1) * 24 + j + 1] = _c11 * t28[(i + 1) * 24 + j + 1];
       dt9_acc[(i + 1) * 24 + j + 1] = dt9_3[(i + 1) * 24 + j + 1] + _c11 * ddt_1[(i + 1) * 24 + j + 1];
-      dddt_1[(i + 2) * 24 + j] = dddt_1_2[(i + 2) * 24 + j] + _c20 * t9[(i + 2) * 24 + j];
+      dddt_1_1[(i + 2) * 24 + j] = _c20 * t28[(i + 2) * 24 + j];
       dt9_acc[(i + 2) * 24 + j] = dt9_3[(i + 2) * 24 + j] + _c20 * ddt_1[(i + 2) * 24 + j];
-      dddt_1[(i + 2) * 24 + j + 1] = dddt_1_2[(i + 2) * 24 + j + 1] + _c21 * t9[(i + 2) * 24 + j + 1];
+      dddt_1_1[(i + 2) * 24 + j + 1] = _c21 * t28[(i + 2) * 24 + j + 1];
       dt9_acc[(i + 2) * 24 + j + 1] = dt9_3[(i + 2) * 24 + j + 1] + _c21 * ddt_1[(i + 2) * 24 + j + 1];
-      dddt_1[(i + 3) * 24 + j] = dddt_1_2[(i + 3) * 24 + j] + _c30 * t9[(i + 3) * 24 + j];
+      dddt_1_1[(i + 3) * 24 + j] = _c30 * t28[(i + 3) * 24 + j];
       dt9_acc[(i + 3) * 24 + j] = dt9_3[(i + 3) * 24 + j] + _c30 * ddt_1[(i + 3) * 24 + j];
-      dddt_1[(i + 3) * 24 + j + 1] = dddt_1_2[(i + 3) * 24 + j + 1] + _c31 * t9[(i + 3) * 24 + j + 1];
+      dddt_1_1[(i + 3) * 24 + j + 1] = _c31 * t28[(i + 3) * 24 + j + 1];
       dt9_acc[(i + 3) * 24 + j + 1] = dt9_3[(i + 3) * 24 + j + 1] + _c31 * ddt_1[(i + 3) * 24 + j + 1];
     }
   }
@@ -990,9 +958,9 @@ function matmul_dW1_acc() {
   }
 }
 
-/** dh1_acc = dh1_3_1 + -(dt9_acc + ddx @ W1 * dh1) * t11 */
+/** dh1_acc = dh1_3_1 + -(dt9_acc + ddx @ W1 * dh1) * t31 */
 function matmul_dh1_acc() {
-  const { ddx, W1, t9, dh1, dt9_acc, t11, ddh1_2, ddh1_4, dh1_3_1, dh1_acc } = buf;
+  const { ddx, W1, t28, dh1, dt9_acc, t31, ddh1_2, ddh1_4, dh1_3_1, dh1_acc } = buf;
   for (let i = 0; i < 64; i += 2) {
     for (let j = 0; j < 24; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
@@ -1008,22 +976,22 @@ function matmul_dh1_acc() {
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      ddh1_4[i * 24 + j] = ddh1_2[i * 24 + j] + _c00 * t9[i * 24 + j];
-      dh1_acc[i * 24 + j] = dh1_3_1[i * 24 + j] + -(dt9_acc[i * 24 + j] + _c00 * dh1[i * 24 + j]) * t11[i * 24 + j];
-      ddh1_4[i * 24 + j + 1] = ddh1_2[i * 24 + j + 1] + _c01 * t9[i * 24 + j + 1];
-      dh1_acc[i * 24 + j + 1] = dh1_3_1[i * 24 + j + 1] + -(dt9_acc[i * 24 + j + 1] + _c01 * dh1[i * 24 + j + 1]) * t11[i * 24 + j + 1];
-      ddh1_4[i * 24 + j + 2] = ddh1_2[i * 24 + j + 2] + _c02 * t9[i * 24 + j + 2];
-      dh1_acc[i * 24 + j + 2] = dh1_3_1[i * 24 + j + 2] + -(dt9_acc[i * 24 + j + 2] + _c02 * dh1[i * 24 + j + 2]) * t11[i * 24 + j + 2];
-      ddh1_4[i * 24 + j + 3] = ddh1_2[i * 24 + j + 3] + _c03 * t9[i * 24 + j + 3];
-      dh1_acc[i * 24 + j + 3] = dh1_3_1[i * 24 + j + 3] + -(dt9_acc[i * 24 + j + 3] + _c03 * dh1[i * 24 + j + 3]) * t11[i * 24 + j + 3];
-      ddh1_4[(i + 1) * 24 + j] = ddh1_2[(i + 1) * 24 + j] + _c10 * t9[(i + 1) * 24 + j];
-      dh1_acc[(i + 1) * 24 + j] = dh1_3_1[(i + 1) * 24 + j] + -(dt9_acc[(i + 1) * 24 + j] + _c10 * dh1[(i + 1) * 24 + j]) * t11[(i + 1) * 24 + j];
-      ddh1_4[(i + 1) * 24 + j + 1] = ddh1_2[(i + 1) * 24 + j + 1] + _c11 * t9[(i + 1) * 24 + j + 1];
-      dh1_acc[(i + 1) * 24 + j + 1] = dh1_3_1[(i + 1) * 24 + j + 1] + -(dt9_acc[(i + 1) * 24 + j + 1] + _c11 * dh1[(i + 1) * 24 + j + 1]) * t11[(i + 1) * 24 + j + 1];
-      ddh1_4[(i + 1) * 24 + j + 2] = ddh1_2[(i + 1) * 24 + j + 2] + _c12 * t9[(i + 1) * 24 + j + 2];
-      dh1_acc[(i + 1) * 24 + j + 2] = dh1_3_1[(i + 1) * 24 + j + 2] + -(dt9_acc[(i + 1) * 24 + j + 2] + _c12 * dh1[(i + 1) * 24 + j + 2]) * t11[(i + 1) * 24 + j + 2];
-      ddh1_4[(i + 1) * 24 + j + 3] = ddh1_2[(i + 1) * 24 + j + 3] + _c13 * t9[(i + 1) * 24 + j + 3];
-      dh1_acc[(i + 1) * 24 + j + 3] = dh1_3_1[(i + 1) * 24 + j + 3] + -(dt9_acc[(i + 1) * 24 + j + 3] + _c13 * dh1[(i + 1) * 24 + j + 3]) * t11[(i + 1) * 24 + j + 3];
+      ddh1_4[i * 24 + j] = ddh1_2[i * 24 + j] + _c00 * t28[i * 24 + j];
+      dh1_acc[i * 24 + j] = dh1_3_1[i * 24 + j] + -(dt9_acc[i * 24 + j] + _c00 * dh1[i * 24 + j]) * t31[i * 24 + j];
+      ddh1_4[i * 24 + j + 1] = ddh1_2[i * 24 + j + 1] + _c01 * t28[i * 24 + j + 1];
+      dh1_acc[i * 24 + j + 1] = dh1_3_1[i * 24 + j + 1] + -(dt9_acc[i * 24 + j + 1] + _c01 * dh1[i * 24 + j + 1]) * t31[i * 24 + j + 1];
+      ddh1_4[i * 24 + j + 2] = ddh1_2[i * 24 + j + 2] + _c02 * t28[i * 24 + j + 2];
+      dh1_acc[i * 24 + j + 2] = dh1_3_1[i * 24 + j + 2] + -(dt9_acc[i * 24 + j + 2] + _c02 * dh1[i * 24 + j + 2]) * t31[i * 24 + j + 2];
+      ddh1_4[i * 24 + j + 3] = ddh1_2[i * 24 + j + 3] + _c03 * t28[i * 24 + j + 3];
+      dh1_acc[i * 24 + j + 3] = dh1_3_1[i * 24 + j + 3] + -(dt9_acc[i * 24 + j + 3] + _c03 * dh1[i * 24 + j + 3]) * t31[i * 24 + j + 3];
+      ddh1_4[(i + 1) * 24 + j] = ddh1_2[(i + 1) * 24 + j] + _c10 * t28[(i + 1) * 24 + j];
+      dh1_acc[(i + 1) * 24 + j] = dh1_3_1[(i + 1) * 24 + j] + -(dt9_acc[(i + 1) * 24 + j] + _c10 * dh1[(i + 1) * 24 + j]) * t31[(i + 1) * 24 + j];
+      ddh1_4[(i + 1) * 24 + j + 1] = ddh1_2[(i + 1) * 24 + j + 1] + _c11 * t28[(i + 1) * 24 + j + 1];
+      dh1_acc[(i + 1) * 24 + j + 1] = dh1_3_1[(i + 1) * 24 + j + 1] + -(dt9_acc[(i + 1) * 24 + j + 1] + _c11 * dh1[(i + 1) * 24 + j + 1]) * t31[(i + 1) * 24 + j + 1];
+      ddh1_4[(i + 1) * 24 + j + 2] = ddh1_2[(i + 1) * 24 + j + 2] + _c12 * t28[(i + 1) * 24 + j + 2];
+      dh1_acc[(i + 1) * 24 + j + 2] = dh1_3_1[(i + 1) * 24 + j + 2] + -(dt9_acc[(i + 1) * 24 + j + 2] + _c12 * dh1[(i + 1) * 24 + j + 2]) * t31[(i + 1) * 24 + j + 2];
+      ddh1_4[(i + 1) * 24 + j + 3] = ddh1_2[(i + 1) * 24 + j + 3] + _c13 * t28[(i + 1) * 24 + j + 3];
+      dh1_acc[(i + 1) * 24 + j + 3] = dh1_3_1[(i + 1) * 24 + j + 3] + -(dt9_acc[(i + 1) * 24 + j + 3] + _c13 * dh1[(i + 1) * 24 + j + 3]) * t31[(i + 1) * 24 + j + 3];
     }
   }
 }
@@ -1050,9 +1018,9 @@ function matmul_dW1_acc_1() {
   }
 }
 
-/** dh2_acc = dh2_3 + -(dt7_2 + ddh1_4 @ W2 * dh2) * t12 */
+/** dh2_acc = dh2_3 + -(dt7_2 + ddh1_4 @ W2 * dh2) * t30 */
 function matmul_dh2_acc() {
-  const { ddh1_4, W2, t7, dh2, dt7_2, t12, ddh2_2, ddh2, dh2_3, dh2_acc } = buf;
+  const { ddh1_4, W2, t29, dh2, dt7_2, t30, ddh2_2, ddh2, dh2_3, dh2_acc } = buf;
   for (let i = 0; i < 64; i += 2) {
     for (let j = 0; j < 24; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
@@ -1068,22 +1036,22 @@ function matmul_dh2_acc() {
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      ddh2[i * 24 + j] = ddh2_2[i * 24 + j] + _c00 * t7[i * 24 + j];
-      dh2_acc[i * 24 + j] = dh2_3[i * 24 + j] + -(dt7_2[i * 24 + j] + _c00 * dh2[i * 24 + j]) * t12[i * 24 + j];
-      ddh2[i * 24 + j + 1] = ddh2_2[i * 24 + j + 1] + _c01 * t7[i * 24 + j + 1];
-      dh2_acc[i * 24 + j + 1] = dh2_3[i * 24 + j + 1] + -(dt7_2[i * 24 + j + 1] + _c01 * dh2[i * 24 + j + 1]) * t12[i * 24 + j + 1];
-      ddh2[i * 24 + j + 2] = ddh2_2[i * 24 + j + 2] + _c02 * t7[i * 24 + j + 2];
-      dh2_acc[i * 24 + j + 2] = dh2_3[i * 24 + j + 2] + -(dt7_2[i * 24 + j + 2] + _c02 * dh2[i * 24 + j + 2]) * t12[i * 24 + j + 2];
-      ddh2[i * 24 + j + 3] = ddh2_2[i * 24 + j + 3] + _c03 * t7[i * 24 + j + 3];
-      dh2_acc[i * 24 + j + 3] = dh2_3[i * 24 + j + 3] + -(dt7_2[i * 24 + j + 3] + _c03 * dh2[i * 24 + j + 3]) * t12[i * 24 + j + 3];
-      ddh2[(i + 1) * 24 + j] = ddh2_2[(i + 1) * 24 + j] + _c10 * t7[(i + 1) * 24 + j];
-      dh2_acc[(i + 1) * 24 + j] = dh2_3[(i + 1) * 24 + j] + -(dt7_2[(i + 1) * 24 + j] + _c10 * dh2[(i + 1) * 24 + j]) * t12[(i + 1) * 24 + j];
-      ddh2[(i + 1) * 24 + j + 1] = ddh2_2[(i + 1) * 24 + j + 1] + _c11 * t7[(i + 1) * 24 + j + 1];
-      dh2_acc[(i + 1) * 24 + j + 1] = dh2_3[(i + 1) * 24 + j + 1] + -(dt7_2[(i + 1) * 24 + j + 1] + _c11 * dh2[(i + 1) * 24 + j + 1]) * t12[(i + 1) * 24 + j + 1];
-      ddh2[(i + 1) * 24 + j + 2] = ddh2_2[(i + 1) * 24 + j + 2] + _c12 * t7[(i + 1) * 24 + j + 2];
-      dh2_acc[(i + 1) * 24 + j + 2] = dh2_3[(i + 1) * 24 + j + 2] + -(dt7_2[(i + 1) * 24 + j + 2] + _c12 * dh2[(i + 1) * 24 + j + 2]) * t12[(i + 1) * 24 + j + 2];
-      ddh2[(i + 1) * 24 + j + 3] = ddh2_2[(i + 1) * 24 + j + 3] + _c13 * t7[(i + 1) * 24 + j + 3];
-      dh2_acc[(i + 1) * 24 + j + 3] = dh2_3[(i + 1) * 24 + j + 3] + -(dt7_2[(i + 1) * 24 + j + 3] + _c13 * dh2[(i + 1) * 24 + j + 3]) * t12[(i + 1) * 24 + j + 3];
+      ddh2[i * 24 + j] = ddh2_2[i * 24 + j] + _c00 * t29[i * 24 + j];
+      dh2_acc[i * 24 + j] = dh2_3[i * 24 + j] + -(dt7_2[i * 24 + j] + _c00 * dh2[i * 24 + j]) * t30[i * 24 + j];
+      ddh2[i * 24 + j + 1] = ddh2_2[i * 24 + j + 1] + _c01 * t29[i * 24 + j + 1];
+      dh2_acc[i * 24 + j + 1] = dh2_3[i * 24 + j + 1] + -(dt7_2[i * 24 + j + 1] + _c01 * dh2[i * 24 + j + 1]) * t30[i * 24 + j + 1];
+      ddh2[i * 24 + j + 2] = ddh2_2[i * 24 + j + 2] + _c02 * t29[i * 24 + j + 2];
+      dh2_acc[i * 24 + j + 2] = dh2_3[i * 24 + j + 2] + -(dt7_2[i * 24 + j + 2] + _c02 * dh2[i * 24 + j + 2]) * t30[i * 24 + j + 2];
+      ddh2[i * 24 + j + 3] = ddh2_2[i * 24 + j + 3] + _c03 * t29[i * 24 + j + 3];
+      dh2_acc[i * 24 + j + 3] = dh2_3[i * 24 + j + 3] + -(dt7_2[i * 24 + j + 3] + _c03 * dh2[i * 24 + j + 3]) * t30[i * 24 + j + 3];
+      ddh2[(i + 1) * 24 + j] = ddh2_2[(i + 1) * 24 + j] + _c10 * t29[(i + 1) * 24 + j];
+      dh2_acc[(i + 1) * 24 + j] = dh2_3[(i + 1) * 24 + j] + -(dt7_2[(i + 1) * 24 + j] + _c10 * dh2[(i + 1) * 24 + j]) * t30[(i + 1) * 24 + j];
+      ddh2[(i + 1) * 24 + j + 1] = ddh2_2[(i + 1) * 24 + j + 1] + _c11 * t29[(i + 1) * 24 + j + 1];
+      dh2_acc[(i + 1) * 24 + j + 1] = dh2_3[(i + 1) * 24 + j + 1] + -(dt7_2[(i + 1) * 24 + j + 1] + _c11 * dh2[(i + 1) * 24 + j + 1]) * t30[(i + 1) * 24 + j + 1];
+      ddh2[(i + 1) * 24 + j + 2] = ddh2_2[(i + 1) * 24 + j + 2] + _c12 * t29[(i + 1) * 24 + j + 2];
+      dh2_acc[(i + 1) * 24 + j + 2] = dh2_3[(i + 1) * 24 + j + 2] + -(dt7_2[(i + 1) * 24 + j + 2] + _c12 * dh2[(i + 1) * 24 + j + 2]) * t30[(i + 1) * 24 + j + 2];
+      ddh2[(i + 1) * 24 + j + 3] = ddh2_2[(i + 1) * 24 + j + 3] + _c13 * t29[(i + 1) * 24 + j + 3];
+      dh2_acc[(i + 1) * 24 + j + 3] = dh2_3[(i + 1) * 24 + j + 3] + -(dt7_2[(i + 1) * 24 + j + 3] + _c13 * dh2[(i + 1) * 24 + j + 3]) * t30[(i + 1) * 24 + j + 3];
     }
   }
 }
@@ -1136,9 +1104,9 @@ function matmul_dW3_2() {
   }
 }
 
-/** dt4 = (dh2_acc + du_1 @ W3.T) * t7 */
+/** dt4 = (dh2_acc + du_1 @ W3.T) * t29 */
 function matmul_dt4() {
-  const { du_1, W3, dh2_acc, t7, dt4 } = buf;
+  const { du_1, W3, dh2_acc, t29, dt4 } = buf;
   for (let i = 0; i < 64; i += 4) {
     for (let j = 0; j < 24; j += 2) {
       let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
@@ -1154,14 +1122,14 @@ function matmul_dt4() {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      dt4[i * 24 + j] = (dh2_acc[i * 24 + j] + _c00) * t7[i * 24 + j];
-      dt4[i * 24 + j + 1] = (dh2_acc[i * 24 + j + 1] + _c01) * t7[i * 24 + j + 1];
-      dt4[(i + 1) * 24 + j] = (dh2_acc[(i + 1) * 24 + j] + _c10) * t7[(i + 1) * 24 + j];
-      dt4[(i + 1) * 24 + j + 1] = (dh2_acc[(i + 1) * 24 + j + 1] + _c11) * t7[(i + 1) * 24 + j + 1];
-      dt4[(i + 2) * 24 + j] = (dh2_acc[(i + 2) * 24 + j] + _c20) * t7[(i + 2) * 24 + j];
-      dt4[(i + 2) * 24 + j + 1] = (dh2_acc[(i + 2) * 24 + j + 1] + _c21) * t7[(i + 2) * 24 + j + 1];
-      dt4[(i + 3) * 24 + j] = (dh2_acc[(i + 3) * 24 + j] + _c30) * t7[(i + 3) * 24 + j];
-      dt4[(i + 3) * 24 + j + 1] = (dh2_acc[(i + 3) * 24 + j + 1] + _c31) * t7[(i + 3) * 24 + j + 1];
+      dt4[i * 24 + j] = (dh2_acc[i * 24 + j] + _c00) * t29[i * 24 + j];
+      dt4[i * 24 + j + 1] = (dh2_acc[i * 24 + j + 1] + _c01) * t29[i * 24 + j + 1];
+      dt4[(i + 1) * 24 + j] = (dh2_acc[(i + 1) * 24 + j] + _c10) * t29[(i + 1) * 24 + j];
+      dt4[(i + 1) * 24 + j + 1] = (dh2_acc[(i + 1) * 24 + j + 1] + _c11) * t29[(i + 1) * 24 + j + 1];
+      dt4[(i + 2) * 24 + j] = (dh2_acc[(i + 2) * 24 + j] + _c20) * t29[(i + 2) * 24 + j];
+      dt4[(i + 2) * 24 + j + 1] = (dh2_acc[(i + 2) * 24 + j + 1] + _c21) * t29[(i + 2) * 24 + j + 1];
+      dt4[(i + 3) * 24 + j] = (dh2_acc[(i + 3) * 24 + j] + _c30) * t29[(i + 3) * 24 + j];
+      dt4[(i + 3) * 24 + j + 1] = (dh2_acc[(i + 3) * 24 + j + 1] + _c31) * t29[(i + 3) * 24 + j + 1];
     }
   }
 }
@@ -1184,9 +1152,9 @@ function matmul_dW3() {
   }
 }
 
-/** dt2 = (dh1_acc + dt4 @ W2.T) * t9 */
+/** dt2 = (dh1_acc + dt4 @ W2.T) * t28 */
 function matmul_dt2() {
-  const { dt4, W2, dh1_acc, t9, dt2 } = buf;
+  const { dt4, W2, dh1_acc, t28, dt2 } = buf;
   for (let i = 0; i < 64; i += 4) {
     for (let j = 0; j < 24; j += 2) {
       let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
@@ -1202,14 +1170,14 @@ function matmul_dt2() {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      dt2[i * 24 + j] = (dh1_acc[i * 24 + j] + _c00) * t9[i * 24 + j];
-      dt2[i * 24 + j + 1] = (dh1_acc[i * 24 + j + 1] + _c01) * t9[i * 24 + j + 1];
-      dt2[(i + 1) * 24 + j] = (dh1_acc[(i + 1) * 24 + j] + _c10) * t9[(i + 1) * 24 + j];
-      dt2[(i + 1) * 24 + j + 1] = (dh1_acc[(i + 1) * 24 + j + 1] + _c11) * t9[(i + 1) * 24 + j + 1];
-      dt2[(i + 2) * 24 + j] = (dh1_acc[(i + 2) * 24 + j] + _c20) * t9[(i + 2) * 24 + j];
-      dt2[(i + 2) * 24 + j + 1] = (dh1_acc[(i + 2) * 24 + j + 1] + _c21) * t9[(i + 2) * 24 + j + 1];
-      dt2[(i + 3) * 24 + j] = (dh1_acc[(i + 3) * 24 + j] + _c30) * t9[(i + 3) * 24 + j];
-      dt2[(i + 3) * 24 + j + 1] = (dh1_acc[(i + 3) * 24 + j + 1] + _c31) * t9[(i + 3) * 24 + j + 1];
+      dt2[i * 24 + j] = (dh1_acc[i * 24 + j] + _c00) * t28[i * 24 + j];
+      dt2[i * 24 + j + 1] = (dh1_acc[i * 24 + j + 1] + _c01) * t28[i * 24 + j + 1];
+      dt2[(i + 1) * 24 + j] = (dh1_acc[(i + 1) * 24 + j] + _c10) * t28[(i + 1) * 24 + j];
+      dt2[(i + 1) * 24 + j + 1] = (dh1_acc[(i + 1) * 24 + j + 1] + _c11) * t28[(i + 1) * 24 + j + 1];
+      dt2[(i + 2) * 24 + j] = (dh1_acc[(i + 2) * 24 + j] + _c20) * t28[(i + 2) * 24 + j];
+      dt2[(i + 2) * 24 + j + 1] = (dh1_acc[(i + 2) * 24 + j + 1] + _c21) * t28[(i + 2) * 24 + j + 1];
+      dt2[(i + 3) * 24 + j] = (dh1_acc[(i + 3) * 24 + j] + _c30) * t28[(i + 3) * 24 + j];
+      dt2[(i + 3) * 24 + j + 1] = (dh1_acc[(i + 3) * 24 + j + 1] + _c31) * t28[(i + 3) * 24 + j + 1];
     }
   }
 }
@@ -1270,7 +1238,8 @@ function forwardPass() {
   const { t14, residual, u, t17, t18, dx, t19, t20, t21, u0, ux0, loss, dx_1 } = buf;
 
   // h1 = tanh(x @ W1 + b1)  (pinn.ts:20)
-  // t9 = 1 - h1²   tanh'  (pinn.ts:20, of g.grad at pinn.ts:25)
+  // t8 = h1²   tanh'  (pinn.ts:20, of g.grad at pinn.ts:25)
+  // t9 = 1 - t8   tanh'  (pinn.ts:20, of g.grad at pinn.ts:25)
   // t11 = h1 * 2   square'  (pinn.ts:20, of g.grad at pinn.ts:26)
   //   %t1: f32[64,24] = matmul %x, %W1 {transA=false, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
   //   %t2: f32[64,24] = add %t1, %b1   pinn.ts:20
@@ -1281,7 +1250,8 @@ function forwardPass() {
   matmul_t11();
 
   // h2 = tanh(h1 @ W2 + b2)  (pinn.ts:21)
-  // t7 = 1 - h2²   tanh'  (pinn.ts:21, of g.grad at pinn.ts:25)
+  // t5 = h2²   tanh'  (pinn.ts:21, of g.grad at pinn.ts:25)
+  // t7 = 1 - t5   tanh'  (pinn.ts:21, of g.grad at pinn.ts:25)
   // t12 = h2 * 2   square'  (pinn.ts:21, of g.grad at pinn.ts:26)
   //   %t3: f32[64,24] = matmul %h1, %W2 {transA=false, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
   //   %t4: f32[64,24] = add %t3, %b2   pinn.ts:21
@@ -1414,7 +1384,7 @@ export function valueAndGrad(params, inputs, options) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  const { t20, dt20, ddx, t17, dt17, du_2, t13, dt13, du_1, _acc0, dt4, db2, dt2, db1 } = buf;
+  const { t20, dt20, ddx, t17, dt17, du_2, t13, dt13, du_1, t8, t28, ddt_7, ddh1_3, dt_3, dh1_3_1, t5, t29, ddt_6, h2, t30, dt_5, dh2_3, dh2, dddt, ddt, ddh2_2, h1, t31, dh1, ddt_1, ddh1_2, dddt_1_1, dddt_1, _acc0, dt4, db2, dt2, db1 } = buf;
 
   // dt20 = t20 * 2   square'  (pinn.ts:30)
   //   %dt20: f32[1,1] = mul %t20, %t23   pinn.ts:30  const ux0 = ux.narrow(0, 0, 1).sub(1).square().sum(); // u'(0) = 1
@@ -1442,8 +1412,8 @@ export function valueAndGrad(params, inputs, options) {
   // dt13 = dt14 * (t13 * 2)   square'  (pinn.ts:28)
   // du_1 = du_2 + dt13   fan-out: du_1 += the gradient through each use  (pinn.ts:22)
   //   %dt14: f32[64,1] = broadcast %t24 {shape=[64, 1]}   pinn.ts:28  const residual = uxx.add(u).square().mean(); // u'' + u = 0
-  //   %t26: f32[64,1] = mul %t13, %t23   pinn.ts:28
-  //   %dt13: f32[64,1] = mul %dt14, %t26   pinn.ts:28
+  //   %t27: f32[64,1] = mul %t13, %t23   pinn.ts:28
+  //   %dt13: f32[64,1] = mul %dt14, %t27   pinn.ts:28
   //   %du_1: f32[64,1] = add %du_2, %dt13   pinn.ts:22  const u = h2.matmul(W3);
   for (let i = 0; i < 64; i++) {
     const _dt13 = 0.015625 * (t13[i] * 2);
@@ -1452,62 +1422,78 @@ export function valueAndGrad(params, inputs, options) {
   }
 
   // ddt_7 = dt13 @ W1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // ddh1_3 = ddt_7 * t9   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
   // dt9_3 = ddt_7 * dh1_3   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // ddt_3 = ddh1_3 * t11   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // dt11 = ddh1_3 * dt_3   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // dh1_3_1 = dt11 * 2   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // ddt_2 = -ddt_3   neg'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // dddt_1_2 = ddt_2 * dh1   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // ddh1_2 = ddt_2 * ddt_1   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
   //   %ddt_7: f32[64,24] = matmul %dt13, %W1 {transA=false, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
-  //   %ddh1_3: f32[64,24] = mul %ddt_7, %t9   pinn.ts:20
   //   %dt9_3: f32[64,24] = mul %ddt_7, %dh1_3   pinn.ts:20
-  //   %ddt_3: f32[64,24] = mul %ddh1_3, %t11   pinn.ts:20
-  //   %dt11: f32[64,24] = mul %ddh1_3, %dt_3   pinn.ts:20
-  //   %dh1_3_1: f32[64,24] = mul %dt11, %t23   pinn.ts:20
-  //   %ddt_2: f32[64,24] = neg %ddt_3   pinn.ts:20
-  //   %dddt_1_2: f32[64,24] = mul %ddt_2, %dh1   pinn.ts:20
-  //   %ddh1_2: f32[64,24] = mul %ddt_2, %ddt_1   pinn.ts:20
-  matmul_ddh1_2();
+  matmul_dt9_3();
 
   // dW1_4 = dt13.T @ dt_7   matmul'  (pinn.ts:20, of g.grad at pinn.ts:26)
   //   %dW1_4: f32[1,24] = matmul %dt13, %dt_7 {transA=true, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
   matmul_dW1_4();
 
+  // t28 = 1 - t8   tanh'  (pinn.ts:20, of g.grad at pinn.ts:25)
+  // ddh1_3 = ddt_7 * t28   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // dt11 = ddh1_3 * dt_3   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // dh1_3_1 = dt11 * 2   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  //   %t28: f32[64,24] = sub %t25, %t8   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
+  //   %ddh1_3: f32[64,24] = mul %ddt_7, %t28   pinn.ts:20
+  //   %dt11: f32[64,24] = mul %ddh1_3, %dt_3   pinn.ts:20
+  //   %dh1_3_1: f32[64,24] = mul %dt11, %t23   pinn.ts:20
+  for (let i = 0; i < 1536; i++) {
+    const _t28 = 1 - t8[i];
+    t28[i] = _t28;
+    const _ddh1_3 = ddt_7[i] * _t28;
+    ddh1_3[i] = _ddh1_3;
+    dh1_3_1[i] = _ddh1_3 * dt_3[i] * 2;
+  }
+
   // ddt_6 = ddh1_3 @ W2   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // ddh2_1 = ddt_6 * t7   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
   // dt7_2 = ddt_6 * dh2_1   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // ddt_5 = ddh2_1 * t12   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // dt12 = ddh2_1 * dt_5   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // dh2_3 = dt12 * 2   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // ddt_4 = -ddt_5   neg'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // dddt = ddt_4 * dh2   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // ddh2_2 = ddt_4 * ddt   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
   //   %ddt_6: f32[64,24] = matmul %ddh1_3, %W2 {transA=false, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  //   %ddh2_1: f32[64,24] = mul %ddt_6, %t7   pinn.ts:21
   //   %dt7_2: f32[64,24] = mul %ddt_6, %dh2_1   pinn.ts:21
-  //   %ddt_5: f32[64,24] = mul %ddh2_1, %t12   pinn.ts:21
-  //   %dt12: f32[64,24] = mul %ddh2_1, %dt_5   pinn.ts:21
-  //   %dh2_3: f32[64,24] = mul %dt12, %t23   pinn.ts:21
-  //   %ddt_4: f32[64,24] = neg %ddt_5   pinn.ts:21
-  //   %dddt: f32[64,24] = mul %ddt_4, %dh2   pinn.ts:21
-  //   %ddh2_2: f32[64,24] = mul %ddt_4, %ddt   pinn.ts:21
-  matmul_ddh2_2();
+  matmul_dt7_2();
 
   // dW2_4 = ddh1_3.T @ dt_6   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
   //   %dW2_4: f32[24,24] = matmul %ddh1_3, %dt_6 {transA=true, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
   matmul_dW2_4();
 
+  // t29 = 1 - t5   tanh'  (pinn.ts:21, of g.grad at pinn.ts:25)
+  // ddh2_1 = ddt_6 * t29   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // t30 = h2 * 2   square'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // ddt_5 = ddh2_1 * t30   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // dt12 = ddh2_1 * dt_5   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // dh2_3 = dt12 * 2   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // ddt_4 = -ddt_5   neg'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // dddt = ddt_4 * dh2   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // ddh2_2 = ddt_4 * ddt   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  //   %t29: f32[64,24] = sub %t25, %t5   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
+  //   %ddh2_1: f32[64,24] = mul %ddt_6, %t29   pinn.ts:21
+  //   %t30: f32[64,24] = mul %h2, %t23   pinn.ts:21
+  //   %ddt_5: f32[64,24] = mul %ddh2_1, %t30   pinn.ts:21
+  //   %dt12: f32[64,24] = mul %ddh2_1, %dt_5   pinn.ts:21
+  //   %dh2_3: f32[64,24] = mul %dt12, %t23   pinn.ts:21
+  //   %ddt_4: f32[64,24] = neg %ddt_5   pinn.ts:21
+  //   %dddt: f32[64,24] = mul %ddt_4, %dh2   pinn.ts:21
+  //   %ddh2_2: f32[64,24] = mul %ddt_4, %ddt   pinn.ts:21
+  for (let i = 0; i < 1536; i++) {
+    const _t29 = 1 - t5[i];
+    t29[i] = _t29;
+    const _ddh2_1 = ddt_6[i] * _t29;
+    const _t30 = h2[i] * 2;
+    t30[i] = _t30;
+    dh2_3[i] = _ddh2_1 * dt_5[i] * 2;
+    const _ddt_4 = -(_ddh2_1 * _t30);
+    dddt[i] = _ddt_4 * dh2[i];
+    ddh2_2[i] = _ddt_4 * ddt[i];
+  }
+
   // dddh1 = dddt @ W2.T   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // dddt_1_1 = dddh1 * t9   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // dddt_1_1 = dddh1 * t28   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
   // dt9_2 = dddh1 * ddt_1   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // dddt_1 = dddt_1_2 + dddt_1_1   fan-out: dddt_1 += the gradient through each use  (pinn.ts:20, of g.grad at pinn.ts:26)
   // dt9_acc = dt9_3 + dt9_2   fan-out: dt9 += the gradient through each use  (pinn.ts:20, of g.grad at pinn.ts:25)
   //   %dddh1: f32[64,24] = matmul %dddt, %W2 {transA=false, transB=true}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  //   %dddt_1_1: f32[64,24] = mul %dddh1, %t9   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
+  //   %dddt_1_1: f32[64,24] = mul %dddh1, %t28   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
   //   %dt9_2: f32[64,24] = mul %dddh1, %ddt_1   pinn.ts:20
-  //   %dddt_1: f32[64,24] = add %dddt_1_2, %dddt_1_1   pinn.ts:20
   //   %dt9_acc: f32[64,24] = add %dt9_3, %dt9_2   pinn.ts:20
   matmul_dt9_acc();
 
@@ -1517,26 +1503,46 @@ export function valueAndGrad(params, inputs, options) {
   //   %dW2_acc: f32[24,24] = add %dW2_4, %dW2_3   pinn.ts:17  const W2 = g.param('W2', [H, H], { init: 'uniform', scale: Math.sqrt(3 / H) });
   matmul_dW2_acc();
 
+  // t31 = h1 * 2   square'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // ddt_3 = ddh1_3 * t31   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // ddt_2 = -ddt_3   neg'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // dddt_1_2 = ddt_2 * dh1   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // ddh1_2 = ddt_2 * ddt_1   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // dddt_1 = dddt_1_2 + dddt_1_1   fan-out: dddt_1 += the gradient through each use  (pinn.ts:20, of g.grad at pinn.ts:26)
+  //   %t31: f32[64,24] = mul %h1, %t23   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
+  //   %ddt_3: f32[64,24] = mul %ddh1_3, %t31   pinn.ts:20
+  //   %ddt_2: f32[64,24] = neg %ddt_3   pinn.ts:20
+  //   %dddt_1_2: f32[64,24] = mul %ddt_2, %dh1   pinn.ts:20
+  //   %ddh1_2: f32[64,24] = mul %ddt_2, %ddt_1   pinn.ts:20
+  //   %dddt_1: f32[64,24] = add %dddt_1_2, %dddt_1_1   pinn.ts:20
+  for (let i = 0; i < 1536; i++) {
+    const _t31 = h1[i] * 2;
+    t31[i] = _t31;
+    const _ddt_2 = -(ddh1_3[i] * _t31);
+    ddh1_2[i] = _ddt_2 * ddt_1[i];
+    dddt_1[i] = _ddt_2 * dh1[i] + dddt_1_1[i];
+  }
+
   // dW1_3 = ones(64, 1).T @ dddt_1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:26)
   // dW1_acc = dW1_4 + dW1_3   fan-out: dW1 += the gradient through each use  (pinn.ts:15)
-  //   %dW1_3: f32[1,24] = matmul %t25, %dddt_1 {transA=true, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
+  //   %dW1_3: f32[1,24] = matmul %t26, %dddt_1 {transA=true, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
   //   %dW1_acc: f32[1,24] = add %dW1_4, %dW1_3   pinn.ts:15  const W1 = g.param('W1', [1, H], { init: 'uniform', scale: 1 });
   matmul_dW1_acc();
 
   // ddt_1_1 = ddx @ W1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:25)
-  // ddh1_1 = ddt_1_1 * t9   mul'  (pinn.ts:20, of g.grad at pinn.ts:25)
+  // ddh1_1 = ddt_1_1 * t28   mul'  (pinn.ts:20, of g.grad at pinn.ts:25)
   // dt9_1 = ddt_1_1 * dh1   mul'  (pinn.ts:20, of g.grad at pinn.ts:25)
   // dt9 = dt9_acc + dt9_1   fan-out: dt9 += the gradient through each use  (pinn.ts:20, of g.grad at pinn.ts:25)
   // dt8 = -dt9   sub'  (pinn.ts:20, of g.grad at pinn.ts:25)
-  // dh1_2_1 = dt8 * t11   square'  (pinn.ts:20, of g.grad at pinn.ts:25)
+  // dh1_2_1 = dt8 * t31   square'  (pinn.ts:20, of g.grad at pinn.ts:25)
   // ddh1_4 = ddh1_2 + ddh1_1   fan-out: ddh1_4 += the gradient through each use  (pinn.ts:21, of g.grad at pinn.ts:25)
   // dh1_acc = dh1_3_1 + dh1_2_1   fan-out: dh1 += the gradient through each use  (pinn.ts:20)
   //   %ddt_1_1: f32[64,24] = matmul %ddx, %W1 {transA=false, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
-  //   %ddh1_1: f32[64,24] = mul %ddt_1_1, %t9   pinn.ts:20
+  //   %ddh1_1: f32[64,24] = mul %ddt_1_1, %t28   pinn.ts:20
   //   %dt9_1: f32[64,24] = mul %ddt_1_1, %dh1   pinn.ts:20
   //   %dt9: f32[64,24] = add %dt9_acc, %dt9_1   pinn.ts:20
   //   %dt8: f32[64,24] = neg %dt9   pinn.ts:20
-  //   %dh1_2_1: f32[64,24] = mul %dt8, %t11   pinn.ts:20
+  //   %dh1_2_1: f32[64,24] = mul %dt8, %t31   pinn.ts:20
   //   %ddh1_4: f32[64,24] = add %ddh1_2, %ddh1_1   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
   //   %dh1_acc: f32[64,24] = add %dh1_3_1, %dh1_2_1   pinn.ts:20
   matmul_dh1_acc();
@@ -1548,19 +1554,19 @@ export function valueAndGrad(params, inputs, options) {
   matmul_dW1_acc_1();
 
   // ddt_8 = ddh1_4 @ W2   matmul'  (pinn.ts:21, of g.grad at pinn.ts:25)
-  // ddh2_1_1 = ddt_8 * t7   mul'  (pinn.ts:21, of g.grad at pinn.ts:25)
+  // ddh2_1_1 = ddt_8 * t29   mul'  (pinn.ts:21, of g.grad at pinn.ts:25)
   // dt7_1 = ddt_8 * dh2   mul'  (pinn.ts:21, of g.grad at pinn.ts:25)
   // dt7 = dt7_2 + dt7_1   fan-out: dt7 += the gradient through each use  (pinn.ts:21, of g.grad at pinn.ts:25)
   // dt5 = -dt7   sub'  (pinn.ts:21, of g.grad at pinn.ts:25)
-  // dh2_2 = dt5 * t12   square'  (pinn.ts:21, of g.grad at pinn.ts:25)
+  // dh2_2 = dt5 * t30   square'  (pinn.ts:21, of g.grad at pinn.ts:25)
   // ddh2 = ddh2_2 + ddh2_1_1   fan-out: ddh2 += the gradient through each use  (pinn.ts:22, of g.grad at pinn.ts:25)
   // dh2_acc = dh2_3 + dh2_2   fan-out: dh2 += the gradient through each use  (pinn.ts:21)
   //   %ddt_8: f32[64,24] = matmul %ddh1_4, %W2 {transA=false, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  //   %ddh2_1_1: f32[64,24] = mul %ddt_8, %t7   pinn.ts:21
+  //   %ddh2_1_1: f32[64,24] = mul %ddt_8, %t29   pinn.ts:21
   //   %dt7_1: f32[64,24] = mul %ddt_8, %dh2   pinn.ts:21
   //   %dt7: f32[64,24] = add %dt7_2, %dt7_1   pinn.ts:21
   //   %dt5: f32[64,24] = neg %dt7   pinn.ts:21
-  //   %dh2_2: f32[64,24] = mul %dt5, %t12   pinn.ts:21
+  //   %dh2_2: f32[64,24] = mul %dt5, %t30   pinn.ts:21
   //   %ddh2: f32[64,24] = add %ddh2_2, %ddh2_1_1   pinn.ts:22  const u = h2.matmul(W3);
   //   %dh2_acc: f32[64,24] = add %dh2_3, %dh2_2   pinn.ts:21
   matmul_dh2_acc();
@@ -1572,15 +1578,15 @@ export function valueAndGrad(params, inputs, options) {
   matmul_dW2_acc_1();
 
   // dW3_2 = ddh2.T @ ones(64, 1)   matmul'  (pinn.ts:22, of g.grad at pinn.ts:25)
-  //   %dW3_2: f32[24,1] = matmul %ddh2, %t25 {transA=true, transB=false}   pinn.ts:22  const u = h2.matmul(W3);
+  //   %dW3_2: f32[24,1] = matmul %ddh2, %t26 {transA=true, transB=false}   pinn.ts:22  const u = h2.matmul(W3);
   matmul_dW3_2();
 
   // dh2_1_1 = du_1 @ W3.T   matmul'  (pinn.ts:22)
   // dh2_4 = dh2_acc + dh2_1_1   fan-out: dh2_4 += the gradient through each use  (pinn.ts:21)
-  // dt4 = dh2_4 * t7   tanh'  (pinn.ts:21)
+  // dt4 = dh2_4 * t29   tanh'  (pinn.ts:21)
   //   %dh2_1_1: f32[64,24] = matmul %du_1, %W3 {transA=false, transB=true}   pinn.ts:22  const u = h2.matmul(W3);
   //   %dh2_4: f32[64,24] = add %dh2_acc, %dh2_1_1   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  //   %dt4: f32[64,24] = mul %dh2_4, %t7   pinn.ts:21
+  //   %dt4: f32[64,24] = mul %dh2_4, %t29   pinn.ts:21
   matmul_dt4();
 
   // dW3_1 = h2.T @ du_1   matmul'  (pinn.ts:22)
@@ -1605,10 +1611,10 @@ export function valueAndGrad(params, inputs, options) {
 
   // dh1_1_1 = dt4 @ W2.T   matmul'  (pinn.ts:21)
   // dh1_4 = dh1_acc + dh1_1_1   fan-out: dh1_4 += the gradient through each use  (pinn.ts:20)
-  // dt2 = dh1_4 * t9   tanh'  (pinn.ts:20)
+  // dt2 = dh1_4 * t28   tanh'  (pinn.ts:20)
   //   %dh1_1_1: f32[64,24] = matmul %dt4, %W2 {transA=false, transB=true}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
   //   %dh1_4: f32[64,24] = add %dh1_acc, %dh1_1_1   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
-  //   %dt2: f32[64,24] = mul %dh1_4, %t9   pinn.ts:20
+  //   %dt2: f32[64,24] = mul %dh1_4, %t28   pinn.ts:20
   matmul_dt2();
 
   // dW2_1 = h1.T @ dt4   matmul'  (pinn.ts:21)

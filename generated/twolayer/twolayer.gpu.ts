@@ -311,10 +311,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 16);
 
   // margins = relu(scores - correct_class_score + 1)  (twolayer.ts:21)
-  // margins_masked = margins * t9  (twolayer.ts:21)
+  // margins_masked = margins * (1 - t8)  (twolayer.ts:21)
   //   %t5: f32[16,10] = sub %scores, %correct_class_score   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %t7: f32[16,10] = add %t5, %t6   twolayer.ts:21
   //   %margins: f32[16,10] = relu %t7   twolayer.ts:21
+  //   %t9: f32[16,10] = sub %t6, %t8   twolayer.ts:21
   //   %margins_masked: f32[16,10] = mul %margins, %t9   twolayer.ts:21
   const kernel_margins = kernel(function (
     this: IKernelFunctionThis,
@@ -329,10 +330,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 160);
 
   // t8 = onehot(y, 10)  (twolayer.ts:21)
-  // margins_masked = margins * t9  (twolayer.ts:21)
+  // margins_masked = margins * (1 - t8)  (twolayer.ts:21)
   //   %t5: f32[16,10] = sub %scores, %correct_class_score   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %t7: f32[16,10] = add %t5, %t6   twolayer.ts:21
   //   %t8: f32[16,10] = one_hot %y {depth=10}   twolayer.ts:21
+  //   %t9: f32[16,10] = sub %t6, %t8   twolayer.ts:21
   //   %margins_masked: f32[16,10] = mul %margins, %t9   twolayer.ts:21
   const kernel_t8 = kernel(function (this: IKernelFunctionThis, y: Float32Array): number {
     const _x = this.thread.x;
@@ -341,34 +343,22 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return y[_i0] === _rest0 ? 1 : 0;
   }, 160);
 
-  // t9 = 1 - t8  (twolayer.ts:21)
-  // margins_masked = margins * t9  (twolayer.ts:21)
-  //   %t5: f32[16,10] = sub %scores, %correct_class_score   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
-  //   %t7: f32[16,10] = add %t5, %t6   twolayer.ts:21
-  //   %t9: f32[16,10] = sub %t6, %t8   twolayer.ts:21
-  //   %margins_masked: f32[16,10] = mul %margins, %t9   twolayer.ts:21
-  const kernel_t9 = kernel(function (this: IKernelFunctionThis, t8: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 10);
-    const _rest0 = _x - _i0 * 10;
-    return 1 - t8[_i0 * 10 + _rest0];
-  }, 160);
-
-  // margins_masked = margins * t9  (twolayer.ts:21)
+  // margins_masked = margins * (1 - t8)  (twolayer.ts:21)
   // t10 = margins_masked.sum(1)  (twolayer.ts:21)
   //   %t5: f32[16,10] = sub %scores, %correct_class_score   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %t7: f32[16,10] = add %t5, %t6   twolayer.ts:21
+  //   %t9: f32[16,10] = sub %t6, %t8   twolayer.ts:21
   //   %margins_masked: f32[16,10] = mul %margins, %t9   twolayer.ts:21
   //   %t10: f32[16] = sum %margins_masked {axes=[1], keepDims=false}   twolayer.ts:21
   const kernel_t10 = kernel(function (
     this: IKernelFunctionThis,
     margins: Float32Array,
-    t9: Float32Array,
+    t8: Float32Array,
   ): number {
     const _x = this.thread.x;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 10; _r1++) {
-      _acc0 += margins[_x * 10 + _r1] * t9[_x * 10 + _r1];
+      _acc0 += margins[_x * 10 + _r1] * (1 - t8[_x * 10 + _r1]);
     }
     return _acc0;
   }, 16);
@@ -443,8 +433,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   // dt15 = 0.001   sum'  (twolayer.ts:22)
   // dW2_2 = dt15 * (W2 * 2)   square'  (twolayer.ts:22)
   //   %dt15: f32[32,10] = broadcast %t19 {shape=[32, 10]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  //   %t23: f32[32,10] = mul %W2, %t20   twolayer.ts:22
-  //   %dW2_2: f32[32,10] = mul %dt15, %t23   twolayer.ts:22
+  //   %t24: f32[32,10] = mul %W2, %t20   twolayer.ts:22
+  //   %dW2_2: f32[32,10] = mul %dt15, %t24   twolayer.ts:22
   const kernel_dW2_2 = kernel(function (this: IKernelFunctionThis, W2: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 10);
@@ -455,8 +445,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   // dt13 = 0.001   sum'  (twolayer.ts:22)
   // dW1_2 = dt13 * (W1 * 2)   square'  (twolayer.ts:22)
   //   %dt13: f32[20,32] = broadcast %t19 {shape=[20, 32]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  //   %t24: f32[20,32] = mul %W1, %t20   twolayer.ts:22
-  //   %dW1_2: f32[20,32] = mul %dt13, %t24   twolayer.ts:22
+  //   %t25: f32[20,32] = mul %W1, %t20   twolayer.ts:22
+  //   %dW1_2: f32[20,32] = mul %dt13, %t25   twolayer.ts:22
   const kernel_dW1_2 = kernel(function (this: IKernelFunctionThis, W1: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 32);
@@ -465,32 +455,34 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 640);
 
   // dmargins_masked = full((16, 1), 0.0625)   sum'  (twolayer.ts:21)
-  // dmargins = dmargins_masked * t9   mul'  (twolayer.ts:21)
+  // dmargins = dmargins_masked * (1 - t8)   mul'  (twolayer.ts:21)
   // dt7 = dmargins * (margins > 0)   relu'  (twolayer.ts:21)
   //   %dmargins_masked: f32[16,10] = broadcast %t21 {shape=[16, 10]}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
-  //   %dmargins: f32[16,10] = mul %dmargins_masked, %t9   twolayer.ts:21
-  //   %t25: f32[16,10] = gt %margins, %t22   twolayer.ts:21
-  //   %dt7: f32[16,10] = mul %dmargins, %t25   twolayer.ts:21
-  //   %t26: f32[16,10] = neg %dt7   twolayer.ts:21
+  //   %t26: f32[16,10] = sub %t22, %t8   twolayer.ts:21
+  //   %dmargins: f32[16,10] = mul %dmargins_masked, %t26   twolayer.ts:21
+  //   %t27: f32[16,10] = gt %margins, %t23   twolayer.ts:21
+  //   %dt7: f32[16,10] = mul %dmargins, %t27   twolayer.ts:21
+  //   %t28: f32[16,10] = neg %dt7   twolayer.ts:21
   const kernel_dt7 = kernel(function (
     this: IKernelFunctionThis,
-    t9: Float32Array,
+    t8: Float32Array,
     margins: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 10);
     const _rest0 = _x - _i0 * 10;
-    return 0.0625 * t9[_i0 * 10 + _rest0] * (margins[_i0 * 10 + _rest0] > 0 ? 1 : 0);
+    return 0.0625 * (1 - t8[_i0 * 10 + _rest0]) * (margins[_i0 * 10 + _rest0] > 0 ? 1 : 0);
   }, 160);
 
   // dmargins_masked = full((16, 1), 0.0625)   sum'  (twolayer.ts:21)
-  // dmargins = dmargins_masked * t9   mul'  (twolayer.ts:21)
+  // dmargins = dmargins_masked * (1 - t8)   mul'  (twolayer.ts:21)
   // dcorrect_class_score = (-dt7).sum(1)   sub'  (twolayer.ts:21)
   //   %dmargins_masked: f32[16,10] = broadcast %t21 {shape=[16, 10]}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
-  //   %dmargins: f32[16,10] = mul %dmargins_masked, %t9   twolayer.ts:21
-  //   %t25: f32[16,10] = gt %margins, %t22   twolayer.ts:21
-  //   %t26: f32[16,10] = neg %dt7   twolayer.ts:21
-  //   %dcorrect_class_score: f32[16,1] = sum %t26 {axes=[1], keepDims=true}   twolayer.ts:21
+  //   %t26: f32[16,10] = sub %t22, %t8   twolayer.ts:21
+  //   %dmargins: f32[16,10] = mul %dmargins_masked, %t26   twolayer.ts:21
+  //   %t27: f32[16,10] = gt %margins, %t23   twolayer.ts:21
+  //   %t28: f32[16,10] = neg %dt7   twolayer.ts:21
+  //   %dcorrect_class_score: f32[16,1] = sum %t28 {axes=[1], keepDims=true}   twolayer.ts:21
   const kernel_dcorrect_class_score = kernel(function (this: IKernelFunctionThis, dt7: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
@@ -500,9 +492,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 16);
 
-  // dscores_1 = t8 * t27   pick'  (twolayer.ts:21)
+  // dscores_1 = t8 * t29   pick'  (twolayer.ts:21)
   // dscores = dt7 + dscores_1   fan-out: dscores += the gradient through each use  (twolayer.ts:20)
-  //   %dscores_1: f32[16,10] = mul %t8, %t27   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
+  //   %dscores_1: f32[16,10] = mul %t8, %t29   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %dscores: f32[16,10] = add %dt7, %dscores_1   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
   const kernel_dscores = kernel(function (
     this: IKernelFunctionThis,
@@ -516,9 +508,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return dt7[_i0 * 10 + _rest0] + t8[_i0 * 10 + _rest0] * dt4[_i0];
   }, 160);
 
-  // dscores_1 = t8 * t27   pick'  (twolayer.ts:21)
+  // dscores_1 = t8 * t29   pick'  (twolayer.ts:21)
   // db2 = dscores.sum(0)   add'  (twolayer.ts:20)
-  //   %dscores_1: f32[16,10] = mul %t8, %t27   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
+  //   %dscores_1: f32[16,10] = mul %t8, %t29   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %db2: f32[10] = sum %dscores {axes=[0], keepDims=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
   const kernel_db2 = kernel(function (this: IKernelFunctionThis, dscores: Float32Array): number {
     const _x = this.thread.x;
@@ -567,8 +559,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 320);
 
   // dt2 = dhidden * (hidden > 0)   relu'  (twolayer.ts:19)
-  //   %t28: f32[16,32] = gt %hidden, %t22   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
-  //   %dt2: f32[16,32] = mul %dhidden, %t28   twolayer.ts:19
+  //   %t30: f32[16,32] = gt %hidden, %t23   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
+  //   %dt2: f32[16,32] = mul %dhidden, %t30   twolayer.ts:19
   const kernel_dt2 = kernel(function (
     this: IKernelFunctionThis,
     hidden: Float32Array,
@@ -581,7 +573,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 512);
 
   // db1 = dt2.sum(0)   add'  (twolayer.ts:19)
-  //   %t28: f32[16,32] = gt %hidden, %t22   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
+  //   %t30: f32[16,32] = gt %hidden, %t23   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
   //   %db1: f32[32] = sum %dt2 {axes=[0], keepDims=false}   twolayer.ts:19
   const kernel_db1 = kernel(function (this: IKernelFunctionThis, dt2: Float32Array): number {
     const _x = this.thread.x;
@@ -627,8 +619,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const correct_class_score = t4; // a view of t4 as f32[16,1] (the same array)
     const margins = kernel_margins(scores, correct_class_score);
     const t8 = kernel_t8(y);
-    const t9 = kernel_t9(t8);
-    const t10 = kernel_t10(margins, t9);
+    const t10 = kernel_t10(margins, t8);
     const data_loss = kernel_data_loss(t10);
     const t14 = kernel_t14(W1);
     const loss = kernel_loss(W2, t14, data_loss);
@@ -650,17 +641,16 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const correct_class_score = t4; // a view of t4 as f32[16,1] (the same array)
     const margins = kernel_margins(scores, correct_class_score);
     const t8 = kernel_t8(y);
-    const t9 = kernel_t9(t8);
-    const t10 = kernel_t10(margins, t9);
+    const t10 = kernel_t10(margins, t8);
     const data_loss = kernel_data_loss(t10);
     const t14 = kernel_t14(W1);
     const loss = kernel_loss(W2, t14, data_loss);
     const dW2_2 = kernel_dW2_2(W2);
     const dW1_2 = kernel_dW1_2(W1);
-    const dt7 = kernel_dt7(t9, margins);
+    const dt7 = kernel_dt7(t8, margins);
     const dcorrect_class_score = kernel_dcorrect_class_score(dt7);
     const dt4 = dcorrect_class_score; // a view of dcorrect_class_score as f32[16] (the same array)
-    // t27: a view of dt4 as f32[16,1] (the same array)
+    // t29: a view of dt4 as f32[16,1] (the same array)
     const dscores = kernel_dscores(t8, dt4, dt7);
     const db2 = kernel_db2(dscores);
     const dhidden = kernel_dhidden(dscores, W2);

@@ -11,9 +11,9 @@ export const spec = {
 };
 
 
-// Memory plan: 18 arrays, 19.5 KiB, shared by values whose lifetimes do not overlap
+// Memory plan: 17 arrays, 18.9 KiB, shared by values whose lifetimes do not overlap
 // (see twolayer.grad.ir). Values that live only inside one loop nest are locals.
-const buffers = [new Float32Array(640), new Float32Array(32), new Float32Array(320), new Float32Array(10), new Float32Array(320), new Int32Array(16), new Float32Array(512), new Float32Array(160), new Float32Array(512), new Float32Array(160), new Float32Array(512), new Float32Array(160), new Float32Array(640), new Float32Array(1), new Float32Array(320), new Float32Array(32), new Float32Array(10), new Float32Array(640)];
+const buffers = [new Float32Array(640), new Float32Array(32), new Float32Array(320), new Float32Array(10), new Float32Array(320), new Int32Array(16), new Float32Array(512), new Float32Array(160), new Float32Array(512), new Float32Array(160), new Float32Array(512), new Float32Array(640), new Float32Array(1), new Float32Array(320), new Float32Array(32), new Float32Array(10), new Float32Array(640)];
 const buf = {
   W1: buffers[0], // f32[20,32] (param W1)
   b1: buffers[1], // f32[32] (param b1)
@@ -27,25 +27,24 @@ const buf = {
   correct_class_score: buffers[8].subarray(0, 16), // a view of t4
   margins: buffers[9], // f32[16,10]
   t8: buffers[10].subarray(0, 160), // f32[16,10]
-  t9: buffers[11], // f32[16,10]
-  t10: buffers[12].subarray(0, 16), // f32[16]
+  t10: buffers[11].subarray(0, 16), // f32[16]
   data_loss: buffers[8].subarray(0, 1), // f32[]
-  t14: buffers[12].subarray(0, 1), // f32[]
-  loss: buffers[13], // f32[]
+  t14: buffers[11].subarray(0, 1), // f32[]
+  loss: buffers[12], // f32[]
   // t21: f32[16,1], every element 0.0625 (the code reads the literal)
   dW2_2: buffers[8].subarray(0, 320), // f32[32,10]
-  dW1_2: buffers[12], // f32[20,32]
-  dt7: buffers[14].subarray(0, 160), // f32[16,10]
-  dcorrect_class_score: buffers[15].subarray(0, 16), // f32[16,1]
-  dt4: buffers[15].subarray(0, 16), // a view of dcorrect_class_score
-  t27: buffers[15].subarray(0, 16), // a view of dt4
+  dW1_2: buffers[11], // f32[20,32]
+  dt7: buffers[13].subarray(0, 160), // f32[16,10]
+  dcorrect_class_score: buffers[14].subarray(0, 16), // f32[16,1]
+  dt4: buffers[14].subarray(0, 16), // a view of dcorrect_class_score
+  t29: buffers[14].subarray(0, 16), // a view of dt4
   dscores: buffers[9], // f32[16,10]
-  db2: buffers[16], // f32[10]
+  db2: buffers[15], // f32[10]
   dhidden: buffers[10], // f32[16,32]
-  dW2: buffers[14], // f32[32,10]
+  dW2: buffers[13], // f32[32,10]
   dt2: buffers[8], // f32[16,32]
-  db1: buffers[15], // f32[32]
-  dW1: buffers[17], // f32[20,32]
+  db1: buffers[14], // f32[32]
+  dW1: buffers[16], // f32[20,32]
   _acc0: new Float64Array(32), // accumulators of column sums
 };
 
@@ -347,7 +346,7 @@ function matmul_dW1() {
 }
 
 function forwardPass() {
-  const { t4, scores, y, correct_class_score, margins, t8, t9, t10, data_loss, W1, t14, W2, loss } = buf;
+  const { t4, scores, y, correct_class_score, margins, t8, t10, data_loss, W1, t14, W2, loss } = buf;
 
   // hidden = relu(X @ W1 + b1)  (twolayer.ts:19)
   //   %t1: f32[16,32] = matmul %X, %W1 {transA=false, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
@@ -366,8 +365,7 @@ function forwardPass() {
 
   // margins = relu(scores - correct_class_score + 1)  (twolayer.ts:21)
   // t8 = onehot(y, 10)  (twolayer.ts:21)
-  // t9 = 1 - t8  (twolayer.ts:21)
-  // margins_masked = margins * t9  (twolayer.ts:21)
+  // margins_masked = margins * (1 - t8)  (twolayer.ts:21)
   // t10 = margins_masked.sum(1)  (twolayer.ts:21)
   //   %t5: f32[16,10] = sub %scores, %correct_class_score   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %t7: f32[16,10] = add %t5, %t6   twolayer.ts:21
@@ -384,9 +382,7 @@ function forwardPass() {
       margins[i * 10 + p] = _margins;
       const _t8 = y[i] === p ? 1 : 0;
       t8[i * 10 + p] = _t8;
-      const _t9 = 1 - _t8;
-      t9[i * 10 + p] = _t9;
-      _sum0 += _margins * _t9;
+      _sum0 += _margins * (1 - _t8);
     }
     t10[i] = _sum0;
   }
@@ -451,13 +447,13 @@ export function valueAndGrad(params, inputs, options) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  const { W2, dW2_2, W1, dW1_2, t9, margins, dt7, dcorrect_class_score, _acc0, t8, t27, dscores, db2, hidden, dhidden, dt2, db1 } = buf;
+  const { W2, dW2_2, W1, dW1_2, t8, margins, dt7, dcorrect_class_score, _acc0, t29, dscores, db2, hidden, dhidden, dt2, db1 } = buf;
 
   // dt15 = 0.001   sum'  (twolayer.ts:22)
   // dW2_2 = dt15 * (W2 * 2)   square'  (twolayer.ts:22)
   //   %dt15: f32[32,10] = broadcast %t19 {shape=[32, 10]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  //   %t23: f32[32,10] = mul %W2, %t20   twolayer.ts:22
-  //   %dW2_2: f32[32,10] = mul %dt15, %t23   twolayer.ts:22
+  //   %t24: f32[32,10] = mul %W2, %t20   twolayer.ts:22
+  //   %dW2_2: f32[32,10] = mul %dt15, %t24   twolayer.ts:22
   for (let i = 0; i < 320; i++) {
     dW2_2[i] = 0.001 * (W2[i] * 2);
   }
@@ -465,36 +461,37 @@ export function valueAndGrad(params, inputs, options) {
   // dt13 = 0.001   sum'  (twolayer.ts:22)
   // dW1_2 = dt13 * (W1 * 2)   square'  (twolayer.ts:22)
   //   %dt13: f32[20,32] = broadcast %t19 {shape=[20, 32]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  //   %t24: f32[20,32] = mul %W1, %t20   twolayer.ts:22
-  //   %dW1_2: f32[20,32] = mul %dt13, %t24   twolayer.ts:22
+  //   %t25: f32[20,32] = mul %W1, %t20   twolayer.ts:22
+  //   %dW1_2: f32[20,32] = mul %dt13, %t25   twolayer.ts:22
   for (let i = 0; i < 640; i++) {
     dW1_2[i] = 0.001 * (W1[i] * 2);
   }
 
   // dmargins_masked = full((16, 1), 0.0625)   sum'  (twolayer.ts:21)
-  // dmargins = dmargins_masked * t9   mul'  (twolayer.ts:21)
+  // dmargins = dmargins_masked * (1 - t8)   mul'  (twolayer.ts:21)
   // dt7 = dmargins * (margins > 0)   relu'  (twolayer.ts:21)
   // dcorrect_class_score = (-dt7).sum(1)   sub'  (twolayer.ts:21)
   //   %dmargins_masked: f32[16,10] = broadcast %t21 {shape=[16, 10]}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
-  //   %dmargins: f32[16,10] = mul %dmargins_masked, %t9   twolayer.ts:21
-  //   %t25: f32[16,10] = gt %margins, %t22   twolayer.ts:21
-  //   %dt7: f32[16,10] = mul %dmargins, %t25   twolayer.ts:21
-  //   %t26: f32[16,10] = neg %dt7   twolayer.ts:21
-  //   %dcorrect_class_score: f32[16,1] = sum %t26 {axes=[1], keepDims=true}   twolayer.ts:21
+  //   %t26: f32[16,10] = sub %t22, %t8   twolayer.ts:21
+  //   %dmargins: f32[16,10] = mul %dmargins_masked, %t26   twolayer.ts:21
+  //   %t27: f32[16,10] = gt %margins, %t23   twolayer.ts:21
+  //   %dt7: f32[16,10] = mul %dmargins, %t27   twolayer.ts:21
+  //   %t28: f32[16,10] = neg %dt7   twolayer.ts:21
+  //   %dcorrect_class_score: f32[16,1] = sum %t28 {axes=[1], keepDims=true}   twolayer.ts:21
   for (let i = 0; i < 16; i++) {
     let _sum0 = 0;
     for (let p = 0; p < 10; p++) {
-      const _dt7 = 0.0625 * t9[i * 10 + p] * (margins[i * 10 + p] > 0 ? 1 : 0);
+      const _dt7 = 0.0625 * (1 - t8[i * 10 + p]) * (margins[i * 10 + p] > 0 ? 1 : 0);
       dt7[i * 10 + p] = _dt7;
       _sum0 += -_dt7;
     }
     dcorrect_class_score[i] = _sum0;
   }
 
-  // dscores_1 = t8 * t27   pick'  (twolayer.ts:21)
+  // dscores_1 = t8 * t29   pick'  (twolayer.ts:21)
   // dscores = dt7 + dscores_1   fan-out: dscores += the gradient through each use  (twolayer.ts:20)
   // db2 = dscores.sum(0)   add'  (twolayer.ts:20)
-  //   %dscores_1: f32[16,10] = mul %t8, %t27   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
+  //   %dscores_1: f32[16,10] = mul %t8, %t29   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %dscores: f32[16,10] = add %dt7, %dscores_1   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
   //   %db2: f32[10] = sum %dscores {axes=[0], keepDims=false}   twolayer.ts:20
   for (let i = 0; i < 10; i++) {
@@ -502,7 +499,7 @@ export function valueAndGrad(params, inputs, options) {
   }
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 10; j++) {
-      const _dscores = dt7[i * 10 + j] + t8[i * 10 + j] * t27[i];
+      const _dscores = dt7[i * 10 + j] + t8[i * 10 + j] * t29[i];
       dscores[i * 10 + j] = _dscores;
       _acc0[j] += _dscores;
     }
@@ -523,8 +520,8 @@ export function valueAndGrad(params, inputs, options) {
 
   // dt2 = dhidden * (hidden > 0)   relu'  (twolayer.ts:19)
   // db1 = dt2.sum(0)   add'  (twolayer.ts:19)
-  //   %t28: f32[16,32] = gt %hidden, %t22   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
-  //   %dt2: f32[16,32] = mul %dhidden, %t28   twolayer.ts:19
+  //   %t30: f32[16,32] = gt %hidden, %t23   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
+  //   %dt2: f32[16,32] = mul %dhidden, %t30   twolayer.ts:19
   //   %db1: f32[32] = sum %dt2 {axes=[0], keepDims=false}   twolayer.ts:19
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
