@@ -13,7 +13,7 @@ import type { ModuleInfo } from '../module.js';
 import type { MatmulKernel } from './matmul.js';
 import type { ConvKernel } from './conv.js';
 import type { PoolKernel, StaticPoolKernel } from './pool.js';
-import { isPool, poolKernel } from './pool.js';
+import { isPool, poolKernel, poolOperands } from './pool.js';
 import type { Operand, Step, StepOp } from './steps.js';
 import type { Address } from './layout.js';
 import { convOperands } from '../../ir/conv.js';
@@ -115,8 +115,7 @@ export function decidePool(m: ModuleInfo, u: Unit, address: Address): PoolDecisi
   const g = u.graph;
   const inst = u.insts[0] as InstOf<PoolKernel['op']>;
   if (u.insts.length !== 1 || !isPool(inst.op)) return undefined;
-  const xv = inst.op === 'avg_pool_grad' ? inst.result : inst.args[0]!;
-  const yv = inst.op === 'max_pool' || inst.op === 'avg_pool' ? inst.result : inst.op === 'max_pool_grad' ? inst.args[1]! : inst.args[0]!;
+  const { x: xv, y: yv } = poolOperands(inst.op, inst.args, inst.result);
   const kernel = poolKernel(inst.op, inst.attrs, g.type(xv).shape as number[], g.type(yv).shape as number[], (k) => address(g, k < 0 ? inst.result : inst.args[k]!));
   return kernel && { kind: 'pool', kernel, doc: docOf(m, u) };
 }

@@ -271,6 +271,20 @@ function maxPool2x2Grad(f: Body, k: PoolKernel, [cr, cc, xr, yr, xc, yc]: Local[
   if (H > 2 * Ho) f.bump(xr, 4 * (H - 2 * Ho) * W);
 }
 
+/**
+ * A pooling op's arrays among its operands and result: x [N, C, H, W] (for avg_pool_grad, which
+ * reads no x, its result dx, whose planes it walks), y [N, C, Ho, Wo] (dy for the gradients) and
+ * the gradients' dx (their result).
+ */
+export function poolOperands<T>(op: PoolOp, args: readonly T[], result: T): { x: T; y: T; dx?: T } {
+  const grad = op === 'max_pool_grad' || op === 'avg_pool_grad';
+  return {
+    x: op === 'avg_pool_grad' ? result : args[0]!,
+    y: op === 'max_pool' || op === 'avg_pool' ? result : op === 'max_pool_grad' ? args[1]! : args[0]!,
+    ...(grad ? { dx: result } : {}),
+  };
+}
+
 export const isPool = (op: string): op is PoolOp => op === 'max_pool' || op === 'avg_pool' || op === 'max_pool_grad' || op === 'avg_pool_grad';
 
 /**

@@ -22,7 +22,7 @@ import type { Routine, View } from '../kernel/form.js';
 import type { I32, IndexKernel } from './index-kernels.js';
 import { text } from './index-lines.js';
 import type { PoolKernel, PoolOp } from './pool.js';
-import { isPool, poolBody } from './pool.js';
+import { isPool, poolBody, poolOperands } from './pool.js';
 import type { ConvCode } from './conv.js';
 import { convBody, convSumBody, convWhat } from './conv.js';
 import { convOperands } from '../../ir/conv.js';
@@ -218,9 +218,7 @@ function convForms(m: ModuleInfo, u: Unit, address: (arg: string, off: Size) => 
 function poolRoutine(r: Routine, address: (arg: string, off: Size) => Val | undefined, i32: (v: Val) => I32): IndexKernel | undefined {
   const op = r.op as PoolOp;
   if (r.epilogue || ![...r.inputs, r.output].every(dense)) return undefined;
-  // x [N, C, H, W] (dx for avg_pool_grad, which reads no x) and y [N, C, Ho, Wo] (dy for the gradients)
-  const xv = op === 'avg_pool_grad' ? r.output : r.inputs[0]!;
-  const yv = op === 'max_pool' || op === 'avg_pool' ? r.output : op === 'max_pool_grad' ? r.inputs[1]! : r.inputs[0]!;
+  const { x: xv, y: yv, dx: dxv } = poolOperands(op, r.inputs, r.output);
   const sizes = [...xv.shape.slice(2), ...yv.shape.slice(2)];
   if (xv.shape.length !== 4 || !sizes.every((d) => typeof d === 'number')) return undefined;
   const [H, W, Ho, Wo] = sizes as number[];
@@ -228,8 +226,8 @@ function poolRoutine(r: Routine, address: (arg: string, off: Size) => Val | unde
     const a = address(v.arg, v.offset);
     return a === undefined ? undefined : i32(a);
   };
-  const [x, y, dx] = [op === 'avg_pool_grad' ? undefined : at(xv), at(yv), op === 'max_pool_grad' || op === 'avg_pool_grad' ? at(r.output) : undefined];
-  if (y === undefined || (op !== 'avg_pool_grad' && x === undefined) || ((op === 'max_pool_grad' || op === 'avg_pool_grad') && dx === undefined)) return undefined;
+  const [x, y, dx] = [op === 'avg_pool_grad' ? undefined : at(xv), at(yv), dxv && at(dxv)];
+  if (y === undefined || (op !== 'avg_pool_grad' && x === undefined) || (dxv && dx === undefined)) return undefined;
   const n = valOf(numelSize(xv.shape.slice(0, 2)));
   const planes = typeof n === 'number' ? n : i32(n);
   const attrs = r.attrs as { kernel: number[]; stride: number[]; padding: number[] };
