@@ -85,7 +85,7 @@ export function benchKernel({ Body, encodeModule }, { matmulBody, packBody, pack
   const pages = Math.ceil(end / 65536) + 1;
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
   new Float32Array(memory.buffer).forEach((_x, i, a) => (a[i] = Math.sin(i) * 0.5));
-  const kernel = { name: 'mm', ...shape, a: at[0], b: at[1], c: at[2], pack: transB || packsB(shape) ? at[3] : undefined, packA: packsA(shape) ? at[4] : undefined, aBatched: batch > 1, bBatched: batch > 1, epilogue: [] };
+  const kernel = { name: 'mm', ...shape, a: at[0], b: at[1], c: at[2], pack: transB || packsB(shape) ? at[3] : undefined, packA: packsA(shape) ? at[4] : undefined, aBatched: batch > 1, bBatched: batch > 1 };
   const fns = [{ name: 'range', body: matmulBody(kernel, batch === 1 ? { ranged: true } : { batches: true }) }];
   const whole = new Body();
   if (batch === 1 && kernel.pack !== undefined) {

@@ -52,7 +52,7 @@ export async function splitMatmul({ M, N, K, transB }) {
   const f32 = new Float32Array(memory.buffer);
   for (let i = a / 4; i < (c - 16) / 4; i++) f32[i] = Math.sin(i) * 0.5;
   const kernel = (name, rows, rowOffset, out, pack) =>
-    matmulBody({ name, M: rows, N, K, batch: 1, transA: false, transB, a: a + rowOffset * K * 4, b, c: out + rowOffset * N * 4, pack: transB ? pack : undefined, aBatched: false, bBatched: false, epilogue: [] });
+    matmulBody({ name, M: rows, N, K, batch: 1, transA: false, transB, a: a + rowOffset * K * 4, b, c: out + rowOffset * N * 4, pack: transB ? pack : undefined, aBatched: false, bBatched: false });
   const encode = (fns) => encodeModule(pages, fns, { shared: true });
   const one = new WebAssembly.Instance(new WebAssembly.Module(encode([{ name: 'all', body: kernel('all', M, 0, c, packs[0]) }])), { env: { memory } }).exports.all;
   const top = new WebAssembly.Instance(new WebAssembly.Module(encode([{ name: 'top', body: kernel('top', half, 0, c1, packs[0]) }])), { env: { memory } }).exports.top;

@@ -48,7 +48,7 @@ import { decideConv, decideMatmul, decidePool, docOf, isConv } from './wasm/deci
 import { isPool, poolBody } from './wasm/pool.js';
 import { indexKernel } from './wasm/index-kernels.js';
 
-export { isConv, simdOp } from './wasm/decide.js';
+export { isConv } from './wasm/decide.js';
 
 /** A kernel of the module, in call order. */
 interface Kernel {
@@ -165,7 +165,7 @@ class StaticModule {
     if (!d) return undefined;
     const routine = lowerUnitOf(this.plan, u).launch;
     const writer = d.kernel.batch === 1 && routine?.kind === 'routine' && routine.epilogue ? TileEpilogue.plan(routine.epilogue, routine.output.arg, this.arrayAt) : undefined;
-    return { ...d, kernel: { ...d.kernel, epilogue: [], ...(writer ? { epilogueWriter: writer } : {}) }, fusedEpilogue: writer !== undefined || u.insts.length === 1 };
+    return { ...d, kernel: { ...d.kernel, ...(writer ? { epilogueWriter: writer } : {}) }, fusedEpilogue: writer !== undefined || u.insts.length === 1 };
   }
 
   /**

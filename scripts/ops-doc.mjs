@@ -17,7 +17,7 @@ import { reverseMode } from '../dist/ir/autodiff.js';
 import { formatType } from '../dist/ir/types.js';
 import { formula } from '../dist/codegen/formula.js';
 import { LOWERING } from '../dist/codegen/kernel/rules.js';
-import { isConv, simdOp } from '../dist/codegen/wasm.js';
+import { isConv } from '../dist/codegen/wasm.js';
 import { unifiedDiff } from '../dist/src/textdiff.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -103,17 +103,14 @@ function describe(op, def) {
 }
 
 /** Which targets have a kernel for op, read from the emitters' tables. */
-function targets(op, def) {
+function targets(op) {
   // the flat module renders the kernel form: elementwise ops and reductions as kernels, matmul
   // groups as its tiled kernels, the other routines and the layout ops as statements of their own
   const s = LOWERING[op];
   if ('none' in s || 'unsupported' in s) return { ts: 'nothing to emit (a source or a view)', wasm: '—', gpu: '—' };
   const ts = 'alu' in s ? 'elementwise expression' : 'reduce' in s ? 'reduce group' : op === 'matmul' ? 'matmul group' : 'statement';
-  // the wasm module's decisions: matmul and convolutions, SIMD reductions and row softmax, the
-  // elementwise ops simdOp maps to a SIMD step (pow with a constant exponent only); the other
+  // the wasm module's decisions: matmul and convolutions, SIMD reductions and row softmax; the
   // elementwise and layout ops are kernels of the kernel form (codegen/wasm/kernel.ts)
-  const inst = { op, args: Array(def.arity === 'variadic' ? 2 : def.arity).fill(null), attrs: {} };
-  const literal = () => ({ kind: 'literal', value: 2 });
   const wasm = op === 'matmul'
     ? 'SIMD matmul'
     : isConv(op)
@@ -122,15 +119,11 @@ function targets(op, def) {
         ? 'SIMD reduction'
         : op === 'softmax'
           ? 'SIMD softmax over the last axis'
-          : simdOp(inst, () => undefined)
-            ? 'SIMD elementwise'
-            : simdOp(inst, literal)
-              ? 'SIMD elementwise, constant exponent'
-              : 'alu' in s
-                ? 'SIMD kernel (kernel form)'
-                : 'layout' in s
-                  ? 'SIMD copy (kernel form)'
-                  : 'flat TS code';
+          : 'alu' in s
+            ? 'SIMD kernel (kernel form)'
+            : 'layout' in s
+              ? 'SIMD copy (kernel form)'
+              : 'flat TS code';
   // the GPU.js module renders the kernel form too (codegen/gpu-kernel.ts); routines are kernels of their own
   const gpu = 'alu' in s ? 'elementwise expression' : 'reduce' in s ? 'reduce group' : 'kernel';
   return { ts, wasm, gpu };
@@ -153,7 +146,7 @@ function opsSection() {
         : op === 'scan_out'
           ? { signature: 'token → result index (a final carry, or the ys stacked)', grads: ['with its scan (ir/scan-grad.ts)'] }
           : describe(op, def);
-    const t = targets(op, def);
+    const t = targets(op);
     const gradCell = grads.map((x) => (x.startsWith('d') && x.includes(' = ') ? code(x).replace(' (no gradient flows to it)`', '` (no gradient flows to it)') : cell(x))).join('<br>');
     const test = def.category === 'conv' ? '[ops](../test/ops.test.ts), [conv](../test/conv.test.ts)' : '[ops](../test/ops.test.ts)';
     lines.push(`| \`${op}\` | ${def.category} | ${cell(attrs)} | ${def.arity} | ${def.category === 'source' ? cell(signature) : code(signature)} | ${gradCell} | ${t.ts} | ${t.wasm} | ${t.gpu} | ${test} |`);
@@ -209,7 +202,7 @@ function render() {
     'the reverse pass run on that example and printed as the emitted comments print it (before',
     'the backward passes simplify it; where an operand was broadcast, the reverse pass also sums',
     'the result back over the broadcast axes). **flat TS / wasm / GPU.js**: the kernel each target',
-    'has for it (from `LOWERING` in `codegen/kernel/rules.ts`, the decisions and `simdOp` of',
+    'has for it (from `LOWERING` in `codegen/kernel/rules.ts`, the decisions of',
     '`codegen/wasm.ts`, the kernel form\'s wasm renderer `codegen/wasm/kernel.ts` for the other elementwise and layout ops, the flat module\'s code for the other routines, and the GPU.js renderer',
     '`codegen/gpu-kernel.ts`). **test**: test/ops.test.ts checks every op of the table on the flat',
     'module against the float64 interpreter and finite differences, and fails when one is missing.',

@@ -68,7 +68,7 @@ export default model('sym', (g) => {
     const params = mod.initParams(0);
     expect(Number.isFinite(mod.forward(params, { x: new Float32Array(5).fill(0.5) }).loss)).toBe(true);
     expect(() => mod.forward(params, { x: new Float32Array(2e7) })).toThrow(
-      new RangeError("sym: B = 20000000 needs 10560000576 bytes of wasm memory, more than wasm's 4 GiB (65536 pages of 64 KiB): call with a smaller B, or use the flat module (graphc build --target ts)"),
+      new RangeError("sym: B = 20000000 needs 10560000592 bytes of wasm memory, more than wasm's 4 GiB (65536 pages of 64 KiB): call with a smaller B, or use the flat module (graphc build --target ts)"),
     );
     // the module still works at a size that fits
     expect(Number.isFinite(mod.forward(params, { x: new Float32Array(7).fill(0.5) }).loss)).toBe(true);

@@ -1,5 +1,6 @@
 // The wasm module of a model with a symbolic dimension (codegen/wasm/symbolic.ts): one build serves
-// every batch size; its kernels are encoded the first time a call brings a size and reused after.
+// every batch size; its kernels are built once and read their sizes at run time, the memory is laid
+// out the first time a call brings a size and reused after.
 // Each call against the static wasm build at that size and the float64 interpreter; sizes back and
 // forth give the same results; create({ threads }) says why a symbolic module has no threads.
 
@@ -13,13 +14,6 @@ import type { Arrays, GeneratedModule } from './helpers.js';
 import { gradTolerance, modelFile, randomArgs, reference, relErr, ROOT, tmp } from './helpers.js';
 import { jsLoopSteps, kernelJsSteps } from './wasm-steps.js';
 import { resolveHyper } from '../codegen/optim.js';
-import { SOURCES } from '../codegen/wasm/symbolic.js';
-import { TEMPS, unaryOnStackDecl } from '../codegen/wasm/symbolic-replay.js';
-import { unaryOnStack } from '../codegen/wasm/kernel-alu.js';
-import { Body } from '../codegen/wasm/encode.js';
-import type { Local } from '../codegen/wasm/encode.js';
-import ts from 'typescript';
-import { readFileSync } from 'node:fs';
 
 const EXAMPLES = ROOT.split(path.sep).join('/') + '/examples';
 
@@ -47,38 +41,13 @@ function argsFor(fwd: Parameters<typeof randomArgs>[0], n: number, seed: number)
 
 const copyOf = (r: { loss: number; grads: Record<string, Float32Array> }) => ({ loss: r.loss, grads: Object.fromEntries(Object.entries(r.grads).map(([k, v]) => [k, Float32Array.from(v)])) });
 
-describe('the kernel generators the symbolic module embeds', () => {
-  it("replay the kernel form's exp and tanh (the steps' unaryOnStack) as the static renderer writes them, byte for byte", () => {
-    const js = ts.transpileModule(unaryOnStackDecl().join('\n'), { compilerOptions: { target: ts.ScriptTarget.ES2022 } }).outputText;
-    const replay = new Function(`${js}\nreturn unaryOnStack;`)() as (f: Body, op: 'exp' | 'tanh', tmp: readonly Local[]) => void;
-    for (const op of ['exp', 'tanh'] as const) {
-      const [a, b] = [new Body(), new Body()];
-      const [ta, tb] = [a, b].map((f) => Array.from({ length: TEMPS[op] }, () => f.local('v128')));
-      unaryOnStack(a, op, ta!);
-      replay(b, op, tb!);
-      expect(b.encode().length, op).toBeGreaterThan(30);
-      expect(b.encode(), op).toEqual(a.encode());
-    }
-  });
-
-  it('import only from each other (their imports are stripped), but for steps.ts\'s unaryOnStack, replayed', () => {
-    // every import statement, whatever its form (named, default, namespace, type, side effect)
-    const imports = SOURCES.flatMap((f) =>
-      [...readFileSync(path.join(ROOT, 'codegen/wasm', `${f}.ts`), 'utf8').matchAll(/^import\b([^;]*?)(?:from )?'([^']+)';$/gms)].map((m) => ({ f, what: m[1]!.trim(), from: m[2]! })),
-    );
-    expect(imports.length).toBeGreaterThanOrEqual(SOURCES.length);
-    const outside = imports.filter(({ f, what, from }) => !(SOURCES as readonly string[]).includes(from.replace(/^\.\/(.*)\.js$/, '$1')) && !(f === 'steps' && from === './kernel-alu.js' && what === '{ unaryOnStack }'));
-    expect(outside).toEqual([]);
-  });
-});
-
 describe('the wasm module with a symbolic batch', () => {
   it('serves B = 1, 7, 32 and 1000 as the static wasm builds and the float64 interpreter; sizes back and forth reuse their kernels', async () => {
     const sym = await buildWasm(inference('B', 'inf_wasm_sym'));
     expect(sym.mod.spec.inputs.Xb!.shape).toEqual(['B', 3]);
     const code = sym.c.files.find((f) => f.name === 'inf_wasm_sym.wasm.js')!.content as string;
     // the groups the static module runs as kernels are kernels here too
-    expect(code).toMatch(/kernels\.matmul_logits\(\);/);
+    expect(code).toMatch(/forms\.matmul_logits\(\);/); // built once, its rows read at run time
     expect(code).toMatch(/forms\.softmax_probs\(\);/); // the row kernel, its rows read at run time
     expect(code).not.toContain('softmaxBody'); // its generator is not carried
     expect(code).toMatch(/forms\.kernel_db1\(\);/);
@@ -111,7 +80,7 @@ describe('the wasm module with a symbolic batch', () => {
       expect(copyOf(sym.mod.valueAndGrad(params, inputs)), `B = ${n} again`).toEqual(first.get(n));
     }
     await expect(sym.mod.create({ threads: 2 })).rejects.toThrow(
-      "create({ threads }): this wasm module has symbolic dimensions (B), whose kernels are encoded for each call's sizes on the calling thread; threads need a build for fixed sizes (a number instead of a dimension name)",
+      "create({ threads }): this wasm module has symbolic dimensions (B), whose memory is laid out anew for each call's sizes; threads need a build for fixed sizes (a number instead of a dimension name)",
     );
   }, 240_000); // five builds
 
@@ -206,7 +175,7 @@ export default model('opt_sym', (g) => {
     for (const k of ['W', 'b']) expect(relErr(qw[k] as Float32Array, qf[k] as Float32Array), `applyGradients: ${k}`).toBeLessThan(1e-6);
   }, 60_000);
 
-  it('no JS loop left: a matmul epilogue the matmul kernel does not fuse (a kernel of its own), a pad cut along axes of strides B·2 and 1, and the update of params whose gradients are not arrays of the arena (an input, a constant), at B = 3 and 37', async () => {
+  it('no JS loop left: matmul epilogues in the matmul\'s tiles (log decomposed, a product that is an output stored too, a sum of two products), batches of matmuls, a pad cut along axes of strides B·2 and 1, and the update of params whose gradients are not arrays of the arena (an input, a constant), at B = 3 and 37', async () => {
     const file = modelFile(`import { model } from 'graphc';
 export default model('rest_sym', (g) => {
   const x = g.input('x', ['B', 4]);
@@ -218,12 +187,16 @@ export default model('rest_sym', (g) => {
   const r = g.param('r', [3]);
   const c = g.param('c', [4]);
   const xs = g.input('xs', [3]);
-  const h = x.matmul(W).add(b).square().add(1).log(); // log: no step of the matmul kernel's epilogue (its product in the product area)
-  const k = x.tanh().matmul(W); // an output: the epilogue reads the product's array
+  const h = x.matmul(W).add(b).square().add(1).log(); // log (decomposed) at the tile's points
+  const k = x.tanh().matmul(W); // an output: the epilogue reads the product at the tile's points, the product stored too
   const hk = k.abs().add(1).log();
+  const t = g.input('t', ['B', 2, 3]);
+  const bt = t.matmul(t.transpose([0, 2, 1])).tanh(); // batches of B matrices
+  const bk = t.transpose([0, 2, 1]).matmul(t);
+  const hb = bk.square().add(bt.sum());
   const pd = g.pad(s.mul(v).tanh(), [[1, 2], [0, 0], [0, 1]]); // boxes along axis 0 (stride B·2) and axis 2 (stride 1)
-  const loss = h.square().mean().add(hk.mean()).add(pd.square().mean()).add(q.mul(xs).sum()).add(r.mul(xs).sum()).add(c.sum()); // dq = dr = xs, dc = 1
-  return { loss, h, k, pd };
+  const loss = h.square().mean().add(hk.mean()).add(pd.square().mean()).add(q.mul(xs).sum()).add(r.mul(xs).sum()).add(c.sum()).add(hb.mean()); // dq = dr = xs, dc = 1
+  return { loss, h, k, pd, bk };
 });
 `);
     const c = await compile(file, { targets: ['ts', 'wasm'], optimizer: { name: 'adam', hyper: resolveHyper('adam', { lr: 0.05, weightDecay: 0.01, clipGradNorm: 0.5 }) } });
@@ -237,7 +210,12 @@ export default model('rest_sym', (g) => {
     const load = async (name: string) => (await import(pathToFileURL(path.join(dir, name)).href)) as Train;
     const code = c.files.find((f) => f.name === 'rest_sym.wasm.ts')!.content as string;
     expect(jsLoopSteps(code)).toEqual([]);
-    expect(code.match(/^ +kernels\.matmul_\w+\(\);\n +forms\.epilogue_\w+\(\);$/gm)).toHaveLength(2); // each epilogue right after the matmul writes its product
+    // h's (and h²'s), hk's and the weight gradient's sum of two products in the matmul's tiles: no kernel after them, no product area
+    expect(code).toMatch(/^\/\/ {3}matmul_hk: hk = log\(t8\) {3}\[B,4\]·\[4,5\], sizes read at run time$/m);
+    expect(code).toMatch(/^\/\/ {3}matmul_dW: dW = dW_2 \+ x\.T @ dt2 {3}\[4,B\]·\[B,5\] \(A transposed\), sizes read at run time$/m);
+    expect(code).not.toMatch(/epilogue_|_product/);
+    expect(code).toMatch(/^\/\/ {3}matmul_\w+: .*B × \[2,3\]·\[3,2\] \(B transposed\), sizes read at run time$/m);
+    expect(code).toMatch(/^\/\/ {3}matmul_bk: .*B × \[3,2\]·\[2,3\] \(A transposed\), sizes read at run time$/m);
     expect(code).toContain('forms.kernel_pd();');
     expect(code).not.toMatch(/^ +adamStep\(/m); // every param's update is the kernel's
     for (const p of ['q', 'r', 'c']) expect(code).toMatch(new RegExp(`^ +optGrads\\.${p}\\.set\\(`, 'm'));
@@ -255,7 +233,7 @@ export default model('rest_sym', (g) => {
         expect(err, `${at}: d loss / d ${p}`).toBeLessThan(gradTolerance(g, () => reference(c.fwd, c.bwd, params, inputs, { float32: true }).grads[p]!, err));
       }
       const outs = wasm.forward(params, inputs);
-      for (const o of ['h', 'k', 'pd']) expect(relErr(outs[o] as Float32Array, ref.outputs[o]!.data), `${at}: ${o}`).toBeLessThan(1e-5);
+      for (const o of ['h', 'k', 'pd', 'bk']) expect(relErr(outs[o] as Float32Array, ref.outputs[o]!.data), `${at}: ${o}`).toBeLessThan(1e-5);
     }
     // trainStep and applyGradients as the flat module's (its update a JS loop per param)
     const [pw, pf] = [init(), init()];

@@ -9,7 +9,7 @@ import { Body, encodeModule } from '../codegen/wasm/encode.js';
 import type { IndexKernel } from '../codegen/wasm/index-kernels.js';
 import { argmaxMask, cumsum, indexKernel } from '../codegen/wasm/index-kernels.js';
 import { softmaxBody, softmaxRows } from '../codegen/wasm/softmax.js';
-import { f32x4Exp } from '../codegen/wasm/steps.js';
+import { f32x4Exp } from '../codegen/wasm/kernel-alu.js';
 import { size } from '../ir/dims.js';
 
 declare const WebAssembly: {

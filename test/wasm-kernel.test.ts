@@ -15,7 +15,7 @@ import { parseLaunch } from '../codegen/kernel/parse.js';
 import type { Kernel } from '../codegen/kernel/form.js';
 import { evalKernel } from '../codegen/kernel/eval.js';
 import { Body, encodeModule } from '../codegen/wasm/encode.js';
-import { f32x4Exp } from '../codegen/wasm/steps.js';
+import { f32x4Exp } from '../codegen/wasm/kernel-alu.js';
 import { renderWasmKernel } from '../codegen/wasm/kernel.js';
 import { WASM_CAPABILITIES, unaryOnStack } from '../codegen/wasm/kernel-alu.js';
 import { decompose } from '../codegen/kernel/decompose.js';

@@ -1,6 +1,6 @@
 // The wasm target (--target wasm): the encoder, the SIMD matmul kernels on their own against a
-// float64 reference (every operand layout, ragged shapes, batches, register tiles, each
-// epilogue op), the softmax kernel, and the wasm module of every example against the flat module (the
+// float64 reference (every operand layout, ragged shapes, batches, register tiles), the epilogue
+// of each op at the tiles' points, the softmax kernel, and the wasm module of every example against the flat module (the
 // elementwise and reduction groups are kernels of the kernel form: test/wasm-kernel.test.ts).
 
 import { execFileSync } from 'node:child_process';
@@ -14,7 +14,6 @@ import { Body, encodeModule, RELAXED_PROBE, relaxSites, sleb, uleb } from '../co
 /** What this process's runtime runs: Node 20 has relaxed SIMD only behind --experimental-wasm-relaxed-simd. */
 const NATIVE_SIMD = WebAssembly.validate(Uint8Array.from(RELAXED_PROBE)) ? 'relaxed' : 'plain';
 import type { MatmulKernel } from '../codegen/wasm/matmul.js';
-import type { Step, Step as EpilogueStep } from '../codegen/wasm/steps.js';
 import { matmulBody, packBody, packFloats, packsA, packsB } from '../codegen/wasm/matmul.js';
 import { softmaxBody } from '../codegen/wasm/softmax.js';
 import type { GeneratedModule } from './helpers.js';
@@ -87,8 +86,7 @@ describe('the encoder', () => {
 
 /** Runs one kernel over random operands placed in a fresh memory; returns C and the float64 reference. */
 function runKernel(
-  k: Omit<MatmulKernel, 'a' | 'b' | 'c' | 'pack' | 'panel' | 'packA' | 'name' | 'epilogue'> & { readonly packB?: boolean; readonly panelB?: boolean; readonly packA?: boolean },
-  epilogue: (addr: { bias: number; col: number }) => EpilogueStep[] = () => [],
+  k: Omit<MatmulKernel, 'a' | 'b' | 'c' | 'pack' | 'panel' | 'packA' | 'name'> & { readonly packB?: boolean; readonly panelB?: boolean; readonly packA?: boolean },
   seed = 1,
 ) {
   const { M, N, K, batch, transA, transB } = k;
@@ -117,9 +115,8 @@ function runKernel(
   new Float32Array(memory.buffer).forEach((_x, i, arr) => (arr[i] = 1e6 * (r() - 0.5)));
   for (const [o, n] of [[a, aLen], [b, bLen], [bias, N], [col, M]] as const) f32(o, n).forEach((_x, i, arr) => (arr[i] = r() - 0.5));
   f32(c, cLen).fill(0);
-  const steps = epilogue({ bias, col }).map((s) => ({ ...s, store: s.store === undefined ? undefined : out }));
   const { packB, panelB, packA, ...rest } = k;
-  const kernel: MatmulKernel = { ...rest, name: 'mm', a, b, c, pack: transB || packB ? pack : undefined, panel: panelB ? pack : undefined, packA: packA ? packAAt : undefined, epilogue: steps };
+  const kernel: MatmulKernel = { ...rest, name: 'mm', a, b, c, pack: transB || packB ? pack : undefined, panel: panelB ? pack : undefined, packA: packA ? packAAt : undefined };
   const bytes = encodeModule(pages, [{ name: 'mm', body: matmulBody(kernel) }]);
   expect(WebAssembly.validate(bytes)).toBe(true);
   const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
@@ -136,7 +133,7 @@ function runKernel(
         want[t * M * N + i * N + j] = s;
       }
   (inst.exports.mm as () => void)();
-  return { got: Float32Array.from(f32(c, cLen)), want, epi: Float32Array.from(f32(out, cLen)), bias: f32(bias, N), col: f32(col, M), memory, c, cLen, out };
+  return { got: Float32Array.from(f32(c, cLen)), want, memory, c, cLen, out };
 }
 
 describe('SIMD matmul kernels against a float64 reference', () => {
@@ -160,7 +157,7 @@ describe('SIMD matmul kernels against a float64 reference', () => {
   for (const [transA, transB] of layouts)
     it.each(shapes)(`transA=${transA} transB=${transB}: [%i,K]·[K,%i] with K = %i`, (M, N, K) => {
       for (const tile of [undefined, { rows: 1, vecs: 1 }, { rows: 3, vecs: 3 }, { rows: 8, vecs: 1 }]) {
-        const { got, want } = runKernel({ M, N, K, batch: 1, transA, transB, aBatched: false, bBatched: false, epilogue: [], tile } as never);
+        const { got, want } = runKernel({ M, N, K, batch: 1, transA, transB, aBatched: false, bBatched: false, tile } as never);
         expect(relErr(got, want), `tile ${JSON.stringify(tile)}`).toBeLessThan(1e-5);
       }
     });
@@ -177,7 +174,7 @@ describe('SIMD matmul kernels against a float64 reference', () => {
     for (const tile of [undefined, { rows: 3, vecs: 3 }, { rows: 1, vecs: 1 }])
       for (const transA of [false, true])
         for (const mode of [{ packB: true }, { panelB: true }]) {
-          const { got, want } = runKernel({ M, N, K, batch: 1, transA, transB: false, aBatched: false, bBatched: false, epilogue: [], tile, ...mode } as never);
+          const { got, want } = runKernel({ M, N, K, batch: 1, transA, transB: false, aBatched: false, bBatched: false, tile, ...mode } as never);
           expect(relErr(got, want), `tile ${JSON.stringify(tile)} transA ${transA} ${JSON.stringify(mode)}`).toBeLessThan(1e-5);
         }
   });
@@ -189,9 +186,9 @@ describe('SIMD matmul kernels against a float64 reference', () => {
     const [M, N, K] = [258, 12, 300];
     expect(packsA({ M, K, batch: 1, transA: true })).toBe(true);
     for (const transB of [false, true]) {
-      const whole = runKernel({ M, N, K, batch: 1, transA: true, transB, aBatched: false, bBatched: false, packA: true }, () => [], 5);
+      const whole = runKernel({ M, N, K, batch: 1, transA: true, transB, aBatched: false, bBatched: false, packA: true }, 5);
       expect(relErr(whole.got, whole.want), `transB ${transB}`).toBeLessThan(1e-5);
-      const plain = runKernel({ M, N, K, batch: 1, transA: true, transB, aBatched: false, bBatched: false }, () => [], 5);
+      const plain = runKernel({ M, N, K, batch: 1, transA: true, transB, aBatched: false, bBatched: false }, 5);
       expect(relErr(plain.got, plain.want)).toBeLessThan(1e-5);
       const at = (n: number) => Math.ceil((n * 4) / 16) * 16 + 16;
       const a = 0;
@@ -199,7 +196,7 @@ describe('SIMD matmul kernels against a float64 reference', () => {
       const c = b + at(K * N);
       const pack = c + 2 * at(M * N) + at(N) + at(M);
       const packA = pack + at(K * Math.max(N, 64));
-      const k: MatmulKernel = { M, N, K, batch: 1, transA: true, transB, aBatched: false, bBatched: false, name: 'mm', epilogue: [], a, b, c, pack: transB ? pack : undefined, packA };
+      const k: MatmulKernel = { M, N, K, batch: 1, transA: true, transB, aBatched: false, bBatched: false, name: 'mm', a, b, c, pack: transB ? pack : undefined, packA };
       const bytes = encodeModule(whole.memory.buffer.byteLength / 65536, [
         { name: 'pack', body: packBody(k) },
         { name: 'range', body: matmulBody(k, { ranged: true }) },
@@ -230,8 +227,8 @@ describe('SIMD matmul kernels against a float64 reference', () => {
     for (const [transB, K] of [[false, 19], [true, 19], [false, 40], [true, 40]] as const) {
       const M = 22;
       const N = 20;
-      const whole = runKernel({ M, N, K, batch: 1, transA: false, transB, aBatched: false, bBatched: false, packB: !transB }, () => [], 4);
-      const kernel = { M, N, K, batch: 1, transA: false, transB, aBatched: false, bBatched: false, name: 'mm', epilogue: [] };
+      const whole = runKernel({ M, N, K, batch: 1, transA: false, transB, aBatched: false, bBatched: false, packB: !transB }, 4);
+      const kernel = { M, N, K, batch: 1, transA: false, transB, aBatched: false, bBatched: false, name: 'mm' };
       // the same operands in the same memory: the whole kernel's addresses again (runKernel placed them from 0)
       const at = (n: number) => Math.ceil((n * 4) / 16) * 16 + 16;
       const a = 0;
@@ -259,14 +256,14 @@ describe('SIMD matmul kernels against a float64 reference', () => {
   it('a batch split by matrices (the blocks of threads: each packs its own B) computes what the whole kernel does, bit for bit', () => {
     for (const [transA, transB] of layouts) {
       const [M, N, K, batch] = [9, 12, 7, 5];
-      const whole = runKernel({ M, N, K, batch, transA, transB, aBatched: true, bBatched: true }, () => [], 6);
+      const whole = runKernel({ M, N, K, batch, transA, transB, aBatched: true, bBatched: true }, 6);
       expect(relErr(whole.got, whole.want)).toBeLessThan(1e-5);
       const at = (n: number) => Math.ceil((n * 4) / 16) * 16 + 16;
       const a = 0;
       const b = a + at(batch * M * K);
       const c = b + at(batch * K * N);
       const pack = c + 2 * at(batch * M * N) + at(N) + at(M);
-      const k: MatmulKernel = { M, N, K, batch, transA, transB, aBatched: true, bBatched: true, name: 'mm', epilogue: [], a, b, c, pack: transB ? pack : undefined };
+      const k: MatmulKernel = { M, N, K, batch, transA, transB, aBatched: true, bBatched: true, name: 'mm', a, b, c, pack: transB ? pack : undefined };
       expect(packFloats(k)).toBe(transB ? batch * K * N : 0);
       const bytes = encodeModule(whole.memory.buffer.byteLength / 65536, [{ name: 'range', body: matmulBody(k, { batches: true }) }]);
       const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory: whole.memory } });
@@ -330,30 +327,53 @@ describe('SIMD matmul kernels against a float64 reference', () => {
     }
   });
 
-  const M = 6;
-  const N = 11;
-  const cases: [string, (a: { bias: number; col: number }) => EpilogueStep[], (c: number, bias: number, col: number) => number][] = [
-    ['+ row bias', ({ bias }) => [{ op: 'add', args: [{ kind: 'acc' }, { kind: 'mem', addr: bias, si: 0, sj: 1 }], store: 0 }], (c, b) => c + b],
-    ['- column', ({ col }) => [{ op: 'sub', args: [{ kind: 'acc' }, { kind: 'mem', addr: col, si: 1, sj: 0 }], store: 0 }], (c, _b, k) => c - k],
-    ['* constant', () => [{ op: 'mul', args: [{ kind: 'acc' }, { kind: 'const', value: 0.25 }], store: 0 }], (c) => c * 0.25],
-    ['/ row', ({ bias }) => [{ op: 'div', args: [{ kind: 'acc' }, { kind: 'mem', addr: bias, si: 0, sj: 1 }], store: 0 }], (c, b) => c / b],
-    ['relu(+ bias)', ({ bias }) => [{ op: 'add', args: [{ kind: 'acc' }, { kind: 'mem', addr: bias, si: 0, sj: 1 }] }, { op: 'relu', args: [{ kind: 'step', step: 0 }], store: 0 }], (c, b) => Math.max(c + b, 0)],
-    ['neg', () => [{ op: 'neg', args: [{ kind: 'acc' }], store: 0 }], (c) => -c],
-    ['abs', () => [{ op: 'abs', args: [{ kind: 'acc' }], store: 0 }], (c) => Math.abs(c)],
-    ['sqrt ∘ square', () => [{ op: 'square', args: [{ kind: 'acc' }] }, { op: 'sqrt', args: [{ kind: 'step', step: 0 }], store: 0 }], (c) => Math.abs(c)],
-    ['recip', () => [{ op: 'recip', args: [{ kind: 'acc' }], store: 0 }], (c) => 1 / c],
-    ['rsqrt(square)', () => [{ op: 'square', args: [{ kind: 'acc' }] }, { op: 'rsqrt', args: [{ kind: 'step', step: 0 }], store: 0 }], (c) => 1 / Math.abs(c)],
-    ['max with row', ({ bias }) => [{ op: 'max', args: [{ kind: 'acc' }, { kind: 'mem', addr: bias, si: 0, sj: 1 }], store: 0 }], (c, b) => Math.max(c, b)],
-    ['min with column', ({ col }) => [{ op: 'min', args: [{ kind: 'acc' }, { kind: 'mem', addr: col, si: 1, sj: 0 }], store: 0 }], (c, _b, k) => Math.min(c, k)],
-    ['gt 0', () => [{ op: 'gt', args: [{ kind: 'acc' }, { kind: 'const', value: 0 }], store: 0 }], (c) => (c > 0 ? 1 : 0)],
-    ['ge row', ({ bias }) => [{ op: 'ge', args: [{ kind: 'acc' }, { kind: 'mem', addr: bias, si: 0, sj: 1 }], store: 0 }], (c, b) => (c >= b ? 1 : 0)],
-    ['bn_apply', ({ bias, col }) => [{ op: 'bn_apply', args: [{ kind: 'acc' }, { kind: 'mem', addr: bias, si: 0, sj: 1 }, { kind: 'mem', addr: col, si: 1, sj: 0 }], store: 0 }], (c, b, k) => (c - b) * k],
-    ['copy', () => [{ op: 'copy', args: [{ kind: 'acc' }], store: 0 }], (c) => c],
+  // a matmul's epilogue of the kernel form written at the register tile's points (codegen/wasm/tile-epilogue.ts): a row
+  // (bias), a column, constants and the epilogue's own values, of each op the matmul groups of the models have; one model,
+  // each epilogue on a matmul of its own, built with a batch of 6 (tiles of 4 rows and a ragged one of 2) and with a
+  // symbolic one (its addresses read at run time), against the flat module
+  const EPILOGUES: readonly (readonly [string, string])[] = [
+    ['+ row bias', 'p.add(b)'],
+    ['− column', 'p.sub(c)'],
+    ['× constant', 'p.mul(0.25)'],
+    ['/ row', 'p.div(r)'],
+    ['relu(+ bias)', 'p.add(b).relu()'],
+    ['neg', 'p.neg()'],
+    ['abs', 'p.abs()'],
+    ['sqrt ∘ square', 'p.square().sqrt()'],
+    ['1 / (|x| + 1)', 'p.abs().add(1).pow(-1)'],
+    ['rsqrt(square)', 'p.square().rsqrt()'],
+    ['max with row', 'p.maximum(b)'],
+    ['min with column', 'p.minimum(c)'],
+    ['> 0', 'p.gt(0).float()'],
+    ['≥ row', 'p.ge(b).float()'],
+    ['tanh, sigmoid, exp', 'p.tanh().add(p.sigmoid()).add(p.mul(0.1).exp())'],
   ];
-  it.each(cases)('epilogue %s, computed on the accumulators before they are stored', (_name, steps, f) => {
-    const { epi, want, bias, col } = runKernel({ M, N, K: 5, batch: 1, transA: false, transB: true, aBatched: false, bBatched: false }, steps);
-    const expected = Float64Array.from(want, (c, x) => f(Math.fround(c), bias[x % N]!, col[Math.floor(x / N)]!));
-    expect(relErr(epi, expected)).toBeLessThan(1e-5);
+  it.each([[6], ['B']] as const)(`epilogues fused into the matmul kernel (batch %s): ${EPILOGUES.map(([n]) => n).join(', ')}`, async (batch) => {
+    const file = modelFile(`import { model } from 'graphc';
+export default model('epilogues_${batch}', (g) => {
+  const x = g.input('x', [${JSON.stringify(batch)}, 5]);
+  const c = g.input('c', [${JSON.stringify(batch)}, 1]);
+  const b = g.param('b', [11]);
+  const r = g.param('r', [11], { init: 'ones' });
+${EPILOGUES.map((_e, k) => `  const W${k} = g.param('W${k}', [5, 11]);`).join('\n')}
+  const outs = {
+${EPILOGUES.map(([, e], k) => `    e${k}: ((p) => ${e})(x.matmul(W${k})),`).join('\n')}
+  };
+  return outs;
+});
+`);
+    const c = await compile(file, { targets: ['ts', 'wasm'] });
+    const dir = tmp();
+    for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+    const code = String(c.files.find((f) => f.name === `epilogues_${batch}.wasm.ts`)!.content);
+    // every epilogue in its matmul's tiles: no kernel of its own after it
+    expect(code.match(/^\/\/ {3}matmul_\w+: /gm)).toHaveLength(EPILOGUES.length);
+    expect(code).not.toMatch(/^\/\/ {3}(epilogue|kernel)_/m);
+    const flat = (await import(pathToFileURL(path.join(dir, `epilogues_${batch}.js`)).href)) as GeneratedModule;
+    const wasm = (await import(pathToFileURL(path.join(dir, `epilogues_${batch}.wasm.js`)).href)) as GeneratedModule;
+    const { params, inputs } = randomArgs(c.fwd, 6, 0.5, { B: 6 });
+    const [got, want] = [wasm.forward(params, inputs), flat.forward(params, inputs)];
+    EPILOGUES.forEach(([name], k) => expect(relErr(got[`e${k}`] as Float32Array, want[`e${k}`] as Float32Array), name).toBeLessThan(1e-6));
   });
 });
 

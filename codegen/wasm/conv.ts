@@ -217,7 +217,7 @@ export function convBody(k: ConvCode, opts: { ranged?: boolean } = {}): Body {
         matmulInto(f, {
           name: '', M: Og, N: S, K: Kg, batch: 1, transA: false, transB: false,
           a: k.w + 4 * g * Og * Kg, b: 0, c: y + 4 * g * Og * S, pack: col + 4 * g * Kg * S,
-          aBatched: false, bBatched: false, epilogue: [],
+          aBatched: false, bBatched: false,
         }, { offsets: { b: offB, c: offC }, prepacked: true });
     } else if (k.op === 'conv') {
       im2col(xn, cn, false);
@@ -227,7 +227,7 @@ export function convBody(k: ConvCode, opts: { ranged?: boolean } = {}): Body {
         matmulInto(f, {
           name: '', M: Og, N: S, K: Kg, batch: 1, transA: false, transB: false,
           a: k.w + 4 * g * Og * Kg, b: col + 4 * g * Kg * S, c: y + 4 * g * Og * S,
-          aBatched: false, bBatched: false, epilogue: [], panel,
+          aBatched: false, bBatched: false, panel,
         }, { offsets: { b: offB, c: offC, panel: offP } });
     } else {
       f.get(n).i32(4 * O * S).i32Mul().set(offB).get(offA).set(offC);
@@ -236,7 +236,7 @@ export function convBody(k: ConvCode, opts: { ranged?: boolean } = {}): Body {
         matmulInto(f, {
           name: '', M: Kg, N: S, K: Og, batch: 1, transA: true, transB: false,
           a: k.w + 4 * g * Og * Kg, b: y + 4 * g * Og * S, c: col + 4 * g * Kg * S,
-          aBatched: false, bBatched: false, epilogue: [], panel,
+          aBatched: false, bBatched: false, panel,
         }, { offsets: { b: offB, c: offC, panel: offP } });
       zeroAt(f, xn, C * k.H * k.W, offB, offC);
       im2col(xn, cn, true);
@@ -424,7 +424,7 @@ function inputGradInPanels(f: Body, k: ConvCode, range?: { start: Local; end: Lo
       matmulInto(f, {
         name: '', M: Cg, N: Sd, K: Kd, batch: 1, transA: false, transB: false,
         a: wT + 4 * g * Cg * Kd, b: 0, c: x + 4 * g * Cg * Sd, pack: col + 4 * g * Kd * Sd,
-        aBatched: false, bBatched: false, epilogue: [],
+        aBatched: false, bBatched: false,
       }, { offsets: { a: offA, b: offB, c: offC }, prepacked: true });
   };
   if (range) f.get(range.start).set(n);

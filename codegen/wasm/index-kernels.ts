@@ -28,12 +28,12 @@
 import type { Routine, View } from '../kernel/form.js';
 import type { Local } from './encode.js';
 import { Body } from './encode.js';
-import { f32x4Exp } from './steps.js';
+import { f32x4Exp } from './kernel-alu.js';
 import { softmaxColumns } from './softmax-columns.js';
 import { softmaxRows } from './softmax.js';
 import type { Split } from './threads.js';
 import type { I32, IndexKernel, Lines } from './index-lines.js';
-import { argBest, around, bumpBy, copyFloats, cumsum, eachLineBy4, f64Log, forRange, hoisted, minus, numel, op, product, push, rangeOf, repeatN, rows, SIMD_OP, text, times, work, zeroFloats } from './index-lines.js';
+import { argBest, around, bumpBy, copyFloats, cumsum, f64Log, forRange, hoisted, minus, numel, op, product, push, rangeOf, repeatN, rows, text, times, work, zeroFloats } from './index-lines.js';
 
 export type { I32, IndexKernel, Lines } from './index-lines.js';
 export { argBest, cumsum } from './index-lines.js';

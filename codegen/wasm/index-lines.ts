@@ -8,7 +8,6 @@
 
 import { Body, uleb } from './encode.js';
 import type { Local } from './encode.js';
-import { f32x4Exp } from './steps.js';
 import type { Split } from './threads.js';
 
 /** A routine's kernel: its body (a function of a range of rows where it splits), and what it computes. */

@@ -107,6 +107,17 @@ function binary(f: Body, op: NativeOp, dtype: EType, arity: number, arg: (k: num
   return true;
 }
 
+/** The v128 temporaries f32x4Exp takes. */
+export const EXP_TEMPS = 5;
+
+/**
+ * exp of the vector on the stack, as the kernel form's decomposition of exp computes it
+ * (codegen/kernel/decompose.ts), with EXP_TEMPS v128 temporaries (the softmax and index kernels').
+ */
+export function f32x4Exp(f: Body, tmp: readonly Local[]): void {
+  unaryOnStack(f, 'exp', tmp.slice(0, EXP_TEMPS));
+}
+
 /**
  * op (an f32 → f32 primitive: exp, tanh) of the vector on the stack, in its decomposition into this
  * renderer's primitives: one expression on the stack, each value used more than once in a local of

@@ -8,7 +8,7 @@
 
 import { Body } from './encode.js';
 import type { Local } from './encode.js';
-import { f32x4Exp } from './steps.js';
+import { f32x4Exp } from './kernel-alu.js';
 import type { I32, IndexKernel } from './index-lines.js';
 import type { Split } from './threads.js';
 import { bumpBy, f64Log, hoisted, minus, op, product, push, rangeOf, repeatN, text, times } from './index-lines.js';

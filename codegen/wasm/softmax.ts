@@ -14,7 +14,7 @@
 
 import { Body } from './encode.js';
 import type { Local } from './encode.js';
-import { f32x4Exp } from './steps.js';
+import { f32x4Exp } from './kernel-alu.js';
 import type { I32, IndexKernel } from './index-lines.js';
 import { bumpBy, f64Log, op, push, repeatN, rows, text, times, work } from './index-lines.js';
 import { SOFTMAX_COST } from './threads.js';

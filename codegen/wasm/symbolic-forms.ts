@@ -1,9 +1,11 @@
 // The symbolic wasm module's kernels of the kernel form (codegen/kernel/form.ts): every
-// elementwise, reduction and layout group (and a conv group's epilogue) rendered once, at build
-// time, by the static module's renderer (codegen/wasm/kernel.ts), its symbolic sizes, strides and
-// addresses run-time values: each kernel reads them from the parameter block, an array of i32 at
-// a constant address that the host fills from the layout pass's polynomials (ir/layout.ts) when a
-// call brings new sizes. No probing, no fitting, no generator run at run time for these groups.
+// elementwise, reduction and layout group (and a matmul's or conv group's epilogue) rendered once,
+// at build time, by the static module's renderer (codegen/wasm/kernel.ts), and its routines
+// (matmuls, convolutions, poolings, index routines) built once by the static module's kernel
+// generators; their symbolic sizes, strides and addresses are run-time values: each kernel reads
+// them from the parameter block, an array of i32 at a constant address that the host fills from
+// the layout pass's polynomials (ir/layout.ts) when a call brings new sizes. No probing, no
+// fitting, no generator run at run time.
 
 import type { Unit } from '../../ir/memplan.js';
 import { valueName } from '../../ir/memplan.js';
@@ -30,6 +32,9 @@ import { softmaxColumns } from './softmax-columns.js';
 import { argBest, argmaxMask, cumsum, gather, maxPoolPick, pick, scatterAdd, xent } from './index-kernels.js';
 import { docOf, isConv } from './decide.js';
 import { softmaxRows } from './softmax.js';
+import type { MatmulCode, TileWriter } from './matmul.js';
+import { TileEpilogue } from './tile-epilogue.js';
+import { matmulBody } from './matmul.js';
 
 /** A group's kernel of the kernel form: its function's name and what it computes. */
 export interface FormKernel {
@@ -42,16 +47,35 @@ export interface SymForms {
   readonly byUnit: ReadonlyMap<Unit, FormKernel & { readonly epilogue: boolean }>;
   /** A conv group's convolution: its kernels (a weight gradient's chunks, then their sum), called before its epilogue's. */
   readonly convs: ReadonlyMap<Unit, readonly FormKernel[]>;
+  /**
+   * A matmul group's matmul, its epilogue in its tiles where `fused`, else called before its
+   * epilogue's kernel (byUnit, `epilogue` true; where the renderer has none, the flat module's loop
+   * over the product: its array where `stored`, else the product area).
+   */
+  readonly matmuls: ReadonlyMap<Unit, FormKernel & { readonly stored: boolean; readonly fused: boolean }>;
+  /** The matmuls that need the pack and product areas (the layout places them after every array). */
+  readonly areas: MatmulAreas;
   /** The functions (`what`: a convolution's own description; the others' are byUnit's). */
-  readonly fns: readonly { readonly name: string; readonly body: Body; readonly what?: string }[];
+  readonly fns: readonly (FormKernel & { readonly body: Body })[];
   /** The parameter block's length (i32s). */
   readonly count: number;
   /**
-   * Its values as polynomials in the symbols, given the arrays' offsets of the final layout and
-   * the product area's (where a matmul whose epilogue is a kernel of its own writes its product).
+   * Its values as polynomials in the symbols, given the arrays' offsets of the final layout, the
+   * product area's (where a matmul whose product only its epilogue reads writes it) and the pack
+   * area's (where a matmul packs its transposed B).
    */
-  params(offsets: readonly Poly[], productAt?: Poly): Poly[];
+  params(offsets: readonly Poly[], areas?: { readonly productAt: Poly; readonly packAt: Poly }): Poly[];
 }
+
+/** The matmul groups whose kernel packs a transposed B, and those whose product only their epilogue's kernel reads (the areas of the layout). */
+export interface MatmulAreas {
+  readonly pack: ReadonlySet<Unit>;
+  readonly product: ReadonlySet<Unit>;
+}
+
+/** The ids of the product and pack areas in the parameter block's addresses. */
+const PRODUCT = -1;
+const PACK = -2;
 
 /** A conv group's epilogue (bias, activation) as a group of its own, where it has one. */
 function convEpilogue(u: Unit): Unit | undefined {
@@ -66,7 +90,7 @@ function convEpilogue(u: Unit): Unit | undefined {
  * matmul groups whose epilogue the matmul kernel does not fuse (a kernel of its own after it, reading
  * the product where the matmul wrote it: its array, else the product area).
  */
-export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number, staticAt: (id: number) => number | undefined, constAt: (name: string) => number | undefined, epilogues: ReadonlySet<Unit> = new Set(), convScratchAt: (u: Unit) => number | undefined = () => undefined): SymForms {
+export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number, staticAt: (id: number) => number | undefined, constAt: (name: string) => number | undefined, convScratchAt: (u: Unit) => number | undefined = () => undefined): SymForms {
   const slots = new Map<string, { v: Rt; index: number }>();
   const addresses = new Map<string, { id: number; off: Size; more?: readonly Size[] }>();
   const param = (v: Rt): number => {
@@ -78,7 +102,7 @@ export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number,
   const rt = {
     address(arg: string, off: Size): Val | undefined {
       if (arg === product) {
-        addresses.set(`@product+${sizeText(off)}`, { id: -1, off });
+        addresses.set(`@product+${sizeText(off)}`, { id: PRODUCT, off });
         return { key: `@product+${sizeText(off)}` };
       }
       const id = m.plan.bufferOf.get(arg);
@@ -102,7 +126,13 @@ export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number,
   };
   const byUnit = new Map<Unit, FormKernel & { epilogue: boolean }>();
   const convs = new Map<Unit, FormKernel[]>();
-  const fns: { name: string; body: Body; what?: string }[] = [];
+  const matmuls = new Map<Unit, FormKernel & { stored: boolean; fused: boolean }>();
+  const [pack_, product_] = [new Set<Unit>(), new Set<Unit>()];
+  const pack = (): Val => {
+    addresses.set('@pack', { id: PACK, off: size(0) });
+    return { key: '@pack' };
+  };
+  const fns: (FormKernel & { body: Body })[] = [];
   const i32 = (v: Val): I32 => (typeof v === 'number' ? v : { push: (f) => void (f.i32(0).i32Load(param(v)), v.plus && f.i32(v.plus).i32Add()), text: v.key });
   for (const u of units) {
     // a scan is a loop of the host program (its body's units are units of their own) and its results need no launch
@@ -115,14 +145,30 @@ export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number,
     const part = convEpilogue(u);
     const launch = lowerUnitOf(m.plan, part ?? u).launch;
     const name = `kernel_${valueName(u.graph, u.insts[u.insts.length - 1]!.result)}`;
-    if (launch?.kind === 'routine' && launch.epilogue && epilogues.has(u)) {
-      // a matmul's epilogue the matmul kernel does not fuse: a kernel of its own after it
-      product = m.plan.bufferOf.has(launch.output.arg) ? undefined : launch.output.arg;
+    if (launch?.kind === 'routine' && launch.op === 'matmul') {
+      // the epilogue written at the matmul's tiles where it can be (as the static module's), else a kernel of its own
+      // after it, reading the product where the matmul wrote it (its array, else the product area)
+      const stored = m.plan.bufferOf.has(launch.output.arg);
+      const writer = launch.epilogue && launch.output.shape.length === 2 ? TileEpilogue.plan(launch.epilogue, launch.output.arg, () => undefined, { sizes: rt, i32 }) : undefined;
+      const fused = writer !== undefined || !launch.epilogue;
+      product = stored || fused ? undefined : launch.output.arg;
+      const mname = `matmul_${valueName(u.graph, u.insts[u.insts.length - 1]!.result)}`;
+      const mm = matmulRoutine(launch, mname, rt.address, i32, pack, writer, stored || !writer);
+      product = undefined;
+      if (!mm) continue;
+      const mwhat = `${commentText(docOf(m, fused ? u : { ...u, insts: [u.insts[0]!] }))}   ${mm.what}`;
+      matmuls.set(u, { name: mname, what: mwhat, stored, fused });
+      fns.push({ name: mname, body: mm.body, what: mwhat });
+      if (launch.attrs.transB) pack_.add(u);
+      if (fused) continue;
+      if (!stored) product_.add(u);
+      product = stored ? undefined : launch.output.arg;
       try {
         const ename = `epilogue_${valueName(u.graph, u.insts[u.insts.length - 1]!.result)}`;
         const body = renderWasmKernel(launch.epilogue, () => undefined, { rt, param }).body;
-        byUnit.set(u, { name: ename, what: `the epilogue of ${commentText(docOf(m, u))}   [${launch.epilogue.domain.join(',')}]`, epilogue: true });
-        fns.push({ name: ename, body });
+        const what = `the epilogue of ${commentText(docOf(m, u))}   [${launch.epilogue.domain.join(',')}]`;
+        byUnit.set(u, { name: ename, what, epilogue: true });
+        fns.push({ name: ename, body, what });
       } catch (err) {
         if (!(err instanceof KernelUnsupported)) throw err;
       } finally {
@@ -135,8 +181,9 @@ export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number,
       const ik = isPool(launch.op) ? poolRoutine(launch, rt.address, i32) : indexRoutine(launch, rt.address, i32);
       if (!ik) continue;
       const rname = `${launch.op}_${valueName(u.graph, u.insts[u.insts.length - 1]!.result)}`;
-      byUnit.set(u, { name: rname, what: `${commentText(docOf(m, u))}   ${ik.what}`, epilogue: false });
-      fns.push({ name: rname, body: ik.body });
+      const what = `${commentText(docOf(m, u))}   ${ik.what}`;
+      byUnit.set(u, { name: rname, what, epilogue: false });
+      fns.push({ name: rname, body: ik.body, what });
       continue;
     }
     if (launch?.kind !== 'kernel') continue;
@@ -149,24 +196,59 @@ export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number,
     }
     const what = `${commentText(docOf(m, part ?? u))}   [${launch.domain.join(',')}]${launch.axes.length ? ` reducing axes ${launch.axes.join(',')}` : ''}`;
     byUnit.set(u, { name, what, epilogue: part !== undefined });
-    fns.push({ name, body });
+    fns.push({ name, body, what });
   }
   return {
     byUnit,
     convs,
+    matmuls,
+    areas: { pack: pack_, product: product_ },
     fns,
     get count() {
       return slots.size;
     },
-    params: (offsets, productAt) =>
+    params: (offsets, areas) =>
       [...slots.values()].map(({ v }) => {
         const a = addresses.get(v.key);
-        if (a && a.id < 0 && !productAt) throw new Error('internal: a matmul epilogue\'s kernel reads the product area, whose offset is not given');
-        if (a) return polyAdd(a.id < 0 ? productAt! : offsets[a.id]!, ...[a.off, ...(a.more ?? [])].map((t) => ({ coef: 4 * t.coef, syms: t.syms })));
+        if (a && a.id < 0 && !areas) throw new Error('internal: a matmul kernel reads the product or pack area, whose offsets are not given');
+        const at = (id: number) => (id === PRODUCT ? areas!.productAt : id === PACK ? areas!.packAt : offsets[id]!);
+        if (a) return polyAdd(at(a.id), ...[a.off, ...(a.more ?? [])].map((t) => ({ coef: 4 * t.coef, syms: t.syms })));
         if (!v.size) throw new Error(`internal: the run-time value ${v.key} is neither a size nor an address`);
         return polyAdd(v.size);
       }),
   };
+}
+
+/**
+ * The kernel of a matmul routine (codegen/wasm/matmul.ts), built once: its rows M, products K and
+ * matrices run-time values where they are symbolic, N a number, its operands dense arrays of the
+ * memory, a transposed B packed in the pack area; its epilogue `writer` at its tiles' points; its
+ * product stored where `storesProduct` (address(output) gives the product area where only the
+ * epilogue's kernel reads it). Else undefined (the flat module's loop).
+ */
+function matmulRoutine(r: Routine, name: string, address: (arg: string, off: Size) => Val | undefined, i32: (v: Val) => I32, pack: () => Val, writer: ((f: Body) => TileWriter) | undefined, storesProduct: boolean): { body: Body; what: string } | undefined {
+  if (r.op !== 'matmul' || ![...r.inputs, r.output].every(dense)) return undefined;
+  const [A, B] = r.inputs as [View, View];
+  const out = r.output.shape;
+  const { transA, transB } = r.attrs;
+  const N = out.at(-1)!;
+  if (typeof N !== 'number') return undefined;
+  const at = [A, B, ...(storesProduct ? [r.output] : [])].map((v) => address(v.arg, v.offset));
+  if (at.some((x) => x === undefined)) return undefined;
+  const [a, b, c] = at.map((x) => i32(x!));
+  const dim = (d: Size): I32 => {
+    const v = valOf(d);
+    return typeof v === 'number' ? v : i32(v);
+  };
+  const [M, K, batch] = [size(out.at(-2)!), size(A.shape.at(transA ? -2 : -1)!), numelSize(out.slice(0, -2))];
+  const k: MatmulCode = {
+    name, M: dim(M), N, K: dim(K), batch: dim(batch), transA, transB, a: a!, b: b!, c, pack: transB ? i32(pack()) : undefined,
+    aBatched: A.shape.length > 2, bBatched: B.shape.length > 2, ...(writer ? { epilogueWriter: writer } : {}),
+  };
+  const shape = (rows: Size, cols: Size) => `[${sizeText(rows)},${sizeText(cols)}]`;
+  const batchText = isStatic(batch) && batch.coef === 1 ? '' : `${sizeText(batch)} × `;
+  const what = `${batchText}${shape(M, K)}·${shape(K, size(N))}${transA ? ' (A transposed)' : ''}${transB ? ' (B transposed)' : ''}, sizes read at run time`;
+  return { body: matmulBody(k), what };
 }
 
 /** A view whose elements are its array's, row-major from its offset (sizes may be symbolic). */
