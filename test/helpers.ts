@@ -60,6 +60,15 @@ export async function buildAndImport(file: string): Promise<{ c: Compiled; mod: 
   return { c, mod };
 }
 
+/** Compiles a model file for the wasm target and imports its module; `code` is the module's source. */
+export async function buildWasmModule(file: string): Promise<{ c: Compiled; mod: GeneratedModule; code: string }> {
+  const c = await compile(file, { targets: ['wasm'] });
+  const dir = tmp();
+  for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+  const name = `${c.name}.wasm.js`;
+  return { c, code: c.files.find((f) => f.name === name)!.content as string, mod: (await import(pathToFileURL(path.join(dir, name)).href)) as GeneratedModule };
+}
+
 /** A seeded PRNG (mulberry32) for test data. */
 export function rng(seed: number): () => number {
   let s = seed >>> 0;

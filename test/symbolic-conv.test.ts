@@ -8,22 +8,13 @@
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { compile } from '../src/build.js';
 import type { Compiled } from '../src/build.js';
 import type { GeneratedModule } from './helpers.js';
-import { gradTolerance, modelFile, randomArgs, reference, relErr, ROOT, tmp } from './helpers.js';
+import { buildWasmModule, gradTolerance, modelFile, randomArgs, reference, relErr, ROOT, tmp } from './helpers.js';
 
 const EXAMPLES = ROOT.split(path.sep).join('/') + '/examples';
 
-async function buildWasm(file: string): Promise<{ c: Compiled; mod: GeneratedModule; code: string }> {
-  const c = await compile(file, { targets: ['wasm'] });
-  const dir = tmp();
-  for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
-  const name = `${c.name}.wasm.js`;
-  return { c, code: c.files.find((f) => f.name === name)!.content as string, mod: (await import(pathToFileURL(path.join(dir, name)).href)) as GeneratedModule };
-}
 
 const copyOf = (r: { loss: number; grads: Record<string, Float32Array> }) => ({ loss: r.loss, grads: Object.fromEntries(Object.entries(r.grads).map(([k, v]) => [k, Float32Array.from(v)])) });
 
@@ -44,7 +35,7 @@ function against(c: Compiled, mod: GeneratedModule, n: number, out: string) {
 
 describe('convolutions and pooling in the symbolic wasm module', () => {
   it('the LeNet CNN with a symbolic batch runs its convolutions and poolings as kernels, at B = 1, 3 and 11 (more images than CHUNKS)', async () => {
-    const { c, mod, code } = await buildWasm(modelFile(`import { cnn } from '${EXAMPLES}/cnn.ts';\nexport default cnn('B', 'cnn_sym');\n`));
+    const { c, mod, code } = await buildWasmModule(modelFile(`import { cnn } from '${EXAMPLES}/cnn.ts';\nexport default cnn('B', 'cnn_sym');\n`));
     expect(mod.spec.inputs.x!.shape).toEqual(['B', 1, 28, 28]);
     // the per-channel epilogues (bias, relu: kernels of the kernel form), the forward convolutions, both gradients of the second, the weight gradient's chunk sums, the poolings (built once)
     for (const k of [/forms\.kernel_\w+\(\);/, /forms\.conv_\w+\(\);/, /forms\.conv_input_grad_\w+\(\);/, /forms\.conv_weight_grad_\w+_sum\(\);/, /forms\.max_pool_\w+\(\);/, /forms\.max_pool_grad_\w+\(\);/])
@@ -59,7 +50,7 @@ describe('convolutions and pooling in the symbolic wasm module', () => {
     // the static build's kernels at B = 11 (its chunks of images, 6 of 2, computed at run time here): the same bits of the
     // logits, the loss and the convolutions' weight gradients (b1, a sum over B·24·24 per channel, the static build adds
     // in chunks of images of its own: within rounding)
-    const fixed = await buildWasm(modelFile(`import { cnn } from '${EXAMPLES}/cnn.ts';\nexport default cnn(11, 'cnn_11');\n`));
+    const fixed = await buildWasmModule(modelFile(`import { cnn } from '${EXAMPLES}/cnn.ts';\nexport default cnn(11, 'cnn_11');\n`));
     const { params, inputs } = randomArgs(c.fwd, 21, 0.5, { B: 11 });
     const [sym, fix] = [copyOf(mod.valueAndGrad(params, inputs)), copyOf(fixed.mod.valueAndGrad(params, inputs))];
     expect(sym.loss, 'B = 11: the static build\'s loss').toBe(fix.loss);
@@ -82,7 +73,7 @@ export default model('convpad_${b}', (g) => {
   return { loss, y };
 });
 `;
-    const { c, mod, code } = await buildWasm(modelFile(source('B')));
+    const { c, mod, code } = await buildWasmModule(modelFile(source('B')));
     expect(code).toMatch(/^ +forms\.avg_pool_(?!grad)\w+\(\);$/m);
     expect(code).toMatch(/^ +forms\.avg_pool_grad_\w+\(\);$/m);
     expect(code).toMatch(/^ +forms\.max_pool_grad_\w+\(\);$/m);
@@ -98,7 +89,7 @@ export default model('convpad_${b}', (g) => {
     const ref = reference(c.fwd, c.bwd, params, inputs);
     const dir = tmp();
     // (and the static build for B = 13, fused the same way: the same bits)
-    const fixed = await buildWasm(modelFile(source(13)));
+    const fixed = await buildWasmModule(modelFile(source(13)));
     writeFileSync(path.join(dir, 'm.mjs'), code);
     writeFileSync(path.join(dir, 's.mjs'), fixed.code);
     writeFileSync(path.join(dir, 'args.json'), JSON.stringify({ params: Object.fromEntries(Object.entries(params).map(([k, v]) => [k, [...v]])), x: [...inputs.x!] }));
@@ -168,10 +159,10 @@ export default model('pools_${b}', (g) => {
 `,
     };
     for (const [name, source] of Object.entries(models)) {
-      const sym = await buildWasm(modelFile(source('B')));
+      const sym = await buildWasmModule(modelFile(source('B')));
       expect(sym.code, name).not.toMatch(/kernels\.\w+\(\);/);
       for (const n of [1, 9, 17]) {
-        const fixed = await buildWasm(modelFile(source(n)));
+        const fixed = await buildWasmModule(modelFile(source(n)));
         const { params, inputs } = randomArgs(sym.c.fwd, n, 0.5, { B: n });
         const [a, b] = [copyOf(sym.mod.valueAndGrad(params, inputs)), copyOf(fixed.mod.valueAndGrad(params, inputs))];
         expect(a, `${name}, B = ${n}: the static build`).toEqual(b);

@@ -23,7 +23,7 @@ export const DEFAULT_TILE = { rows: 4, vecs: 2 } as const;
  * 31.8 from panels, [512,768]ᵀ·[768,128] at 16.2 against 26.9 (2026-12-06, one thread, loaded machine).
  */
 export function panelled(k: Pick<MatmulCode, 'N' | 'transB' | 'pack' | 'panel'>): 'rows' | 'panels' | 'panel' {
-  if (k.N % 4 !== 0) return 'rows';
+  if (typeof k.N !== 'number' || k.N % 4 !== 0) return 'rows';
   if (k.pack !== undefined) return 'panels';
   return !k.transB && k.panel !== undefined ? 'panel' : 'rows';
 }
@@ -112,14 +112,14 @@ function packedColumn(f: Body, k: MatmulCode, V: number, j: Local, step: Local, 
   if (off) f.get(off);
   else f.i32(0);
   if (panelled(k) !== 'panels') {
-    f.i32(4 * N).set(step);
+    push(f, times(4, N)).set(step);
     push(f, k.pack!).get(j).i32(4).i32Mul().i32Add().i32Add();
     return;
   }
   const w = 4 * V;
   // j0 = j − j % w; width = min(w, N − j0)
   const j0 = () => f.get(j).i32(w).i32DivU().i32(w).i32Mul();
-  f.i32(N);
+  f.i32(N as number); // (panels: N is a number)
   j0();
   f.i32Sub().set(step);
   f.when(() => f.get(step).i32(w).i32GtS(), () => f.i32(w).set(step));
@@ -172,7 +172,7 @@ export function packInto(f: Body, k: MatmulCode, tB: Local, src: Local, dst: Loc
   const [j, step] = [f.local('i32'), f.local('i32')];
   push(f, k.b).get(tB).i32Add().set(src);
   f.assign(j, 0);
-  f.repeat(counterJ, k.N, () => {
+  repeatN(f, counterJ, k.N, () => {
     packedColumn(f, k, V, j, step, off);
     f.set(dst);
     repeatN(f, counterP, K, () => {
@@ -189,7 +189,7 @@ export function packInto(f: Body, k: MatmulCode, tB: Local, src: Local, dst: Loc
  * P[p, j..j+3] (a panel's columns come in fours). Against packInto's one float at a time, the
  * attention's 48 × [64,32]ᵀ packs a sixth of the instructions.
  */
-export function packBlocksInto(f: Body, k: MatmulCode & { readonly K: number }, tB: Local, src: Local, dst: Local, counterJ: Local, counterP: Local, off?: Local): void {
+export function packBlocksInto(f: Body, k: MatmulCode & { readonly K: number; readonly N: number }, tB: Local, src: Local, dst: Local, counterJ: Local, counterP: Local, off?: Local): void {
   const { vecs: V } = k.tile ?? DEFAULT_TILE;
   const four = fourColumns(f, k, V, src, dst, counterP, off);
   push(f, k.b).get(tB).i32Add().set(src);

@@ -1,4 +1,5 @@
-// WebAssembly SIMD matmul kernels, specialised to one matmul's shapes and addresses.
+// WebAssembly SIMD matmul kernels, specialised to one matmul's shapes and addresses (or, for the
+// symbolic module, reading its rows, products, matrices and addresses at run time: MatmulCode).
 //
 // C[M,N] = op(A) · op(B) (op: optionally transposed), for each of `batch` matrices. The kernel
 // vectorises along the columns of C: a register tile of R rows × V vectors (4 columns each)
@@ -60,14 +61,14 @@ export interface MatmulKernel {
 }
 
 /**
- * A matmul kernel whose rows M, products K and matrices `batch`, and whose addresses, may be
- * run-time values (the symbolic module's, built once: codegen/wasm/symbolic-forms.ts); N is a
- * number. A kernel with a run-time value packs only a transposed B, and has no packed A, no panel,
- * no strides, no epilogue (its product is stored: an epilogue is a kernel of its own after it) and
- * none of matmulInto's options.
+ * A matmul kernel whose sizes M, N, K and matrices `batch`, and whose addresses, may be
+ * run-time values (the symbolic module's, built once: codegen/wasm/symbolic-forms.ts). A kernel with a run-time value packs only a transposed B, and has no packed A, no panel,
+ * no strides and none of matmulInto's options (its epilogue, a TileEpilogue, may read arrays at
+ * run-time addresses).
  */
-export type MatmulCode = Omit<MatmulKernel, 'M' | 'K' | 'batch' | 'a' | 'b' | 'c' | 'pack'> & {
+export type MatmulCode = Omit<MatmulKernel, 'M' | 'N' | 'K' | 'batch' | 'a' | 'b' | 'c' | 'pack'> & {
   readonly M: I32;
+  readonly N: I32;
   readonly K: I32;
   readonly batch: I32;
   readonly a: I32;
@@ -78,7 +79,7 @@ export type MatmulCode = Omit<MatmulKernel, 'M' | 'K' | 'batch' | 'a' | 'b' | 'c
 
 /** Whether every size and address of the kernel is a number. */
 function isStaticCode(k: MatmulCode): k is MatmulKernel {
-  return [k.M, k.K, k.batch, k.a, k.b, k.c, k.pack].every((x) => x === undefined || typeof x === 'number');
+  return [k.M, k.N, k.K, k.batch, k.a, k.b, k.c, k.pack].every((x) => x === undefined || typeof x === 'number');
 }
 
 /** What a kernel writes at each point of its register tiles (after setting `pointers` at each tile). */
@@ -203,6 +204,13 @@ interface Emit {
   /** Run-time sizes (the symbolic module's): r·(A's row stride) for r = 1 … R−1 where that stride is one, M mod R where M is one. */
   readonly aRows: readonly I32[];
   readonly ragged: I32;
+  /** A run-time K's f64 totals' start (see runTimeBlocks). */
+  readonly start: Local | undefined;
+  /** The epilogue's pointers' addresses (run-time ones read once, at the kernel's start). */
+  readonly pointerAt: readonly I32[];
+  /** A run-time N: r·4N (C's row r from the tile's first) for r = 1 … R−1, and a local for row r's address. */
+  readonly cRows: readonly I32[];
+  readonly rowPtr: Local | undefined;
 }
 
 /**
@@ -216,7 +224,7 @@ export function matmulInto(f: Body, code: MatmulCode, opts: IntoOptions = {}): B
   const k = isStaticCode(code) ? code : runTime(f, code, opts);
   const { M, N, K, batch } = k;
   if ((opts.ranged || opts.offsets) && batch !== 1) throw new Error('internal: a ranged or offset matmul over a batch');
-  if (typeof M === 'number' && typeof batch === 'number' && M * N * batch === 0) return f;
+  if (typeof M === 'number' && typeof N === 'number' && typeof batch === 'number' && M * N * batch === 0) return f;
   const e = emitState(f, k, opts);
   const { tA, tB, tC, packOff, prepacked } = e;
   const strideA = k.strides ? k.strides.a : k.aBatched ? hoisted(f, times(4, M, K)) : 0;
@@ -226,14 +234,14 @@ export function matmulInto(f: Body, code: MatmulCode, opts: IntoOptions = {}): B
     bumpBy(f, tA, strideA);
     bumpBy(f, tB, strideB);
     bumpBy(f, tC, strideC);
-    if (packOff && !prepacked) f.bump(packOff, 4 * (K as number) * N);
+    if (packOff && !prepacked) f.bump(packOff, 4 * (K as number) * (N as number));
   };
   if (opts.batches) {
     if (!isStaticCode(k)) throw new Error('internal: a matmul of run-time sizes split over threads');
     // the matrices [start, end) of the batch: the blocks of threads, each matrix computed as the whole kernel does
     const [start, end, t] = [f.param(0), f.param(1), f.local('i32')];
     f.get(start).set(t);
-    for (const [l, stride] of [[tA, strideA], [tB, strideB], [tC, strideC], ...(packOff ? [[packOff, 4 * k.K * N] as const] : [])] as const) f.get(t).i32(stride as number).i32Mul().set(l);
+    for (const [l, stride] of [[tA, strideA], [tB, strideB], [tC, strideC], ...(packOff ? [[packOff, 4 * k.K * k.N] as const] : [])] as const) f.get(t).i32(stride as number).i32Mul().set(l);
     f.loopUntil(
       () => f.get(t).get(end).i32GeS(),
       () => {
@@ -263,8 +271,8 @@ export function matmulInto(f: Body, code: MatmulCode, opts: IntoOptions = {}): B
 function runTime(f: Body, k: MatmulCode, opts: IntoOptions): MatmulCode {
   if (k.packA !== undefined || k.panel !== undefined || k.strides || (k.pack !== undefined && !k.transB) || opts.ranged || opts.batches || opts.offsets)
     throw new Error(`internal: matmul ${k.name} of run-time sizes packs A, has panels, strides or options`);
-  const [M, K, batch, a, b, c, pack] = [k.M, k.K, k.batch, k.a, k.b, k.c, k.pack].map((x) => (x === undefined ? x : hoisted(f, x)));
-  return { ...k, M: M!, K: K!, batch: batch!, a: a!, b: b!, c, pack };
+  const [M, N, K, batch, a, b, c, pack] = [k.M, k.N, k.K, k.batch, k.a, k.b, k.c, k.pack].map((x) => (x === undefined ? x : hoisted(f, x)));
+  return { ...k, M: M!, N: N!, K: K!, batch: batch!, a: a!, b: b!, c, pack };
 }
 
 /** Checks matmulInto's options against the kernel and allocates the locals its steps share. */
@@ -290,6 +298,16 @@ function emitState(f: Body, k: MatmulCode, opts: IntoOptions): Emit {
   const rowStride = k.transA ? 4 : times(4, K);
   const aRows = typeof rowStride === 'number' ? [] : Array.from({ length: R }, (_, r) => (r === 0 ? 0 : hoisted(f, times(r, rowStride))));
   const ragged = typeof M === 'number' ? M % R : hoisted(f, { push: (g) => void push(g, M).i32(R).raw(0x70), text: `${text(M)} mod ${R}` }); // i32.rem_u
+  const start = typeof K === 'number' ? undefined : f.local('v128');
+  if (start) {
+    // −0 in each f64 lane where 0 < K ≤ MATMUL_BLOCK (K − 1 <u MATMUL_BLOCK), else +0 (see runTimeBlocks)
+    f.i32x4Lanes([0, -0x80000000, 0, -0x80000000]).i32x4Const(0);
+    push(f, K).i32(1).i32Sub().i32(MATMUL_BLOCK).raw(0x49).select().set(start); // i32.lt_u
+  }
+  const pointerAt = epilogue.pointers.map((p) => hoisted(f, p.addr));
+  // a run-time N: C's row r at r·4N from the tile's pointer, stored through rowPtr
+  const cRows = typeof k.N === 'number' ? [] : Array.from({ length: R }, (_, r) => (r === 0 ? 0 : hoisted(f, times(r, 4, k.N))));
+  const rowPtr = typeof k.N === 'number' ? undefined : f.local('i32');
   return {
     f, k, opts, R, V, ranged: opts.ranged ?? false, prepacked, packOff,
     tA, tB, tC, i, j, aPtr, bPtr, cPtr, counterT, counterJ, counterI, counterP, src, dst,
@@ -300,6 +318,10 @@ function emitState(f: Body, k: MatmulCode, opts: IntoOptions): Emit {
     fullRows: typeof M === 'number' ? M - (M % R) : 0,
     aRows,
     ragged,
+    start,
+    pointerAt,
+    cRows,
+    rowPtr,
   };
 }
 
@@ -332,7 +354,7 @@ function emitMatrix(e: Emit): void {
   }
   if (k.pack !== undefined && some && !e.ranged && !e.prepacked) {
     if (!k.transB) packRowsInto(f, k as MatmulKernel, V, tB, j, src, dst, counterJ, packOff);
-    else if (N % 4 === 0 && typeof K === 'number' && K % 4 === 0) packBlocksInto(f, { ...k, K }, tB, src, dst, counterJ, counterP, packOff);
+    else if (typeof N === 'number' && N % 4 === 0 && typeof K === 'number' && K % 4 === 0) packBlocksInto(f, { ...k, K, N }, tB, src, dst, counterJ, counterP, packOff);
     else packInto(f, k, tB, src, dst, counterJ, counterP, packOff);
   }
   if (panelAt) {
@@ -340,6 +362,7 @@ function emitMatrix(e: Emit): void {
     if (e.opts.offsets?.panel) f.get(e.opts.offsets.panel).i32Add();
     f.set(panelAt);
   }
+  if (typeof N !== 'number') return runTimeColumns(e, N);
   for (const cr of columnRuns(N, V)) {
     f.assign(j, cr.start);
     f.repeat(counterJ, cr.count, () => {
@@ -348,6 +371,25 @@ function emitMatrix(e: Emit): void {
       f.bump(j, 4 * cr.size);
     });
   }
+}
+
+/**
+ * The column tiles of a run-time N: N / 4V tiles of V vectors, then the whole vectors left one at a
+ * time, then the last N mod 4 columns as a vector of 1, 2 or 3 lanes (chosen at run time).
+ */
+function runTimeColumns(e: Emit, N: Exclude<I32, number>): void {
+  const { f, j, counterJ, V } = e;
+  const run = (size: number, lastLanes: number): Run => ({ start: 0, count: 0, size, lastLanes });
+  f.assign(j, 0);
+  repeatN(f, counterJ, { push: (g) => void push(g, N).i32(4 * V).i32DivU(), text: `${N.text} / ${4 * V}` }, () => {
+    emitRowTiles(e, run(V, 4));
+    f.bump(j, 4 * V);
+  });
+  repeatN(f, counterJ, { push: (g) => void push(g, N).i32(4 * V).raw(0x70).i32(4).i32DivU(), text: `(${N.text} mod ${4 * V}) / 4` }, () => { // i32.rem_u
+    emitRowTiles(e, run(1, 4));
+    f.bump(j, 4);
+  });
+  for (let lanes = 1; lanes < 4; lanes++) f.when(() => push(f, N).i32(3).raw(0x71).i32(lanes).raw(0x46), () => emitRowTiles(e, run(1, lanes))); // i32.and, i32.eq
 }
 
 /** The row tiles of one column run: all of them, or those of [start, end). */
@@ -423,24 +465,32 @@ function emitTile(e: Emit, rows: number, vecs: number, lastLanes: number): void 
     }
   } else if ((K as number) > 0) products(K);
   if (k.c !== undefined) setPtr(e, e.cPtr, k.c, N, 1, e.tC);
-  for (const p of e.epilogue.pointers) setPtr(e, p.local, p.addr, p.si, p.sj);
-  for (let r = 0; r < rows; r++)
+  const rowAt = (r: number): [Local, number] => {
+    if (typeof N === 'number') return [e.cPtr, 4 * r * N];
+    (r === 0 ? f.get(e.cPtr) : push(f.get(e.cPtr), e.cRows[r]!).i32Add()).set(e.rowPtr!);
+    return [e.rowPtr!, 0];
+  };
+  e.epilogue.pointers.forEach((p, n) => setPtr(e, p.local, e.pointerAt[n]!, p.si, p.sj));
+  for (let r = 0; r < rows; r++) {
+    const [ptr, off] = k.c !== undefined ? rowAt(r) : [e.cPtr, 0];
     for (let v = 0; v < vecs; v++) {
       const lanes = v === vecs - 1 ? lastLanes : 4;
-      if (k.c !== undefined) e.epilogue.store(e.cPtr, acc[r * V + v]!, 4 * (r * N + 4 * v), lanes);
+      if (k.c !== undefined) e.epilogue.store(ptr, acc[r * V + v]!, off + 16 * v, lanes);
       e.epilogue.at(r, v, lanes, acc[r * V + v]!);
     }
+  }
 }
 
 /**
  * The sums of a run-time K (codegen/wasm/symbolic-forms.ts's kernels): ⌊K / MATMUL_BLOCK⌋ blocks, then
- * the rest, each added into the f64 totals as a static K > MATMUL_BLOCK is. Where K ≤ MATMUL_BLOCK,
- * the one f32 sum s goes through f64 unchanged (+0 + s is s: an f32 sum from +0 is never −0), so the
- * bits are a static K's too.
+ * the rest, each added into the f64 totals as a static K > MATMUL_BLOCK is (from +0). Where
+ * 0 < K ≤ MATMUL_BLOCK the totals start at −0: the one f32 sum s then goes through f64 unchanged
+ * (−0 + s is s for every s, −0 too, which a sum of fused multiply-adds of products that round to
+ * −0 gives), so the bits are those of a static K's f32 sum (but NaN payloads).
  */
 function runTimeBlocks(e: Emit, used: readonly number[], K: Exclude<I32, number>, products: (count: I32) => void, flush: () => void): void {
   const { f, outer } = e;
-  for (const n of used) f.f32x4Const(0).set(outer[n]![0]).f32x4Const(0).set(outer[n]![1]);
+  for (const n of used) f.get(e.start!).set(outer[n]![0]).get(e.start!).set(outer[n]![1]);
   repeatN(f, e.counterB!, { push: (g) => void push(g, K).i32(MATMUL_BLOCK).i32DivU(), text: `${K.text} / ${MATMUL_BLOCK}` }, () => {
     products(MATMUL_BLOCK);
     flush();
@@ -473,7 +523,7 @@ function tilePointers(e: Emit, rows: number): void {
 function tileProducts(e: Emit, rows: number, vecs: number, count: I32): void {
   const { f, aPtr, bPtr, bv, av, acc, V } = e;
   const a = aStrides(e, rows);
-  const bStep = e.layout === 'rows' ? 4 * e.k.N : 16 * vecs; // bytes from B[p, j] to B[p+1, j]
+  const bStep = e.layout === 'rows' ? times(4, e.k.N) : 16 * vecs; // bytes from B[p, j] to B[p+1, j]
   repeatN(f, e.counterP, count, () => {
     for (let v = 0; v < vecs; v++) f.get(bPtr).v128Load(16 * v).set(bv[v]!);
     for (let r = 0; r < rows; r++) {
@@ -485,6 +535,6 @@ function tileProducts(e: Emit, rows: number, vecs: number, count: I32): void {
       }
     }
     bumpBy(f, aPtr, a.step);
-    f.bump(bPtr, bStep);
+    bumpBy(f, bPtr, bStep);
   });
 }

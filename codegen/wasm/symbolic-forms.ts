@@ -83,12 +83,11 @@ function convEpilogue(u: Unit): Unit | undefined {
 }
 
 /**
- * The kernels of the kernel form of `units`, where the renderer has them (the others run as the
- * static decisions' kernels or the flat module's loops: codegen/wasm/symbolic.ts). `paramAt`: the
- * parameter block's byte address; `staticAt`: a static buffer's byte offset (undefined for a
- * symbolic one, whose offset is a run-time value); `constAt`: a constant array's; `epilogues`: the
- * matmul groups whose epilogue the matmul kernel does not fuse (a kernel of its own after it, reading
- * the product where the matmul wrote it: its array, else the product area).
+ * The kernels of `units`, built once, where the renderer and the generators have them (the others
+ * run as the flat module's loops: codegen/wasm/symbolic.ts): the kernel form's, the matmuls', the
+ * convolutions', the poolings' and the index routines'. `paramAt`: the parameter block's byte
+ * address; `staticAt`: a static buffer's byte offset (undefined for a symbolic one, whose offset is
+ * a run-time value); `constAt`: a constant array's; `convScratchAt`: a convolution's im2col area's.
  */
 export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number, staticAt: (id: number) => number | undefined, constAt: (name: string) => number | undefined, convScratchAt: (u: Unit) => number | undefined = () => undefined): SymForms {
   const slots = new Map<string, { v: Rt; index: number }>();
@@ -220,8 +219,8 @@ export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number,
 }
 
 /**
- * The kernel of a matmul routine (codegen/wasm/matmul.ts), built once: its rows M, products K and
- * matrices run-time values where they are symbolic, N a number, its operands dense arrays of the
+ * The kernel of a matmul routine (codegen/wasm/matmul.ts), built once: its sizes M, N, K and its
+ * matrices run-time values where they are symbolic, its operands dense arrays of the
  * memory, a transposed B packed in the pack area; its epilogue `writer` at its tiles' points; its
  * product stored where `storesProduct` (address(output) gives the product area where only the
  * epilogue's kernel reads it). Else undefined (the flat module's loop).
@@ -231,8 +230,6 @@ function matmulRoutine(r: Routine, name: string, address: (arg: string, off: Siz
   const [A, B] = r.inputs as [View, View];
   const out = r.output.shape;
   const { transA, transB } = r.attrs;
-  const N = out.at(-1)!;
-  if (typeof N !== 'number') return undefined;
   const at = [A, B, ...(storesProduct ? [r.output] : [])].map((v) => address(v.arg, v.offset));
   if (at.some((x) => x === undefined)) return undefined;
   const [a, b, c] = at.map((x) => i32(x!));
@@ -240,14 +237,14 @@ function matmulRoutine(r: Routine, name: string, address: (arg: string, off: Siz
     const v = valOf(d);
     return typeof v === 'number' ? v : i32(v);
   };
-  const [M, K, batch] = [size(out.at(-2)!), size(A.shape.at(transA ? -2 : -1)!), numelSize(out.slice(0, -2))];
+  const [M, N, K, batch] = [size(out.at(-2)!), size(out.at(-1)!), size(A.shape.at(transA ? -2 : -1)!), numelSize(out.slice(0, -2))];
   const k: MatmulCode = {
-    name, M: dim(M), N, K: dim(K), batch: dim(batch), transA, transB, a: a!, b: b!, c, pack: transB ? i32(pack()) : undefined,
+    name, M: dim(M), N: dim(N), K: dim(K), batch: dim(batch), transA, transB, a: a!, b: b!, c, pack: transB ? i32(pack()) : undefined,
     aBatched: A.shape.length > 2, bBatched: B.shape.length > 2, ...(writer ? { epilogueWriter: writer } : {}),
   };
   const shape = (rows: Size, cols: Size) => `[${sizeText(rows)},${sizeText(cols)}]`;
   const batchText = isStatic(batch) && batch.coef === 1 ? '' : `${sizeText(batch)} × `;
-  const what = `${batchText}${shape(M, K)}·${shape(K, size(N))}${transA ? ' (A transposed)' : ''}${transB ? ' (B transposed)' : ''}, sizes read at run time`;
+  const what = `${batchText}${shape(M, K)}·${shape(K, N)}${transA ? ' (A transposed)' : ''}${transB ? ' (B transposed)' : ''}, sizes read at run time`;
   return { body: matmulBody(k), what };
 }
 

@@ -12,7 +12,7 @@
 // The memory's layout is the layout pass's (ir/layout.ts, `symLayout` below): every array's
 // offset, the scratch areas and the end are polynomials in the symbols, written into the module
 // as code and evaluated for each new set of sizes; no two arrays live at once overlap at any
-// sizes (test/layout.test.ts). A matmul whose N is symbolic, an index routine, convolution or
+// sizes (test/layout.test.ts). An index routine, convolution or
 // pooling whose sizes codegen/wasm/index-kernels.ts, conv.ts or pool.ts cannot take at run time
 // (symbolic-forms.ts), or a group the kernel form's renderer refuses (docs/wasm-symbolic.md,
 // "Not yet") runs as the flat module's code.
@@ -330,14 +330,14 @@ function constArrays(m: ModuleInfo, start: number): { bytes: number; at(name: st
   };
 }
 
-/** The kernels built once (of the kernel form, the index routines', poolings' and convolutions'), encoded here for every size: their list, their bytes, and the offsets of their multiply-adds in them. */
+/** The kernels built once (of the kernel form, the matmuls', index routines', poolings' and convolutions'), encoded here for every size: their list, their bytes, and the offsets of their multiply-adds in them. */
 function formsDecl(fns: readonly { name: string; body: Body; what: string }[], typed: boolean): { lines: string[]; sites: number[] } {
   const sites: number[] = [];
   if (!fns.length) return { lines: [], sites };
   const bytes = encodeModule(1, fns, { growable: true, sites });
   const chunks = Buffer.from(bytes).toString('base64').match(/.{1,96}/g) ?? [''];
   const lines = [
-    `// WebAssembly SIMD kernels built once by graphc for every size (${bytes.length} bytes: the kernel form's, the index routines', convolutions' and poolings'): each reads its sizes, strides and addresses from the parameter block`,
+    `// WebAssembly SIMD kernels built once by graphc for every size (${bytes.length} bytes: the kernel form's, the matmuls', index routines', convolutions' and poolings'): each reads its sizes, strides and addresses from the parameter block`,
     ...fns.map((f) => `//   ${f.name}: ${f.what}`),
     ...(typed ? [`type Forms = { ${fns.map((f) => `${f.name}(): void;`).join(' ')} };`] : []),
     'const formWasm = [',
