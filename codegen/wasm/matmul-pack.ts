@@ -85,16 +85,17 @@ export function packFloats(k: Pick<MatmulKernel, 'N' | 'K' | 'batch' | 'transB'>
  * P[p] = A[p, i..i+R−1] (one vector), four tiles (one line of A) at a time while four fit. i and
  * the others are scratch.
  */
-export function packATiles(f: Body, k: MatmulKernel, R: number, i: Local, endL: Local, src: Local, dst: Local, counter: Local): void {
+export function packATiles(f: Body, k: MatmulCode & { readonly M: number }, R: number, i: Local, endL: Local, src: Local, dst: Local, counter: Local): void {
   const { M, K } = k;
-  for (const width of [4, 1])
+  // (a run-time K: one tile at a time, its stores' offsets 4·R·K·t not being constants)
+  for (const width of typeof K === 'number' ? [4, 1] : [1])
     f.loopUntil(
       () => f.get(i).i32(R * width).i32Add().get(endL).i32GtS(),
       () => {
-        f.i32(k.a).get(i).i32(4).i32Mul().i32Add().set(src);
-        f.i32(k.packA!).get(i).i32(4 * K).i32Mul().i32Add().set(dst);
-        f.repeat(counter, K, () => {
-          for (let t = 0; t < width; t++) f.get(dst).get(src).v128Load(16 * t).v128Store(4 * R * K * t);
+        push(f, k.a).get(i).i32(4).i32Mul().i32Add().set(src);
+        push(push(f, k.packA!).get(i), times(4, K)).i32Mul().i32Add().set(dst);
+        repeatN(f, counter, K, () => {
+          for (let t = 0; t < width; t++) f.get(dst).get(src).v128Load(16 * t).v128Store(t === 0 ? 0 : 4 * R * (K as number) * t);
           f.bump(src, 4 * M).bump(dst, 4 * R);
         });
         f.bump(i, R * width);

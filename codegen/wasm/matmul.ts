@@ -66,7 +66,7 @@ export interface MatmulKernel {
  * no strides and none of matmulInto's options (its epilogue, a TileEpilogue, may read arrays at
  * run-time addresses).
  */
-export type MatmulCode = Omit<MatmulKernel, 'M' | 'N' | 'K' | 'batch' | 'a' | 'b' | 'c' | 'pack'> & {
+export type MatmulCode = Omit<MatmulKernel, 'M' | 'N' | 'K' | 'batch' | 'a' | 'b' | 'c' | 'pack' | 'packA'> & {
   readonly M: I32;
   readonly N: I32;
   readonly K: I32;
@@ -75,11 +75,13 @@ export type MatmulCode = Omit<MatmulKernel, 'M' | 'N' | 'K' | 'batch' | 'a' | 'b
   readonly b: I32;
   readonly c?: I32;
   readonly pack?: I32;
+  /** A transposed A's row tiles (see packsA; a kernel of run-time sizes packs where it is given one: its M a number). */
+  readonly packA?: I32;
 };
 
 /** Whether every size and address of the kernel is a number. */
 function isStaticCode(k: MatmulCode): k is MatmulKernel {
-  return [k.M, k.N, k.K, k.batch, k.a, k.b, k.c, k.pack].every((x) => x === undefined || typeof x === 'number');
+  return [k.M, k.N, k.K, k.batch, k.a, k.b, k.c, k.pack, k.packA].every((x) => x === undefined || typeof x === 'number');
 }
 
 /** What a kernel writes at each point of its register tiles (after setting `pointers` at each tile). */
@@ -269,10 +271,11 @@ export function matmulInto(f: Body, code: MatmulCode, opts: IntoOptions = {}): B
  * start (each then read from its local).
  */
 function runTime(f: Body, k: MatmulCode, opts: IntoOptions): MatmulCode {
-  if (k.packA !== undefined || k.panel !== undefined || k.strides || (k.pack !== undefined && !k.transB) || opts.ranged || opts.batches || opts.offsets)
-    throw new Error(`internal: matmul ${k.name} of run-time sizes packs A, has panels, strides or options`);
-  const [M, N, K, batch, a, b, c, pack] = [k.M, k.N, k.K, k.batch, k.a, k.b, k.c, k.pack].map((x) => (x === undefined ? x : hoisted(f, x)));
-  return { ...k, M: M!, N: N!, K: K!, batch: batch!, a: a!, b: b!, c, pack };
+  const rowsPacked = k.pack !== undefined && !k.transB;
+  if ((k.packA !== undefined && (typeof k.M !== 'number' || k.batch !== 1)) || k.panel !== undefined || k.strides || opts.ranged || opts.batches || opts.offsets || (rowsPacked && [k.N, k.K, k.batch, k.b].some((x) => typeof x !== 'number')))
+    throw new Error(`internal: matmul ${k.name} of run-time sizes packs A, has panels, strides or options, or packs a B of run-time sizes into panels`);
+  const [M, N, K, batch, a, b, c, pack, packA] = [k.M, k.N, k.K, k.batch, k.a, k.b, k.c, k.pack, k.packA].map((x) => (x === undefined ? x : hoisted(f, x)));
+  return { ...k, M: M!, N: N!, K: K!, batch: batch!, a: a!, b: b!, c, pack, packA };
 }
 
 /** Checks matmulInto's options against the kernel and allocates the locals its steps share. */
@@ -314,7 +317,7 @@ function emitState(f: Body, k: MatmulCode, opts: IntoOptions): Emit {
     acc, outer, counterB, bv, av, epilogue,
     bRows: transB ? k.pack! : k.b,
     layout, panelAt,
-    packedA: k.packA !== undefined && packsA(k as MatmulKernel) && !(opts.batches && batch !== 1),
+    packedA: k.packA !== undefined && (isStaticCode(k) ? packsA(k) : true) && !(opts.batches && batch !== 1),
     fullRows: typeof M === 'number' ? M - (M % R) : 0,
     aRows,
     ragged,
@@ -350,10 +353,15 @@ function emitMatrix(e: Emit): void {
       f.get(f.param(0)).set(i).get(f.param(1)).set(endL);
       f.when(() => f.get(endL).i32(e.fullRows).i32GtS(), () => f.assign(endL, e.fullRows));
     } else f.assign(i, 0).assign(endL, e.fullRows);
-    packATiles(f, k as MatmulKernel, e.R, i, endL, src, dst, counterP);
+    packATiles(f, k as MatmulCode & { M: number }, e.R, i, endL, src, dst, counterP);
   }
   if (k.pack !== undefined && some && !e.ranged && !e.prepacked) {
-    if (!k.transB) packRowsInto(f, k as MatmulKernel, V, tB, j, src, dst, counterJ, packOff);
+    if (!k.transB && typeof k.pack !== 'number') {
+      // (B's sizes and address are numbers: runTime; its panels at a run-time address, added as an offset)
+      const at = f.local('i32');
+      push(f, k.pack).set(at);
+      packRowsInto(f, { ...k, pack: 0 } as MatmulKernel, V, tB, j, src, dst, counterJ, at);
+    } else if (!k.transB) packRowsInto(f, k as MatmulKernel, V, tB, j, src, dst, counterJ, packOff);
     else if (typeof N === 'number' && N % 4 === 0 && typeof K === 'number' && K % 4 === 0) packBlocksInto(f, { ...k, K, N }, tB, src, dst, counterJ, counterP, packOff);
     else packInto(f, k, tB, src, dst, counterJ, counterP, packOff);
   }

@@ -34,7 +34,7 @@ import { docOf, isConv } from './decide.js';
 import { softmaxRows } from './softmax.js';
 import type { MatmulCode, TileWriter } from './matmul.js';
 import { TileEpilogue } from './tile-epilogue.js';
-import { matmulBody } from './matmul.js';
+import { DEFAULT_TILE, matmulBody, packsA, packsB } from './matmul.js';
 
 /** A group's kernel of the kernel form: its function's name and what it computes. */
 export interface FormKernel {
@@ -64,18 +64,21 @@ export interface SymForms {
    * product area's (where a matmul whose product only its epilogue reads writes it) and the pack
    * area's (where a matmul packs its transposed B).
    */
-  params(offsets: readonly Poly[], areas?: { readonly productAt: Poly; readonly packAt: Poly }): Poly[];
+  params(offsets: readonly Poly[], areas?: { readonly productAt: Poly; readonly packAt: Poly; readonly packAAt: Poly }): Poly[];
 }
 
 /** The matmul groups whose kernel packs a transposed B, and those whose product only their epilogue's kernel reads (the areas of the layout). */
 export interface MatmulAreas {
   readonly pack: ReadonlySet<Unit>;
   readonly product: ReadonlySet<Unit>;
+  /** Those whose kernel packs a transposed A (its M·K floats). */
+  readonly packA: ReadonlySet<Unit>;
 }
 
 /** The ids of the product and pack areas in the parameter block's addresses. */
 const PRODUCT = -1;
 const PACK = -2;
+const PACK_A = -3;
 
 /** A conv group's epilogue (bias, activation) as a group of its own, where it has one. */
 function convEpilogue(u: Unit): Unit | undefined {
@@ -126,11 +129,12 @@ export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number,
   const byUnit = new Map<Unit, FormKernel & { epilogue: boolean }>();
   const convs = new Map<Unit, FormKernel[]>();
   const matmuls = new Map<Unit, FormKernel & { stored: boolean; fused: boolean }>();
-  const [pack_, product_] = [new Set<Unit>(), new Set<Unit>()];
-  const pack = (): Val => {
-    addresses.set('@pack', { id: PACK, off: size(0) });
-    return { key: '@pack' };
+  const [pack_, product_, packA_] = [new Set<Unit>(), new Set<Unit>(), new Set<Unit>()];
+  const area = (key: string, id: number) => (): Val => {
+    addresses.set(key, { id, off: size(0) });
+    return { key };
   };
+  const [pack, packA] = [area('@pack', PACK), area('@packA', PACK_A)];
   const fns: (FormKernel & { body: Body })[] = [];
   const i32 = (v: Val): I32 => (typeof v === 'number' ? v : { push: (f) => void (f.i32(0).i32Load(param(v)), v.plus && f.i32(v.plus).i32Add()), text: v.key });
   for (const u of units) {
@@ -152,13 +156,14 @@ export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number,
       const fused = writer !== undefined || !launch.epilogue;
       product = stored || fused ? undefined : launch.output.arg;
       const mname = `matmul_${valueName(u.graph, u.insts[u.insts.length - 1]!.result)}`;
-      const mm = matmulRoutine(launch, mname, rt.address, i32, pack, writer, stored || !writer);
+      const mm = matmulRoutine(launch, mname, rt.address, i32, { pack, packA }, writer, stored || !writer);
       product = undefined;
       if (!mm) continue;
       const mwhat = `${commentText(docOf(m, fused ? u : { ...u, insts: [u.insts[0]!] }))}   ${mm.what}`;
       matmuls.set(u, { name: mname, what: mwhat, stored, fused });
       fns.push({ name: mname, body: mm.body, what: mwhat });
-      if (launch.attrs.transB) pack_.add(u);
+      if (mm.packs) pack_.add(u);
+      if (mm.packsA) packA_.add(u);
       if (fused) continue;
       if (!stored) product_.add(u);
       product = stored ? undefined : launch.output.arg;
@@ -201,7 +206,7 @@ export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number,
     byUnit,
     convs,
     matmuls,
-    areas: { pack: pack_, product: product_ },
+    areas: { pack: pack_, product: product_, packA: packA_ },
     fns,
     get count() {
       return slots.size;
@@ -210,7 +215,7 @@ export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number,
       [...slots.values()].map(({ v }) => {
         const a = addresses.get(v.key);
         if (a && a.id < 0 && !areas) throw new Error('internal: a matmul kernel reads the product or pack area, whose offsets are not given');
-        const at = (id: number) => (id === PRODUCT ? areas!.productAt : id === PACK ? areas!.packAt : offsets[id]!);
+        const at = (id: number) => (id === PRODUCT ? areas!.productAt : id === PACK ? areas!.packAt : id === PACK_A ? areas!.packAAt : offsets[id]!);
         if (a) return polyAdd(at(a.id), ...[a.off, ...(a.more ?? [])].map((t) => ({ coef: 4 * t.coef, syms: t.syms })));
         if (!v.size) throw new Error(`internal: the run-time value ${v.key} is neither a size nor an address`);
         return polyAdd(v.size);
@@ -221,11 +226,13 @@ export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number,
 /**
  * The kernel of a matmul routine (codegen/wasm/matmul.ts), built once: its sizes M, N, K and its
  * matrices run-time values where they are symbolic, its operands dense arrays of the
- * memory, a transposed B packed in the pack area; its epilogue `writer` at its tiles' points; its
+ * memory, a transposed B packed in the pack area (a weight too, in panels, where the static module
+ * packs it at 16 rows; a weight gradient's transposed A in row tiles where the static module packs it
+ * at a K of 512); its epilogue `writer` at its tiles' points; its
  * product stored where `storesProduct` (address(output) gives the product area where only the
  * epilogue's kernel reads it). Else undefined (the flat module's loop).
  */
-function matmulRoutine(r: Routine, name: string, address: (arg: string, off: Size) => Val | undefined, i32: (v: Val) => I32, pack: () => Val, writer: ((f: Body) => TileWriter) | undefined, storesProduct: boolean): { body: Body; what: string } | undefined {
+function matmulRoutine(r: Routine, name: string, address: (arg: string, off: Size) => Val | undefined, i32: (v: Val) => I32, areas: { readonly pack: () => Val; readonly packA: () => Val }, writer: ((f: Body) => TileWriter) | undefined, storesProduct: boolean): { body: Body; what: string; packs: boolean; packsA: boolean } | undefined {
   if (r.op !== 'matmul' || ![...r.inputs, r.output].every(dense)) return undefined;
   const [A, B] = r.inputs as [View, View];
   const out = r.output.shape;
@@ -238,14 +245,21 @@ function matmulRoutine(r: Routine, name: string, address: (arg: string, off: Siz
     return typeof v === 'number' ? v : i32(v);
   };
   const [M, N, K, batch] = [size(out.at(-2)!), size(out.at(-1)!), size(A.shape.at(transA ? -2 : -1)!), numelSize(out.slice(0, -2))];
+  // an untransposed B of static sizes at a static address (a weight) packed into panels where the static module packs it
+  // at a batch of 4 tile rows or more (packsB)
+  const panels =
+    !transB && [N, K, batch].every(isStatic) && batch.coef === 1 && typeof b === 'number' && packsB({ M: 4 * DEFAULT_TILE.rows, N: N.coef, K: K.coef, batch: 1, transB: false });
+  // a transposed A of a static M (a weight gradient's: M the layer's inputs) in row tiles where the static module packs it at
+  // its K (at a run-time K: as at a K of 512 or more)
+  const tilesA = transA && isStatic(M) && isStatic(batch) && batch.coef === 1 && packsA({ M: M.coef, K: isStatic(K) ? K.coef : 512, batch: 1, transA: true });
   const k: MatmulCode = {
-    name, M: dim(M), N: dim(N), K: dim(K), batch: dim(batch), transA, transB, a: a!, b: b!, c, pack: transB ? i32(pack()) : undefined,
+    name, M: dim(M), N: dim(N), K: dim(K), batch: dim(batch), transA, transB, a: a!, b: b!, c, pack: transB || panels ? i32(areas.pack()) : undefined, packA: tilesA ? i32(areas.packA()) : undefined,
     aBatched: A.shape.length > 2, bBatched: B.shape.length > 2, ...(writer ? { epilogueWriter: writer } : {}),
   };
   const shape = (rows: Size, cols: Size) => `[${sizeText(rows)},${sizeText(cols)}]`;
   const batchText = isStatic(batch) && batch.coef === 1 ? '' : `${sizeText(batch)} × `;
   const what = `${batchText}${shape(M, K)}·${shape(K, N)}${transA ? ' (A transposed)' : ''}${transB ? ' (B transposed)' : ''}, sizes read at run time`;
-  return { body: matmulBody(k), what };
+  return { body: matmulBody(k), what, packs: k.pack !== undefined, packsA: tilesA };
 }
 
 /** A view whose elements are its array's, row-major from its offset (sizes may be symbolic). */

@@ -60,6 +60,8 @@ interface SymLayout {
   readonly paramAt: number;
   readonly packAt: Poly;
   readonly productAt: Poly;
+  /** Where matmuls pack a transposed A in row tiles. */
+  readonly packAAt: Poly;
   /** Floats of the product area. */
   readonly productFloats: Poly;
   readonly end: Poly;
@@ -104,14 +106,15 @@ function symLayout(m: ModuleInfo, units: readonly Unit[], areas?: MatmulAreas, p
   const paramAt = polyEval(end, {});
   end = polyAdd(end, arrayBytes(size(params)));
   for (const b of plan.buffers) if (!isStatic(b.size)) (offsets[b.id] = end), (end = polyAdd(end, bytes[b.id]!));
-  // B packed as [K,N] for a transposed B, and products only an epilogue reads: as large as the largest
-  // (of the matmuls `areas` names)
+  // B packed (as [K,N] for a transposed B, else in panels), products only an epilogue reads, and A packed in row
+  // tiles: each as large as the largest (of the matmuls `areas` names)
   const mm = (u: Unit) => u.insts[0]!;
   const pack = polyMax(...units.filter((u) => areas?.pack.has(u)).map((u) => [arrayBytes(numelSize(u.graph.type(mm(u).args[1]!).shape.slice(-2)))]));
   const product = polyMax(...units.filter((u) => areas?.product.has(u)).map((u) => [arrayBytes(numelSize(u.graph.type(mm(u).result).shape))]));
-  const placed = placeAreas(end, [pack, product]);
-  const [packAt, productAt] = placed.at as [Poly, Poly];
-  return { offsets, convAt, convAreas, optAt, paramAt, packAt, productAt, productFloats: product.map((t) => ({ ...t, coef: t.coef / 4 })), end: placed.end };
+  const packA = polyMax(...units.filter((u) => areas?.packA.has(u)).map((u) => [arrayBytes(numelSize(u.graph.type(mm(u).args[0]!).shape.slice(-2)))]));
+  const placed = placeAreas(end, [pack, product, packA]);
+  const [packAt, productAt, packAAt] = placed.at as [Poly, Poly, Poly];
+  return { offsets, convAt, convAreas, optAt, paramAt, packAt, productAt, packAAt, productFloats: product.map((t) => ({ ...t, coef: t.coef / 4 })), end: placed.end };
 }
 
 // ---------------------------------------------------------------------------------------------
