@@ -62,9 +62,11 @@ export interface MatmulKernel {
 
 /**
  * A matmul kernel whose sizes M, N, K and matrices `batch`, and whose addresses, may be
- * run-time values (the symbolic module's, built once: codegen/wasm/symbolic-forms.ts). A kernel with a run-time value packs only a transposed B, and has no packed A, no panel,
- * no strides and none of matmulInto's options (its epilogue, a TileEpilogue, may read arrays at
- * run-time addresses).
+ * run-time values (the symbolic module's, built once: codegen/wasm/symbolic-forms.ts). A kernel
+ * with a run-time value may pack a transposed B, a B of static sizes and address (a weight, in
+ * panels, where M is 4R rows or more at run time) and, with M a number and tiles of 4 rows, a
+ * transposed A; it has no panel, no strides and none of matmulInto's options (its epilogue, a
+ * TileEpilogue, may read arrays at run-time addresses).
  */
 export type MatmulCode = Omit<MatmulKernel, 'M' | 'N' | 'K' | 'batch' | 'a' | 'b' | 'c' | 'pack' | 'packA'> & {
   readonly M: I32;
@@ -213,6 +215,8 @@ interface Emit {
   /** A run-time N: r·4N (C's row r from the tile's first) for r = 1 … R−1, and a local for row r's address. */
   readonly cRows: readonly I32[];
   readonly rowPtr: Local | undefined;
+  /** Bytes between B's rows as [K,N] (a run-time N: read once). */
+  readonly bRowStep: I32;
 }
 
 /**
@@ -260,7 +264,7 @@ export function matmulInto(f: Body, code: MatmulCode, opts: IntoOptions = {}): B
   if (opts.offsets) f.get(opts.offsets.b).set(tB).get(opts.offsets.c).set(tC);
   else f.assign(tB, 0).assign(tC, 0);
   repeatN(f, e.counterT, batch, () => {
-    emitMatrix(e);
+    emitMatrixAt(e);
     next();
   });
   return f;
@@ -272,7 +276,7 @@ export function matmulInto(f: Body, code: MatmulCode, opts: IntoOptions = {}): B
  */
 function runTime(f: Body, k: MatmulCode, opts: IntoOptions): MatmulCode {
   const rowsPacked = k.pack !== undefined && !k.transB;
-  if ((k.packA !== undefined && (typeof k.M !== 'number' || k.batch !== 1)) || k.panel !== undefined || k.strides || opts.ranged || opts.batches || opts.offsets || (rowsPacked && [k.N, k.K, k.batch, k.b].some((x) => typeof x !== 'number')))
+  if ((k.packA !== undefined && (typeof k.M !== 'number' || k.batch !== 1 || (k.tile ?? DEFAULT_TILE).rows !== 4)) || k.panel !== undefined || k.strides || opts.ranged || opts.batches || opts.offsets || (rowsPacked && [k.N, k.K, k.batch, k.b].some((x) => typeof x !== 'number')))
     throw new Error(`internal: matmul ${k.name} of run-time sizes packs A, has panels, strides or options, or packs a B of run-time sizes into panels`);
   const [M, N, K, batch, a, b, c, pack, packA] = [k.M, k.N, k.K, k.batch, k.a, k.b, k.c, k.pack, k.packA].map((x) => (x === undefined ? x : hoisted(f, x)));
   return { ...k, M: M!, N: N!, K: K!, batch: batch!, a: a!, b: b!, c, pack, packA };
@@ -309,6 +313,7 @@ function emitState(f: Body, k: MatmulCode, opts: IntoOptions): Emit {
   }
   const pointerAt = epilogue.pointers.map((p) => hoisted(f, p.addr));
   // a run-time N: C's row r at r·4N from the tile's pointer, stored through rowPtr
+  const bRowStep = hoisted(f, times(4, k.N));
   const cRows = typeof k.N === 'number' ? [] : Array.from({ length: R }, (_, r) => (r === 0 ? 0 : hoisted(f, times(r, 4, k.N))));
   const rowPtr = typeof k.N === 'number' ? undefined : f.local('i32');
   return {
@@ -325,6 +330,7 @@ function emitState(f: Body, k: MatmulCode, opts: IntoOptions): Emit {
     pointerAt,
     cRows,
     rowPtr,
+    bRowStep,
   };
 }
 
@@ -339,6 +345,18 @@ function setPtr(e: Emit, ptr: Local, base: I32, si: I32, sj: I32, extra?: Local)
   if (si) push(f.get(i), times(4, si)).i32Mul().i32Add();
   if (sj) push(f.get(j), times(4, sj)).i32Mul().i32Add();
   f.set(ptr);
+}
+
+/**
+ * One matrix; a weight (an untransposed B) of a run-time M packed into panels only where M is 4R
+ * rows or more at run time (as the static kernel decides: packsB), else read in place.
+ */
+function emitMatrixAt(e: Emit): void {
+  const { f, k, R } = e;
+  const M = k.M;
+  if (typeof M === 'number' || k.transB || e.layout !== 'panels') return emitMatrix(e);
+  f.when(() => push(f, M).i32(4 * R).i32GeS(), () => emitMatrix(e));
+  f.when(() => push(f, M).i32(4 * R).i32LtS(), () => emitMatrix({ ...e, k: { ...k, pack: undefined }, layout: 'rows' }));
 }
 
 /** One matrix of the batch: A's row tiles and B packed where they are, then the tiles column run by column run. */
@@ -531,7 +549,7 @@ function tilePointers(e: Emit, rows: number): void {
 function tileProducts(e: Emit, rows: number, vecs: number, count: I32): void {
   const { f, aPtr, bPtr, bv, av, acc, V } = e;
   const a = aStrides(e, rows);
-  const bStep = e.layout === 'rows' ? times(4, e.k.N) : 16 * vecs; // bytes from B[p, j] to B[p+1, j]
+  const bStep = e.layout === 'rows' ? e.bRowStep : 16 * vecs; // bytes from B[p, j] to B[p+1, j]
   repeatN(f, e.counterP, count, () => {
     for (let v = 0; v < vecs; v++) f.get(bPtr).v128Load(16 * v).set(bv[v]!);
     for (let r = 0; r < rows; r++) {

@@ -61,13 +61,14 @@ export interface SymForms {
   readonly count: number;
   /**
    * Its values as polynomials in the symbols, given the arrays' offsets of the final layout, the
-   * product area's (where a matmul whose product only its epilogue reads writes it) and the pack
-   * area's (where a matmul packs its transposed B).
+   * product area's (where a matmul whose product only its epilogue reads writes it), the pack
+   * area's (where a matmul packs its B: transposed, or a weight in panels) and the packA area's
+   * (where it packs a transposed A in row tiles).
    */
   params(offsets: readonly Poly[], areas?: { readonly productAt: Poly; readonly packAt: Poly; readonly packAAt: Poly }): Poly[];
 }
 
-/** The matmul groups whose kernel packs a transposed B, and those whose product only their epilogue's kernel reads (the areas of the layout). */
+/** The matmul groups whose kernel packs B (transposed, or a weight in panels), those whose product only their epilogue's kernel reads, and those that pack a transposed A (the areas of the layout). */
 export interface MatmulAreas {
   readonly pack: ReadonlySet<Unit>;
   readonly product: ReadonlySet<Unit>;
@@ -258,7 +259,8 @@ function matmulRoutine(r: Routine, name: string, address: (arg: string, off: Siz
   };
   const shape = (rows: Size, cols: Size) => `[${sizeText(rows)},${sizeText(cols)}]`;
   const batchText = isStatic(batch) && batch.coef === 1 ? '' : `${sizeText(batch)} × `;
-  const what = `${batchText}${shape(M, K)}·${shape(K, N)}${transA ? ' (A transposed)' : ''}${transB ? ' (B transposed)' : ''}, sizes read at run time`;
+  const packed = `${panels ? ', B packed in panels where M ≥ 16' : ''}${tilesA ? ', A packed in row tiles' : ''}`;
+  const what = `${batchText}${shape(M, K)}·${shape(K, N)}${transA ? ' (A transposed)' : ''}${transB ? ' (B transposed)' : ''}, sizes read at run time${packed}`;
   return { body: matmulBody(k), what, packs: k.pack !== undefined, packsA: tilesA };
 }
 
