@@ -312,8 +312,8 @@ function emitState(f: Body, k: MatmulCode, opts: IntoOptions): Emit {
     push(f, K).i32(1).i32Sub().i32(MATMUL_BLOCK).raw(0x49).select().set(start); // i32.lt_u
   }
   const pointerAt = epilogue.pointers.map((p) => hoisted(f, p.addr));
-  // a run-time N: C's row r at r·4N from the tile's pointer, stored through rowPtr
   const bRowStep = hoisted(f, times(4, k.N));
+  // a run-time N: C's row r at r·4N from the tile's pointer, stored through rowPtr
   const cRows = typeof k.N === 'number' ? [] : Array.from({ length: R }, (_, r) => (r === 0 ? 0 : hoisted(f, times(r, 4, k.N))));
   const rowPtr = typeof k.N === 'number' ? undefined : f.local('i32');
   return {
