@@ -77,19 +77,13 @@ export function crossEntropy(b: Builder, hint: Hint, logits: ValueId, targets: V
         `crossEntropy: targets must be i32${fmtShape(positions)} class indices, one per row of logits ${formatType(lt)}, got ${formatType(tt)}`,
         `declare the targets as g.input(name, ${fmtShape(positions)}, 'i32')`,
       ).withLoc(b.loc);
+    // the positions as the rows of one [n, classes] matrix (n = B*64 where B is symbolic): the fused cross-entropy rule
     const n = asDim(numelSize(positions));
-    // the positions as the rows of one [n, classes] matrix: the fused cross-entropy rule
     const rows = (v: ValueId, shape: Dim[]) => {
       const r = b.reshape(v, shape);
       return b.graph.value(v).temp ? r : hint(r, `${b.graph.value(v).name}_rows`);
     };
-    if (n !== undefined) return crossEntropy(b, hint, rows(logits, [n, classes]), rows(targets, [n]));
-    // B·t rows are no one axis when B is symbolic: pick each target with a one-hot mask
-    if (typeof classes !== 'number')
-      throw new CompileError(`crossEntropy: the number of classes of ${formatType(lt)} is symbolic`, 'give the last axis a size known at build time').withLoc(b.loc);
-    const logprobs = hint(logSoftmax(b, hint, logits, positions.length), 'logprobs');
-    const picked = b.sum(b.mul(logprobs, b.oneHot(targets, classes)), [positions.length]);
-    return b.neg(mean(b, picked, positions.map((_d, i) => i), false));
+    return crossEntropy(b, hint, rows(logits, [n, classes]), rows(targets, [n]));
   }
   const [n] = rank2('crossEntropy', b, logits, 'logits', ' (or [n, t, classes])');
   targetsOf('crossEntropy', b, targets, n);

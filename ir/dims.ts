@@ -3,9 +3,11 @@ import type { Graph } from './graph.js';
 // Dimensions. A dimension is a size known at build time (32) or a symbol ('B') that each call
 // binds from the lengths of its inputs, so that one build serves every batch size. Products of
 // dimensions (element counts, strides, buffer sizes) are `Size`s: a number times symbols, which
-// the emitters print as code (`B * 64`).
+// the emitters print as code (`B * 64`). A pass may make a product one axis (the rows of a
+// [B, 64, 128] · [128, n] flattened to [B*64, 128]): that dimension is the product's text, `'B*64'`;
+// a model's inputs, params and outputs only have symbols.
 
-/** A dimension: a size, or the name of a symbolic dimension bound by each call (`'B'`). */
+/** A dimension: a size, the name of a symbolic dimension bound by each call (`'B'`), or a product of them (`'B*64'`). */
 export type Dim = number | string;
 
 /** coef · Π syms, syms sorted: the product of some dimensions. */
@@ -17,13 +19,27 @@ export interface Size {
 /** A symbol: an identifier that names a dimension bound per call. */
 export const SYMBOL = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
+/** A product dimension: symbols sorted, then a coefficient above 1 (`B*T`, `B*64`), as `asDim` writes it. */
+export const PRODUCT = /^[A-Za-z_][A-Za-z0-9_]*(\*[A-Za-z_][A-Za-z0-9_]*)*(\*[1-9][0-9]*)?$/;
+
+/** A symbol bound per call (not a product of them). */
 export function isSymbol(d: Dim): d is string {
-  return typeof d === 'string';
+  return typeof d === 'string' && !d.includes('*');
+}
+
+/** A dimension's text as a dimension of the IR: a size, a symbol or a product (`B*64`). */
+export function isDim(d: unknown): d is Dim {
+  return (typeof d === 'number' && Number.isInteger(d) && d >= 0) || (typeof d === 'string' && (SYMBOL.test(d) || (PRODUCT.test(d) && asDim(size(d)) === d)));
 }
 
 export function size(d: Dim | Size): Size {
   if (typeof d === 'number') return { coef: d, syms: [] };
-  if (typeof d === 'string') return { coef: 1, syms: [d] };
+  if (typeof d === 'string') {
+    if (!d.includes('*')) return { coef: 1, syms: [d] };
+    const parts = d.split('*');
+    const coef = /^[0-9]+$/.test(parts.at(-1)!) ? Number(parts.pop()) : 1;
+    return { coef, syms: parts.sort() };
+  }
   return d;
 }
 
@@ -80,38 +96,41 @@ export function stridesSize(shape: readonly Dim[]): Size[] {
   return st;
 }
 
-/** As text and as code: `64`, `B`, `B * 64`. */
+/**
+ * As text and as code: `64`, `B`, `B * 64`; a product dimension (`'B*64'`) in parentheses,
+ * `(B * 64)`, one operand wherever the code puts it (`-_total / (B * 64)`).
+ */
 export function sizeText(s: Dim | Size): string {
+  if (typeof s === 'string' && s.includes('*')) return `(${sizeText(size(s))})`;
   const x = size(s);
   if (x.syms.length === 0) return String(x.coef);
   if (x.coef === 0) return '0';
   return (x.coef === 1 ? x.syms : [...x.syms, String(x.coef)]).join(' * ');
 }
 
-/** The symbols of a shape, each once, in order of appearance. */
+/** The symbols of a shape, each once, in order of appearance (a product's among them). */
 export function symbolsOf(shape: readonly Dim[]): string[] {
-  return [...new Set(shape.filter(isSymbol))];
+  return [...new Set(shape.flatMap((d) => (typeof d === 'string' ? size(d).syms : [])))];
 }
 
 /** A shape with its symbols replaced by their bound sizes. */
 export function bindShape(shape: readonly Dim[], dims: Readonly<Record<string, number>>): number[] {
-  return shape.map((d) => {
-    if (typeof d === 'number') return d;
-    const v = dims[d];
-    if (v === undefined) throw new Error(`internal: dimension '${d}' is not bound`);
-    return v;
-  });
+  return shape.map((d) => (typeof d === 'number' ? d : bindSize(size(d), dims)));
 }
 
 /** The size with its symbols replaced by their bound sizes. */
 export function bindSize(s: Size, dims: Readonly<Record<string, number>>): number {
-  return s.syms.reduce((acc, d) => acc * bindShape([d], dims)[0]!, s.coef);
+  return s.syms.reduce((acc, d) => {
+    const v = dims[d];
+    if (v === undefined) throw new Error(`internal: dimension '${d}' is not bound`);
+    return acc * v;
+  }, s.coef);
 }
 
-/** A size as one dimension: a number, or a single symbol (undefined for `3 * B`, `B * T`). */
-export function asDim(s: Size): Dim | undefined {
-  if (s.syms.length === 0) return s.coef;
-  return s.syms.length === 1 && s.coef === 1 ? s.syms[0] : undefined;
+/** A size as one dimension: a number, a symbol, or a product of them (`'B*64'`, `'B*T'`). */
+export function asDim(s: Size): Dim {
+  if (s.syms.length === 0 || s.coef === 0) return s.coef;
+  return [...s.syms, ...(s.coef === 1 ? [] : [String(s.coef)])].join('*');
 }
 
 /** A shape known at build time as numbers (an internal error if it has symbols). */

@@ -1,6 +1,6 @@
 // The float64 reference interpreter: the oracle that tests hold generated code against.
 
-import { bindShape, bindSize, dimBindings, isSymbol } from './dims.js';
+import { bindShape, bindSize, dimBindings, size } from './dims.js';
 import type { Graph } from './graph.js';
 import type { NDArray } from './ndarray.js';
 import { nd, reduce } from './ndarray.js';
@@ -12,10 +12,14 @@ import { formatType } from './types.js';
 
 export type Bindings = Readonly<Record<string, ArrayLike<number>>>;
 
+/** The values of an evaluation by value name, and the sizes its symbolic dimensions were bound to. */
+export type Values = Map<string, NDArray> & { readonly dims?: Readonly<Record<string, number>> };
+
 export interface Env {
   readonly params?: Bindings;
   readonly inputs?: Bindings;
-  readonly fwd?: ReadonlyMap<string, NDArray>;
+  /** The forward values a backward graph reads (an evaluation's `Values`: its bound sizes too). */
+  readonly fwd?: ReadonlyMap<string, NDArray> & { readonly dims?: Readonly<Record<string, number>> };
   /** Sizes of symbolic dimensions; the others are bound from the data the graph reads. */
   readonly dims?: Readonly<Record<string, number>>;
   /**
@@ -54,7 +58,7 @@ export interface Env {
  * shapes of the forward values it reads.
  */
 export function bindDims(g: Graph, env: Env): Record<string, number> {
-  const dims: Record<string, number> = { ...env.dims };
+  const dims: Record<string, number> = { ...env.fwd?.dims, ...env.dims };
   for (const [d, { input, per }] of dimBindings(g)) {
     const data = env.inputs?.[input];
     if (!data || d in dims) continue;
@@ -62,12 +66,22 @@ export function bindDims(g: Graph, env: Env): Record<string, number> {
     if (!Number.isInteger(n)) throw new RangeError(`interpreter: input '${input}' has ${data.length} elements, which is not ${d} × ${bindSize(per, dims)}`);
     dims[d] = n;
   }
-  for (const inst of g.insts) {
-    if (inst.op !== 'fwd') continue;
-    const v = env.fwd?.get(inst.attrs.name);
-    g.type(inst.result).shape.forEach((d, i) => {
-      if (isSymbol(d) && v && dims[d] === undefined) dims[d] = v.shape[i]!;
-    });
+  // the forward values a backward graph reads: a symbol, or a product of symbols with one not
+  // bound yet (the rows B*64 bind B; B*T binds T once B is bound)
+  for (let progress = true; progress; ) {
+    progress = false;
+    for (const inst of g.insts) {
+      const v = inst.op === 'fwd' ? env.fwd?.get(inst.attrs.name) : undefined;
+      if (!v) continue;
+      g.type(inst.result).shape.forEach((d, i) => {
+        if (typeof d !== 'string') return;
+        const s = size(d);
+        const open = s.syms.filter((x) => dims[x] === undefined);
+        if (open.length !== 1 || s.syms.filter((x) => x === open[0]).length !== 1) return;
+        dims[open[0]!] = v.shape[i]! / bindSize({ coef: s.coef, syms: s.syms.filter((x) => x !== open[0]) }, dims);
+        progress = true;
+      });
+    }
   }
   return dims;
 }
@@ -89,7 +103,7 @@ function bound(kind: string, name: string, t: TensorType, dims: Readonly<Record<
  * `inputs`/`params` (forward graphs), `fwd` from `fwd` (backward graphs); symbolic dimensions
  * from what they read (see bindDims). Returns every value, keyed by value name.
  */
-export function interpret(g: Graph, env: Env): Map<string, NDArray> {
+export function interpret(g: Graph, env: Env): Values {
   const dims = bindDims(g, env);
   const vals = new Map<ValueId, NDArray>();
   const byName = new Map<string, NDArray>();
@@ -109,7 +123,7 @@ export function interpret(g: Graph, env: Env): Map<string, NDArray> {
     vals.set(inst.result, out);
     byName.set(name, out);
   }
-  return byName;
+  return Object.assign(byName, { dims });
 }
 
 function evalInst(inst: Inst, t: TensorType, dims: Readonly<Record<string, number>>, arg: (i: number) => NDArray, env: Env): NDArray {

@@ -347,16 +347,14 @@ function matmulGrad(c: GradCtx<AttrsOf['matmul']>): readonly GradThunk[] {
   let dB = transB ? () => b.matmul(dy, A(), true, transA) : () => b.matmul(A(), dy, !transA, false);
   const ra = c.xt(0).shape.length;
   if (ra > 2 && c.xt(1).shape.length === 2 && !transA) {
-    // [..., m, k] × [k, n]: fold the batch into the rows instead of summing per-batch products.
-    // (with a symbolic batch, only when the rows are one dimension: B·3 rows are not)
+    // [..., m, k] × [k, n]: fold the batch into the rows instead of summing per-batch products
+    // (a symbolic batch's rows one product dimension, B*64)
     const k = c.xt(0).shape.at(-1)!;
     const n = c.yt.shape.at(-1)!;
     const rows = asDim(divSize(numelSize(c.xt(0).shape), k)!);
-    if (rows !== undefined) {
-      const A2 = () => b.reshape(A(), [rows, k]);
-      const dC2 = () => b.reshape(dy, [rows, n]);
-      dB = transB ? () => b.matmul(dC2(), A2(), true, false) : () => b.matmul(A2(), dC2(), true, false);
-    }
+    const A2 = () => b.reshape(A(), [rows, k]);
+    const dC2 = () => b.reshape(dy, [rows, n]);
+    dB = transB ? () => b.matmul(dC2(), A2(), true, false) : () => b.matmul(A2(), dC2(), true, false);
   }
   return [dA, dB];
 }

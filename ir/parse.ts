@@ -2,7 +2,7 @@
 // `file:line:col` of the IR text; no other kind of exception escapes for any input.
 
 import type { Dim } from './dims.js';
-import { numelSize, sizeEq } from './dims.js';
+import { asDim, isDim, numelSize, size, sizeEq } from './dims.js';
 import { CompileError } from './errors.js';
 import { Graph, Names } from './graph.js';
 import type { AttrsOf, OpKind } from './ops.js';
@@ -259,10 +259,16 @@ function parseType(c: Cursor): TensorType {
   c.expect('[');
   const shape: Dim[] = [];
   if (!c.eat(']')) {
-    // a dimension is a size or a symbol bound per call (`f32[B,30]`)
+    // a dimension is a size, a symbol bound per call (`f32[B,30]`) or a product of them (`f32[B*64,30]`)
     do {
       c.skip();
-      shape.push(/[A-Za-z_]/.test(c.peek()) ? c.ident('a dimension') : c.int('a dimension'));
+      const at = c.loc();
+      let d: Dim = /[A-Za-z_]/.test(c.peek()) ? c.ident('a dimension') : c.int('a dimension');
+      if (typeof d === 'string') {
+        while (c.eat('*')) d += `*${/[A-Za-z_]/.test(c.peek()) ? c.ident('a dimension') : c.int('a dimension')}`;
+        if (!isDim(d)) throw new CompileError(`the dimension ${d} is not in its canonical form`, `write it as ${asDim(size(d))}: its symbols sorted, then its number`, at);
+      }
+      shape.push(d);
     } while (c.eat(','));
     c.expect(']');
   }

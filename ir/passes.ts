@@ -307,7 +307,7 @@ export const foldTransposes: Pass = {
 /**
  * [..., m, k] · [k, n] is one matmul over the rows of every batch: [b·m, k] · [k, n] between two
  * reshapes (views). One register-tiled kernel instead of b small ones, and its gradient
- * dB = A₂ᵀ·dC₂ a single matmul too. Left batched where a symbolic batch makes b·m no one axis.
+ * dB = A₂ᵀ·dC₂ a single matmul too. A symbolic batch's rows are one product dimension (`B*64`).
  */
 export const flattenMatmuls: Pass = {
   name: 'flatten-matmuls',
@@ -318,8 +318,9 @@ export const flattenMatmuls: Pass = {
       if (inst.op !== 'matmul' || inst.attrs.transA) continue;
       const [x, w] = inst.args as [ValueId, ValueId];
       const xs = g.type(x).shape;
+      if (xs.length <= 2 || g.type(w).shape.length !== 2) continue;
+      // (a symbolic batch's rows are one product dimension: B*64)
       const rows = asDim(numelSize(xs.slice(0, -1)));
-      if (xs.length <= 2 || g.type(w).shape.length !== 2 || rows === undefined) continue;
       b.loc = inst.loc;
       const before = g.insts.length;
       const x2 = b.reshape(x, [rows, xs.at(-1)!]);

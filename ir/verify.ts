@@ -4,7 +4,7 @@
 import { CompileError } from './errors.js';
 import type { Graph } from './graph.js';
 import type { AttrKind } from './ops.js';
-import { isStatic, staticShape, SYMBOL } from './dims.js';
+import { isDim, isStatic, staticShape, SYMBOL } from './dims.js';
 import { OPS } from './ops.js';
 import { printInst } from './print.js';
 import { checkScan, checkScanOut } from './scan.js';
@@ -34,7 +34,7 @@ function attrOk(kind: AttrKind, v: unknown): boolean {
     case 'nums':
       return Array.isArray(v) && v.every(isNum);
     case 'dims':
-      return Array.isArray(v) && v.every((d) => isInt(d) || (typeof d === 'string' && SYMBOL.test(d)));
+      return Array.isArray(v) && v.every((d) => isInt(d) || (typeof d === 'string' && isDim(d)));
     case 'init':
       return INITS.includes(v as string);
   }
@@ -95,7 +95,7 @@ export function verify(g: Graph, stage = ''): void {
     if (names.has(v!.name)) fail(inst, `duplicate value name %${v!.name}`);
     names.add(v!.name);
     const t = v!.type;
-    if (!t.shape.every((d) => (Number.isInteger(d) && (d as number) >= 0) || (typeof d === 'string' && SYMBOL.test(d)))) fail(inst, `invalid shape in ${formatType(t)}`);
+    if (!t.shape.every(isDim)) fail(inst, `invalid shape in ${formatType(t)}`);
     if (inst.op === 'const' && !(t.shape.every(isStatic) && inst.attrs.data.length === numel(staticShape(t.shape))))
       fail(inst, `const has ${inst.attrs.data.length} values for ${formatType(t)}`);
     if (inst.op === 'dim' && (t.dtype !== 'f32' || t.shape.length !== 0 || !SYMBOL.test(inst.attrs.name))) fail(inst, `dim is an f32 scalar of a symbol, not ${formatType(t)}`);

@@ -377,7 +377,7 @@ function launchesOfKind(p: HostProgram): string[] {
 function renderFunction(k: Kernel): string {
   const syms = new Set<string>();
   const sizes: Size[] = [];
-  for (const d of k.domain) if (typeof d === 'string') syms.add(d);
+  for (const d of k.domain) if (typeof d === 'string') for (const x of size(d).syms) syms.add(x);
   for (const n of k.nodes) {
     if (n.op === 'load') sizes.push(...n.access.strides, ...offsetTerms(n.access.offset), ...(n.access.guards ?? []).map((g) => g.hi));
     if (n.op === 'dim') syms.add(n.name);

@@ -135,6 +135,32 @@ export default makemoreComposite({ ...LECTURE, batch: 'B' }, 'onnx_sym');
     await session.release();
   });
 
+  it('exports the rows of a flattened [B, t, c] matmul, a product dimension B*3, as a product of the input shape', async () => {
+    const file = modelFile(`import { model } from 'graphc';
+export default model('onnx_rows', (g) => {
+  const x = g.input('x', ['B', 3, 4]);
+  const y = g.input('y', ['B', 3], 'i32');
+  const h = x.matmul(g.param('W', [4, 5])).add(g.param('b', [5])).tanh();
+  const logits = h.matmul(g.param('V', [5, 5]));
+  return { loss: g.crossEntropy(logits, y), logits };
+});
+`);
+    const { mod } = await buildAndImport(file);
+    const { bytes, model } = await exportFile(file);
+    expect(checkModel(bytes)).toEqual([]);
+    expect(model.nodes.filter((n) => n.opType === 'Mul' && n.inputs.some((i) => i.startsWith('B_dim'))).length).toBeGreaterThan(0);
+    const session = await ort.InferenceSession.create(bytes);
+    for (const B of [5, 32]) {
+      const inputs = inputsOf(mod, B, { y: 5 }, { B });
+      const want = mod.forward(mod.initParams(0), inputs);
+      const got = await session.run({ x: new ort.Tensor('float32', inputs.x!, [B, 3, 4]), y: new ort.Tensor('int32', inputs.y!, [B, 3]) });
+      expect(got.logits!.dims).toEqual([B, 3, 5]);
+      expect(relErr(got.logits!.data as Float32Array, want.logits as Float32Array), `B = ${B}: logits`).toBeLessThan(1e-5);
+      expect(relErr(got.loss!.data as Float32Array, [want.loss as number]), `B = ${B}: loss`).toBeLessThan(1e-5);
+    }
+    await session.release();
+  });
+
   it('keeps any DSL name for inputs, params and outputs', async () => {
     const file = modelFile(`import { model } from 'graphc';
 export default model('names', (g) => {

@@ -943,7 +943,7 @@ export const CASES: Case[] = [
   return { loss, h };`,
   },
   {
-    // a loss at every position of a sequence: B·T rows are no one axis, so a one-hot mask picks
+    // a loss at every position of a sequence: its B*3 rows one product dimension, the fused cross-entropy rule
     name: 'xent_3d',
     body: `
   const x = g.input('x', [BB, 3, 4]);

@@ -17,8 +17,9 @@ const bits = (v: ArrayLike<number>) => Array.from(new Uint32Array(Float32Array.f
 // an untransposed A (o: its rows B floats apart) and of a transposed B packed (o2), and N = B columns (gram, of B
 // transposed, its epilogue a kernel of its own reading the product area; xx, of B read in place: tiles of 8, 4 and
 // 1–3 columns; og, N = K = B), a weight packed into panels (pz: [64,160], as the static build packs it from 16 rows; read
-// in place below 16) and a weight gradient's transposed A packed in row tiles (dW4: [130,B]ᵀ, 32 tiles and a ragged
-// one, as the static build packs it from K = 512). The products and what only elementwise ops take from them (y, a, q,
+// in place below 16) and a weight gradient's transposed A packed in row tiles (dW4: [130,B]ᵀ, 32 tiles, four at a
+// time, and a ragged one, as the static build packs it from K = 512) with its B, dpb [B,16], packed into panels
+// from K = 513, where the static build's K·N passes PANEL_MIN_FLOATS (read in place below). The products and what only elementwise ops take from them (y, a, q,
 // o, o2, gram, xx, og, pz, dW1 … dW4) have
 // the static builds' bits; a sum over the batch
 // (the loss, db1, dP) is a reduction kernel of the kernel form, whose order differs from the static one's
@@ -69,7 +70,7 @@ describe('matmuls in the symbolic wasm module', () => {
     expect(sym.code).toMatch(/^ +forms\.matmul_gram\(\);\n +forms\.epilogue_gram\(\);$/m);
     expect(sym.code).toMatch(/^\/\/ {3}matmul_xx: xx = x @ xt {3}\[B,12\]·\[12,B\], sizes read at run time$/m);
     expect(sym.code).toMatch(/^\/\/ {3}matmul_\w+: \w+ = zz @ W3 {3}\[B,64\]·\[64,160\], sizes read at run time, B packed in panels where M ≥ 16$/m);
-    expect(sym.code).toMatch(/^\/\/ {3}matmul_dW4: dW4 = xb\.T @ \w+ {3}\[130,B\]·\[B,16\] \(A transposed\), sizes read at run time, A packed in row tiles$/m);
+    expect(sym.code).toMatch(/^\/\/ {3}matmul_dW4: dW4 = xb\.T @ \w+ {3}\[130,B\]·\[B,16\] \(A transposed\), sizes read at run time, B packed in panels where K ≥ 513, A packed in row tiles$/m);
     expect(sym.code).toMatch(/^\/\/ {3}matmul_og: og = xt @ \w+ {3}\[12,B\]·\[B,B\], sizes read at run time$/m);
     const seen = new Map<number, number[]>();
     for (const n of [1, 2, 3, 5, 6, 7, 8, 9, 13, MATMUL_BLOCK - 1, MATMUL_BLOCK, MATMUL_BLOCK + 1, MATMUL_BLOCK + 2, 300, 2 * MATMUL_BLOCK + 1]) {

@@ -241,6 +241,21 @@ export default model('ties', (g) => {
     await add('batchnorm running statistics, evaluation', bn, bnMod, 'eval', randomBuffers);
     const sym = modelFile(RUNNING('symbolic', "{ momentum: 0.1 }").replace('makemoreRunning(undefined', "makemoreRunning({ batch: 'B', block: 3, nEmbd: 10, nHidden: 64, vocab: 27 }"), 'symbolic.ts');
     await add('symbolic batch B = 20', sym, (await buildAndImport(sym)).mod as Module, 'train', randomBuffers);
+    // [B, 3, 4] · [4, 5]: the forward passes flatten its rows into one product dimension, B*3
+    // (the reshapes' sizes (dim_B * 3) in the exported code), and the cross-entropy takes its B*3 rows
+    const rows = modelFile(
+      `import { model } from 'graphc';
+export default model('symrows', (g) => {
+  const x = g.input('x', ['B', 3, 4]);
+  const cls = g.input('cls', ['B', 3], 'i32');
+  const h = x.matmul(g.param('W', [4, 5])).add(g.param('b', [5])).tanh();
+  const logits = h.matmul(g.param('V', [5, 5]));
+  return { loss: g.crossEntropy(logits, cls), logits };
+});
+`,
+      'symrows.ts',
+    );
+    await add('symbolic rows B·3 (flattened matmuls, a cross-entropy over B*3 rows)', rows, (await buildAndImport(rows)).mod as Module, 'train');
     const drop = modelFile(RUNNING('dropout', '{ momentum: 0.1, dropout: 0.3 }'), 'dropout.ts');
     await add('dropout, evaluation', drop, (await buildAndImport(drop)).mod as Module, 'eval', randomBuffers);
 
@@ -311,7 +326,7 @@ export default model('ties', (g) => {
     console.log(`torch-export: ${cases.length} models run by PyTorch in ${seconds.toFixed(1)} s (one process)`);
   });
 
-  it.each(EXAMPLES.map((e) => [e]).concat([['customGrad'], ['elementwise (sin, cos, erf, log1p, expm1, gelu, softplus, logSigmoid, BCE with logits)'], ['ties (maximum, minimum, max)'], ['batchnorm running statistics, training'], ['symbolic batch B = 20']]))(
+  it.each(EXAMPLES.map((e) => [e]).concat([['customGrad'], ['elementwise (sin, cos, erf, log1p, expm1, gelu, softplus, logSigmoid, BCE with logits)'], ['ties (maximum, minimum, max)'], ['batchnorm running statistics, training'], ['symbolic batch B = 20'], ['symbolic rows B·3 (flattened matmuls, a cross-entropy over B*3 rows)']]))(
     '%s: the loss and every gradient equal the flat module’s valueAndGrad (1e-5, f32)',
     (name) => {
       const k = cases.findIndex((c) => c.name === name && c.mode === 'train');

@@ -87,16 +87,23 @@ export function packFloats(k: Pick<MatmulKernel, 'N' | 'K' | 'batch' | 'transB'>
  */
 export function packATiles(f: Body, k: MatmulCode & { readonly M: number }, R: number, i: Local, endL: Local, src: Local, dst: Local, counter: Local): void {
   const { M, K } = k;
-  // (a run-time K: one tile at a time, its stores' offsets 4·R·K·t not being constants)
-  for (const width of typeof K === 'number' ? [4, 1] : [1])
+  // (a run-time K: the other three tiles' stores through pointers of their own, 4·R·K·t bytes on, not constant offsets)
+  const more = typeof K === 'number' ? [] : [1, 2, 3].map(() => f.local('i32'));
+  for (const width of [4, 1])
     f.loopUntil(
       () => f.get(i).i32(R * width).i32Add().get(endL).i32GtS(),
       () => {
         push(f, k.a).get(i).i32(4).i32Mul().i32Add().set(src);
         push(push(f, k.packA!).get(i), times(4, K)).i32Mul().i32Add().set(dst);
+        const wide = width > 1 && more.length > 0;
+        if (wide) more.forEach((d, t) => push(f.get(dst), times(4 * R * (t + 1), K)).i32Add().set(d));
         repeatN(f, counter, K, () => {
-          for (let t = 0; t < width; t++) f.get(dst).get(src).v128Load(16 * t).v128Store(t === 0 ? 0 : 4 * R * (K as number) * t);
+          for (let t = 0; t < width; t++) {
+            if (wide && t > 0) f.get(more[t - 1]!).get(src).v128Load(16 * t).v128Store(0);
+            else f.get(dst).get(src).v128Load(16 * t).v128Store(t === 0 ? 0 : 4 * R * (K as number) * t);
+          }
           f.bump(src, 4 * M).bump(dst, 4 * R);
+          if (wide) for (const d of more) f.bump(d, 4 * R);
         });
         f.bump(i, R * width);
       },
@@ -133,24 +140,30 @@ function packedColumn(f: Body, k: MatmulCode, V: number, j: Local, step: Local, 
   f.i32(4).i32Mul().i32Sub().i32Add();
 }
 
-/** Row p of an untransposed B (at src) into its panels (p in `p`); dst is scratch. */
-function copyRowIntoPanels(f: Body, k: MatmulKernel, V: number, p: Local, src: Local, dst: Local, off?: Local): void {
+/** Row p of an untransposed B (at src) into its panels (p in `p`); dst is scratch. K may be a run-time value (the symbolic module's B*64 rows). */
+function copyRowIntoPanels(f: Body, k: PanelRows, V: number, p: Local, src: Local, dst: Local, off?: Local): void {
   const { N, K } = k;
   const w = 4 * V;
   for (let j0 = 0; j0 < N; j0 += w) {
     const width = Math.min(w, N - j0);
-    f.i32(k.pack! + 4 * j0 * K).get(p).i32(4 * width).i32Mul().i32Add();
+    if (typeof K === 'number') f.i32(k.pack + 4 * j0 * K);
+    else if (j0 === 0) f.i32(k.pack);
+    else push(f, K).i32(4 * j0).i32Mul().i32(k.pack).i32Add();
+    f.get(p).i32(4 * width).i32Mul().i32Add();
     if (off) f.get(off).i32Add();
     f.set(dst);
     for (let v = 0; v < width / 4; v++) f.get(dst).get(src).v128Load(4 * j0 + 16 * v).v128Store(16 * v);
   }
 }
 
+/** An untransposed B packed into panels: N a number; K and B's address may be run-time values. */
+type PanelRows = Pick<MatmulCode, 'K' | 'b'> & { readonly N: number; readonly pack: number };
+
 /** Every row of an untransposed B (of this batch matrix: tB) into its panels; j, src, dst and counter are scratch. */
-export function packRowsInto(f: Body, k: MatmulKernel, V: number, tB: Local, j: Local, src: Local, dst: Local, counter: Local, off?: Local): void {
-  f.i32(k.b).get(tB).i32Add().set(src);
+export function packRowsInto(f: Body, k: PanelRows, V: number, tB: Local, j: Local, src: Local, dst: Local, counter: Local, off?: Local): void {
+  push(f, k.b).get(tB).i32Add().set(src);
   f.assign(j, 0);
-  f.repeat(counter, k.K, () => {
+  repeatN(f, counter, k.K, () => {
     copyRowIntoPanels(f, k, V, j, src, dst, off);
     f.bump(src, 4 * k.N).bump(j, 1);
   });
@@ -260,7 +273,7 @@ export function packBody(k: MatmulKernel): Body {
         f.bump(src, 4).get(dst).get(step).i32Add().set(dst);
       });
     } else {
-      copyRowIntoPanels(f, k, V, j, src, dst);
+      copyRowIntoPanels(f, { ...k, pack: k.pack! }, V, j, src, dst);
       f.bump(src, 4 * N);
     }
     f.bump(j, 1);

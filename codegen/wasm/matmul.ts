@@ -15,7 +15,7 @@ import type { Local } from './encode.js';
 import { Body } from './encode.js';
 import type { I32 } from './index-lines.js';
 import { bumpBy, hoisted, push, repeatN, text } from './index-lines.js';
-import { DEFAULT_TILE, copyPanel, packATiles, packBlocksInto, packInto, packRowsInto, packsA, panelled, times } from './matmul-pack.js';
+import { DEFAULT_TILE, PANEL_MIN_FLOATS, copyPanel, packATiles, packBlocksInto, packInto, packRowsInto, packsA, panelled, times } from './matmul-pack.js';
 
 export { DEFAULT_TILE, PANEL_MIN_FLOATS, packBody, packFloats, packsA, packsB, panelled, transpose4x4 } from './matmul-pack.js';
 import type { TileEpilogue } from './tile-epilogue.js';
@@ -276,8 +276,8 @@ export function matmulInto(f: Body, code: MatmulCode, opts: IntoOptions = {}): B
  */
 function runTime(f: Body, k: MatmulCode, opts: IntoOptions): MatmulCode {
   const rowsPacked = k.pack !== undefined && !k.transB;
-  if ((k.packA !== undefined && (typeof k.M !== 'number' || k.batch !== 1 || (k.tile ?? DEFAULT_TILE).rows !== 4)) || k.panel !== undefined || k.strides || opts.ranged || opts.batches || opts.offsets || (rowsPacked && [k.N, k.K, k.batch, k.b].some((x) => typeof x !== 'number')))
-    throw new Error(`internal: matmul ${k.name} of run-time sizes packs A, has panels, strides or options, or packs a B of run-time sizes into panels`);
+  if ((k.packA !== undefined && (typeof k.M !== 'number' || k.batch !== 1 || (k.tile ?? DEFAULT_TILE).rows !== 4)) || k.panel !== undefined || k.strides || opts.ranged || opts.batches || opts.offsets || (rowsPacked && [k.N, k.batch].some((x) => typeof x !== 'number')))
+    throw new Error(`internal: matmul ${k.name} of run-time sizes packs A, has panels, strides or options, or packs a B of a run-time N or batch into panels`);
   const [M, N, K, batch, a, b, c, pack, packA] = [k.M, k.N, k.K, k.batch, k.a, k.b, k.c, k.pack, k.packA].map((x) => (x === undefined ? x : hoisted(f, x)));
   return { ...k, M: M!, N: N!, K: K!, batch: batch!, a: a!, b: b!, c, pack, packA };
 }
@@ -348,15 +348,30 @@ function setPtr(e: Emit, ptr: Local, base: I32, si: I32, sj: I32, extra?: Local)
 }
 
 /**
- * One matrix; a weight (an untransposed B) of a run-time M packed into panels only where M is 4R
- * rows or more at run time (as the static kernel decides: packsB), else read in place.
+ * One matrix; an untransposed B of a run-time M or K (a weight, a weight gradient's dy of B*64 rows)
+ * packed into panels only where the static kernel would pack it at these sizes (packsB: M of 4R
+ * rows or more, K·N above PANEL_MIN_FLOATS), else read in place.
  */
 function emitMatrixAt(e: Emit): void {
   const { f, k, R } = e;
-  const M = k.M;
-  if (typeof M === 'number' || k.transB || e.layout !== 'panels') return emitMatrix(e);
-  f.when(() => push(f, M).i32(4 * R).i32GeS(), () => emitMatrix(e));
-  f.when(() => push(f, M).i32(4 * R).i32LtS(), () => emitMatrix({ ...e, k: { ...k, pack: undefined }, layout: 'rows' }));
+  const { M, K } = k;
+  if ((typeof M === 'number' && typeof K === 'number') || k.transB || e.layout !== 'panels') return emitMatrix(e);
+  const inPlace = () => emitMatrix({ ...e, k: { ...k, pack: undefined }, layout: 'rows' });
+  if (typeof K === 'number') {
+    f.when(() => push(f, M).i32(4 * R).i32GeS(), () => emitMatrix(e));
+    f.when(() => push(f, M).i32(4 * R).i32LtS(), inPlace);
+    return;
+  }
+  const kMin = Math.max(16, Math.floor(PANEL_MIN_FLOATS / (k.N as number)) + 1);
+  const packs = () => {
+    push(f, K).i32(kMin).i32GeS();
+    if (typeof M !== 'number') push(f, M).i32(4 * R).i32GeS().raw(0x71); // i32.and
+  };
+  f.when(packs, () => emitMatrix(e));
+  f.when(() => {
+    packs();
+    f.i32Eqz();
+  }, inPlace);
 }
 
 /** One matrix of the batch: A's row tiles and B packed where they are, then the tiles column run by column run. */
@@ -375,11 +390,11 @@ function emitMatrix(e: Emit): void {
   }
   if (k.pack !== undefined && some && !e.ranged && !e.prepacked) {
     if (!k.transB && typeof k.pack !== 'number') {
-      // (B's sizes and address are numbers: runTime; its panels at a run-time address, added as an offset)
+      // (N a number: runTime; the panels at a run-time address, added as an offset)
       const at = f.local('i32');
       push(f, k.pack).set(at);
-      packRowsInto(f, { ...k, pack: 0 } as MatmulKernel, V, tB, j, src, dst, counterJ, at);
-    } else if (!k.transB) packRowsInto(f, k as MatmulKernel, V, tB, j, src, dst, counterJ, packOff);
+      packRowsInto(f, { ...k, N: N as number, pack: 0 }, V, tB, j, src, dst, counterJ, at);
+    } else if (!k.transB) packRowsInto(f, { ...k, N: N as number, pack: k.pack as number }, V, tB, j, src, dst, counterJ, packOff);
     else if (typeof N === 'number' && N % 4 === 0 && typeof K === 'number' && K % 4 === 0) packBlocksInto(f, { ...k, K, N }, tB, src, dst, counterJ, counterP, packOff);
     else packInto(f, k, tB, src, dst, counterJ, counterP, packOff);
   }

@@ -458,6 +458,12 @@ function builder(g: Graph): Builder {
   const sources = symbolSources(g);
   const shapes = new Map<string, string>();
   const symVec = (sym: string): string => {
+    // a product dimension (B*64, the rows of a flattened matmul): its factors multiplied
+    if (sym.includes('*'))
+      return sym
+        .split('*')
+        .map((f) => (/^[0-9]+$/.test(f) ? constant([Number(f)], [1], DT.INT64, 'factor') : dimVec(f)))
+        .reduce((a, f) => node('Mul', [a, f]));
     const src = sources.get(sym);
     if (!src) throw new CompileError(`export: dimension ${sym} is not a dimension of any input`, 'name the dimension in an input').withLoc(b.current?.loc);
     let s = shapes.get(src.input);

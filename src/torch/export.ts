@@ -93,7 +93,9 @@ function emitInst(g: Graph, inst: Inst, e: Emitter, ctxBase: Omit<LowerCtx, 'ins
     const rule = LOWER[inst.op as OpKind] as ((c: LowerCtx) => string) | null;
     if (rule === null || (e.inBackward && (inst.op === 'mode' || inst.op === 'dropout_mask' || inst.op === 'param' || inst.op === 'input' || inst.op === 'buffer')))
       throw new CompileError(`export --torch: the op '${inst.op}' cannot be exported to PyTorch${e.inBackward ? ' inside a custom gradient' : ''}`, 'export a model whose forward graph has only forward ops').withLoc(inst.loc);
-    const dim = (sym: string) => {
+    const dim = (sym: string): string => {
+      // a product dimension (B*64, the rows of a flattened matmul): the product of its factors
+      if (sym.includes('*')) return `(${sym.split('*').map((f) => (/^[0-9]+$/.test(f) ? f : dim(f))).join(' * ')})`;
       const d = e.dims?.get(sym);
       if (!d) throw new CompileError(`export --torch: the dimension ${sym} is not known here${e.inBackward ? ' (inside a custom gradient)' : ''}`, 'give the tensor static sizes').withLoc(inst.loc);
       return d;
