@@ -238,7 +238,7 @@ it('applyGradients on the device: the flat module’s applyGradients with the sa
   expect(relErr(got.params[first]!, Float32Array.from(params[first]!)), 'the params moved').toBeGreaterThan(1e-3);
 });
 
-it('symbolic dimensions with --optimizer adam: trainStep at B = 2, 5, 2 (a dropout mask over B; buffers and pipelines per size, params and state resident across sizes), forward and valueAndGrad between; the flat module’s losses, params and state (≤ 1e-4)', async () => {
+it('symbolic dimensions with --optimizer adam: trainStep at B = 2, 5, 2 (a dropout mask over B; a [B, 2, 3] matmul over its B*2 rows; buffers and pipelines per size, params and state resident across sizes), forward and valueAndGrad between; the flat module’s losses, params and state (≤ 1e-4)', async () => {
   const dir = path.join(OUT, 'symadam');
   mkdirSync(dir, { recursive: true });
   const file = path.join(dir, 'symadam.ts');
@@ -251,9 +251,12 @@ it('symbolic dimensions with --optimizer adam: trainStep at B = 2, 5, 2 (a dropo
       "  const b = g.param('b', [4], { scale: 0.5 });",
       "  const X = g.input('X', ['B', 3]);",
       "  const Y = g.input('Y', ['B', 4]);",
+      // [B, 2, 3] · [3, 4]: one product over its B*2 rows, a product dimension (ir/dims.ts), and W's gradient one over them too
+      "  const Z = g.input('Z', ['B', 2, 3]);",
       '  const y = X.matmul(W).add(b).tanh();',
+      '  const z = Z.matmul(W).tanh();',
       // a dropout mask over B: its length is the step's, its values the step's seed's (as the flat module's)
-      '  return { loss: g.dropout(y, 0.25).sub(Y).square().mean(), y };',
+      '  return { loss: g.dropout(y, 0.25).sub(Y).square().mean().add(z.square().mean()), y };',
       '});',
       '',
     ].join('\n'),
@@ -262,7 +265,7 @@ it('symbolic dimensions with --optimizer adam: trainStep at B = 2, 5, 2 (a dropo
   for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
   const url = '/' + path.relative(ROOT, path.join(dir, 'symadam.webgpu.js'));
   const wave = (n: number, k: number) => Array.from({ length: n }, (_x, i) => Math.sin(i * k + 0.3) * 0.8);
-  const batch = (B: number) => ({ X: wave(3 * B, 0.37 + B), Y: wave(4 * B, 0.53 * B) });
+  const batch = (B: number) => ({ X: wave(3 * B, 0.37 + B), Y: wave(4 * B, 0.53 * B), Z: wave(6 * B, 0.29 + B) });
   const sizes = [2, 2, 5, 5, 2];
   const params = { W: wave(12, 0.71), b: wave(4, 1.3) };
   const got = await page.evaluate(
