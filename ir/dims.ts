@@ -7,7 +7,7 @@ import type { Graph } from './graph.js';
 // [B, 64, 128] · [128, n] flattened to [B*64, 128]): that dimension is the product's text, `'B*64'`;
 // a model's inputs, params and outputs only have symbols.
 
-/** A dimension: a size, the name of a symbolic dimension bound by each call (`'B'`), or a product of them (`'B*64'`). */
+/** A dimension: a size, or the name of a symbolic dimension bound by each call (`'B'`); inside the compiler also a product of them (`'B*64'`, which a model does not write). */
 export type Dim = number | string;
 
 /** coef · Π syms, syms sorted: the product of some dimensions. */
