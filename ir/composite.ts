@@ -77,6 +77,8 @@ export function crossEntropy(b: Builder, hint: Hint, logits: ValueId, targets: V
         `crossEntropy: targets must be i32${fmtShape(positions)} class indices, one per row of logits ${formatType(lt)}, got ${formatType(tt)}`,
         `declare the targets as g.input(name, ${fmtShape(positions)}, 'i32')`,
       ).withLoc(b.loc);
+    if (typeof classes !== 'number')
+      throw new CompileError(`crossEntropy: the number of classes of ${formatType(lt)} is symbolic`, 'give the last axis a size known at build time').withLoc(b.loc);
     // the positions as the rows of one [n, classes] matrix (n = B*64 where B is symbolic): the fused cross-entropy rule
     const n = asDim(numelSize(positions));
     const rows = (v: ValueId, shape: Dim[]) => {

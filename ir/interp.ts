@@ -78,7 +78,9 @@ export function bindDims(g: Graph, env: Env): Record<string, number> {
         const s = size(d);
         const open = s.syms.filter((x) => dims[x] === undefined);
         if (open.length !== 1 || s.syms.filter((x) => x === open[0]).length !== 1) return;
-        dims[open[0]!] = v.shape[i]! / bindSize({ coef: s.coef, syms: s.syms.filter((x) => x !== open[0]) }, dims);
+        const n = v.shape[i]! / bindSize({ coef: s.coef, syms: s.syms.filter((x) => x !== open[0]) }, dims);
+        if (!Number.isInteger(n)) throw new RangeError(`interpreter: forward value '${g.value(inst.result).name}' has ${v.shape[i]} along ${d}, which binds no whole ${open[0]}`);
+        dims[open[0]!] = n;
         progress = true;
       });
     }

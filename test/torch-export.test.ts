@@ -479,4 +479,17 @@ export default model('odd-names', (g) => {
     expect(source).toMatch(/^import torch$/m);
     expect(source.match(/^import \w+|^from /gm)).toEqual(['import base64', 'import json', 'import os', 'import torch']);
   });
+
+  it('sizes the rows of a flattened [B, 3, 4] matmul, a product dimension, as (dim_B * 3), and takes the cross-entropy over them', async () => {
+    const file = modelFile(`import { model } from 'graphc';
+export default model('rows', (g) => {
+  const x = g.input('x', ['B', 3, 4]);
+  const cls = g.input('cls', ['B', 3], 'i32');
+  return { loss: g.crossEntropy(x.matmul(g.param('W', [4, 5])), cls) };
+});
+`);
+    const { source } = await exportTorchFile(file);
+    expect(source).toMatch(/^ +x_rows = x\.reshape\(\(\(dim_B \* 3\), 4\)\) {2}# model\.ts:5$/m);
+    expect(source).toMatch(/^ +loss = torch\.nn\.functional\.cross_entropy\(\w+, \w+\.long\(\)\) {2}# model\.ts:5$/m);
+  });
 });

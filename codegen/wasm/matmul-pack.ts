@@ -42,7 +42,12 @@ export const PANEL_MIN_FLOATS = 8192;
  */
 export function packsB(k: Pick<MatmulKernel, 'M' | 'N' | 'K' | 'batch' | 'transB' | 'tile'>): boolean {
   const { rows: R, vecs: V } = k.tile ?? DEFAULT_TILE;
-  return !k.transB && k.batch === 1 && k.N % 4 === 0 && k.N > 4 * V && k.M >= 4 * R && k.K >= 16 && k.K * k.N > PANEL_MIN_FLOATS;
+  return !k.transB && k.batch === 1 && k.N % 4 === 0 && k.N > 4 * V && k.M >= 4 * R && k.K >= panelMinK(k.N);
+}
+
+/** The K from which packsB packs a B of N columns: 16 rows or more, K·N above PANEL_MIN_FLOATS (a run-time K is tested against it). */
+export function panelMinK(N: number): number {
+  return Math.max(16, Math.floor(PANEL_MIN_FLOATS / N) + 1);
 }
 
 /**

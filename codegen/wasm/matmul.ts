@@ -15,9 +15,9 @@ import type { Local } from './encode.js';
 import { Body } from './encode.js';
 import type { I32 } from './index-lines.js';
 import { bumpBy, hoisted, push, repeatN, text } from './index-lines.js';
-import { DEFAULT_TILE, PANEL_MIN_FLOATS, copyPanel, packATiles, packBlocksInto, packInto, packRowsInto, packsA, panelled, times } from './matmul-pack.js';
+import { DEFAULT_TILE, copyPanel, packATiles, packBlocksInto, packInto, packRowsInto, packsA, panelMinK, panelled, times } from './matmul-pack.js';
 
-export { DEFAULT_TILE, PANEL_MIN_FLOATS, packBody, packFloats, packsA, packsB, panelled, transpose4x4 } from './matmul-pack.js';
+export { DEFAULT_TILE, PANEL_MIN_FLOATS, packBody, packFloats, packsA, packsB, panelMinK, panelled, transpose4x4 } from './matmul-pack.js';
 import type { TileEpilogue } from './tile-epilogue.js';
 
 export interface MatmulKernel {
@@ -350,7 +350,7 @@ function setPtr(e: Emit, ptr: Local, base: I32, si: I32, sj: I32, extra?: Local)
 /**
  * One matrix; an untransposed B of a run-time M or K (a weight, a weight gradient's dy of B*64 rows)
  * packed into panels only where the static kernel would pack it at these sizes (packsB: M of 4R
- * rows or more, K·N above PANEL_MIN_FLOATS), else read in place.
+ * rows or more, K of panelMinK(N) or more), else read in place.
  */
 function emitMatrixAt(e: Emit): void {
   const { f, k, R } = e;
@@ -362,9 +362,8 @@ function emitMatrixAt(e: Emit): void {
     f.when(() => push(f, M).i32(4 * R).i32LtS(), inPlace);
     return;
   }
-  const kMin = Math.max(16, Math.floor(PANEL_MIN_FLOATS / (k.N as number)) + 1);
   const packs = () => {
-    push(f, K).i32(kMin).i32GeS();
+    push(f, K).i32(panelMinK(k.N as number)).i32GeS();
     if (typeof M !== 'number') push(f, M).i32(4 * R).i32GeS().raw(0x71); // i32.and
   };
   f.when(packs, () => emitMatrix(e));

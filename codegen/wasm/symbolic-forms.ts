@@ -34,7 +34,7 @@ import { docOf, isConv } from './decide.js';
 import { softmaxRows } from './softmax.js';
 import type { MatmulCode, TileWriter } from './matmul.js';
 import { TileEpilogue } from './tile-epilogue.js';
-import { DEFAULT_TILE, PANEL_MIN_FLOATS, matmulBody, packsA, packsB } from './matmul.js';
+import { DEFAULT_TILE, matmulBody, packsA, packsB, panelMinK } from './matmul.js';
 
 /** A group's kernel of the kernel form: its function's name and what it computes. */
 export interface FormKernel {
@@ -249,7 +249,7 @@ function matmulRoutine(r: Routine, name: string, address: (arg: string, off: Siz
   // an untransposed B of a static N (a weight, a weight gradient's dy) packed into panels where the static module packs it
   // (packsB): a run-time M or K is tested at run time (matmul.ts emitMatrixAt), here as if it passed
   const panels =
-    !transB && isStatic(N) && isStatic(batch) && batch.coef === 1 && packsB({ M: isStatic(M) ? M.coef : 4 * DEFAULT_TILE.rows, N: N.coef, K: isStatic(K) ? K.coef : 1 << 20, batch: 1, transB: false });
+    !transB && isStatic(N) && isStatic(batch) && batch.coef === 1 && packsB({ M: isStatic(M) ? M.coef : 4 * DEFAULT_TILE.rows, N: N.coef, K: isStatic(K) ? K.coef : panelMinK(N.coef), batch: 1, transB: false });
   // a transposed A of a static M (a weight gradient's: M the layer's inputs) in row tiles where the static module packs it at
   // its K (at a run-time K: as at a K of 512 or more)
   const tilesA = transA && isStatic(M) && isStatic(batch) && batch.coef === 1 && packsA({ M: M.coef, K: isStatic(K) ? K.coef : 512, batch: 1, transA: true });
@@ -259,7 +259,7 @@ function matmulRoutine(r: Routine, name: string, address: (arg: string, off: Siz
   };
   const shape = (rows: Size, cols: Size) => `[${sizeText(rows)},${sizeText(cols)}]`;
   const batchText = isStatic(batch) && batch.coef === 1 ? '' : `${sizeText(batch)} × `;
-  const where = [...(isStatic(M) ? [] : ['M ≥ 16']), ...(isStatic(K) ? [] : [`K ≥ ${Math.max(16, Math.floor(PANEL_MIN_FLOATS / N.coef) + 1)}`])];
+  const where = [...(isStatic(M) ? [] : ['M ≥ 16']), ...(isStatic(K) ? [] : [`K ≥ ${panelMinK(N.coef)}`])];
   const packed = `${panels ? `, B packed in panels${where.length ? ` where ${where.join(' and ')}` : ''}` : ''}${tilesA ? ', A packed in row tiles' : ''}`;
   const what = `${batchText}${shape(M, K)}·${shape(K, N)}${transA ? ' (A transposed)' : ''}${transB ? ' (B transposed)' : ''}, sizes read at run time${packed}`;
   return { body: matmulBody(k), what, packs: k.pack !== undefined, packsA: tilesA };
