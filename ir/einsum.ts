@@ -6,6 +6,7 @@
 import type { Builder } from './builder.js';
 import { CompileError } from './errors.js';
 import type { Dim } from './dims.js';
+import { asDim, numelSize } from './dims.js';
 import type { ValueId } from './types.js';
 import { formatType, sameShape } from './types.js';
 
@@ -72,35 +73,26 @@ function sumOut(b: Builder, t: Term, keep: Set<string>): Term {
   return { v: b.sum(t.v, axes), letters: t.letters.filter((c) => keep.has(c)) };
 }
 
-/** The size of axes merged into one: a static product, or the one axis; undefined where a symbolic axis would merge with others. */
-function product(dims: Dim[]): Dim | undefined {
-  if (dims.length === 1) return dims[0]!;
-  if (dims.every((d) => typeof d === 'number')) return (dims as number[]).reduce((p, d) => p * d, 1);
-  return undefined;
+/** The size of axes merged into one: a number, the one axis, or a product dimension (`B*T`). */
+function product(dims: Dim[]): Dim {
+  return asDim(numelSize(dims));
 }
 
-function pairUp(b: Builder, A: Term, B: Term, keep: Set<string>, sizes: Map<string, Dim>, swapped = false): Term {
+function pairUp(b: Builder, A: Term, B: Term, keep: Set<string>, sizes: Map<string, Dim>): Term {
   const batch = A.letters.filter((c) => B.letters.includes(c) && keep.has(c));
   const contract = A.letters.filter((c) => B.letters.includes(c) && !keep.has(c));
   const aOnly = A.letters.filter((c) => !B.letters.includes(c));
   const bOnly = B.letters.filter((c) => !A.letters.includes(c));
   const dims = (cs: string[]) => cs.map((c) => sizes.get(c)!);
-  const [m, k, n] = [product(dims(aOnly)), product(dims(contract)), product(dims(bOnly))];
-  // B's own letters cannot merge (a symbolic axis among them) but A's can: the same matmul with the operands swapped
-  if (!swapped && contract.length > 0 && n === undefined && m !== undefined) return pairUp(b, B, A, keep, sizes, true);
-  if (contract.length > 0 && (aOnly.length > 0 || bOnly.length > 0) && k !== undefined && n !== undefined) {
-    // [...batch, m, k] × [...batch, k, n]; A's own letters, when a symbolic axis keeps them from
-    // merging into m, stay axes of their own in front ([...aOnly, k] × [k, n]), which matmul
-    // takes without batch letters only (else the broadcast product below)
-    const rows = m !== undefined ? [m] : batch.length === 0 ? dims(aOnly) : undefined;
-    if (rows !== undefined) {
-      const a = arrange(b, A, [...batch, ...aOnly, ...contract], sizes);
-      const c = arrange(b, B, [...batch, ...contract, ...bOnly], sizes);
-      const shapeOf = (v: ValueId, shape: Dim[]) => (sameShape(shape, b.type(v).shape) ? v : b.reshape(v, shape));
-      const y = b.matmul(shapeOf(a, [...dims(batch), ...rows, k]), shapeOf(c, [...dims(batch), k, n]));
-      const letters = [...batch, ...aOnly, ...bOnly];
-      return { v: shapeOf(y, dims(letters)), letters };
-    }
+  if (contract.length > 0 && (aOnly.length > 0 || bOnly.length > 0)) {
+    // [...batch, m, k] × [...batch, k, n], each of m, k and n the letters it stands for merged (symbolic ones into a product dimension)
+    const [m, k, n] = [product(dims(aOnly)), product(dims(contract)), product(dims(bOnly))];
+    const a = arrange(b, A, [...batch, ...aOnly, ...contract], sizes);
+    const c = arrange(b, B, [...batch, ...contract, ...bOnly], sizes);
+    const shapeOf = (v: ValueId, shape: Dim[]) => (sameShape(shape, b.type(v).shape) ? v : b.reshape(v, shape));
+    const y = b.matmul(shapeOf(a, [...dims(batch), m, k]), shapeOf(c, [...dims(batch), k, n]));
+    const letters = [...batch, ...aOnly, ...bOnly];
+    return { v: shapeOf(y, dims(letters)), letters };
   }
   const order = [...batch, ...aOnly, ...bOnly, ...contract];
   const y = b.mul(arrange(b, A, order, sizes), arrange(b, B, order, sizes));

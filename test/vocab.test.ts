@@ -357,8 +357,8 @@ export default model('sym', (g) => {
 describe('einsum with symbolic axes', () => {
   // x [B, T, 4] with B and T symbolic used to fail: 'bti,ij->btj' merged b and t into the rows of
   // one matmul, a reshape of B·T rows that a symbolic axis could not take then (a reshape error
-  // naming a reshape the user never wrote); einsum keeps them as axes of their own, and the
-  // forward passes flatten the product's rows into one product dimension, B*T
+  // naming a reshape the user never wrote); now merged letters are a product dimension (B*T), so
+  // every pair is one matmul, as with static sizes (y3 and y4 were a broadcast product and a sum)
   const src = `import { model } from 'graphc';
 export default model('esym', (g) => {
   const x = g.input('x', ['B', 'T', 4]);
@@ -375,9 +375,10 @@ export default model('esym', (g) => {
 });
 `;
   const { fwd, bwd } = compileGraphs(modelFile(src, 'esym.ts'));
-  it('keeps the matmuls of y1 and y2 (their symbolic rows flattened into B*T), not a broadcast product', () => {
+  it('makes each pair a matmul, its symbolic letters merged into product dimensions (B*T, T*2), not a broadcast product and a sum', () => {
     const mm = fwd.insts.filter((i) => i.op === 'matmul').map((i) => fwd.type(i.result).shape);
-    expect(mm).toEqual([['B*T', 3], ['B*T', 5]]);
+    expect(mm).toEqual([['B*T', 3], [5, 'B*T'], [4, 4], ['B', 'T*2', 3]]);
+    expect(fwd.insts.filter((i) => i.op === 'mul' && fwd.type(i.result).shape.length > 3)).toEqual([]);
   });
   it.each([2, 3])('gives the float64 formula at B = %i (T = 5), and dloss/dW', (B) => {
     const T = 5;
