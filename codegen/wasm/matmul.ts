@@ -19,6 +19,7 @@ import { DEFAULT_TILE, copyPanel, packATiles, packBlocksInto, packInto, packRows
 
 export { DEFAULT_TILE, PANEL_MIN_FLOATS, packBody, packFloats, packsA, packsB, panelMinK, panelled, transpose4x4 } from './matmul-pack.js';
 import type { TileEpilogue } from './tile-epilogue.js';
+import { storeLanes } from './tile-epilogue.js';
 
 export interface MatmulKernel {
   readonly name: string;
@@ -94,10 +95,7 @@ function plainStores(f: Body): TileWriter {
   return {
     pointers: [],
     at: () => undefined,
-    store(ptr, value, off, lanes) {
-      if (lanes === 4) f.get(ptr).get(value).v128Store(off);
-      else for (let lane = 0; lane < lanes; lane++) f.get(ptr).get(value).v128Store32Lane(off + 4 * lane, lane);
-    },
+    store: (ptr, value, off, lanes) => storeLanes(f, ptr, value, off, lanes),
   };
 }
 
@@ -356,21 +354,21 @@ function emitMatrixAt(e: Emit): void {
   const { f, k, R } = e;
   const { M, K } = k;
   if ((typeof M === 'number' && typeof K === 'number') || k.transB || e.layout !== 'panels') return emitMatrix(e);
-  const inPlace = () => emitMatrix({ ...e, k: { ...k, pack: undefined }, layout: 'rows' });
-  if (typeof K === 'number') {
-    f.when(() => push(f, M).i32(4 * R).i32GeS(), () => emitMatrix(e));
-    f.when(() => push(f, M).i32(4 * R).i32LtS(), inPlace);
-    return;
-  }
-  const packs = () => {
-    push(f, K).i32(panelMinK(k.N as number)).i32GeS();
-    if (typeof M !== 'number') push(f, M).i32(4 * R).i32GeS().raw(0x71); // i32.and
-  };
+  // the run-time tests of packsB, anded
+  const tests = [...(typeof M === 'number' ? [] : [() => push(f, M).i32(4 * R).i32GeS()]), ...(typeof K === 'number' ? [] : [() => push(f, K).i32(panelMinK(k.N as number)).i32GeS()])];
+  const packs = () =>
+    tests.forEach((test, n) => {
+      test();
+      if (n > 0) f.raw(0x71); // i32.and
+    });
   f.when(packs, () => emitMatrix(e));
-  f.when(() => {
-    packs();
-    f.i32Eqz();
-  }, inPlace);
+  f.when(
+    () => {
+      packs();
+      f.i32Eqz();
+    },
+    () => emitMatrix({ ...e, k: { ...k, pack: undefined }, layout: 'rows' }),
+  );
 }
 
 /** One matrix of the batch: A's row tiles and B packed where they are, then the tiles column run by column run. */

@@ -118,7 +118,12 @@ export class TileEpilogue {
 
   /** Stores `lanes` lanes of a vector at ptr + off. */
   store(ptr: Local, value: Local, off: number, lanes: number): void {
-    if (lanes === 4) this.f.get(ptr).get(value).v128Store(off);
-    else for (let lane = 0; lane < lanes; lane++) this.f.get(ptr).get(value).v128Store32Lane(off + 4 * lane, lane);
+    storeLanes(this.f, ptr, value, off, lanes);
   }
+}
+
+/** Stores `lanes` lanes (1–4) of the vector `value` at ptr + off. */
+export function storeLanes(f: Body, ptr: Local, value: Local, off: number, lanes: number): void {
+  if (lanes === 4) f.get(ptr).get(value).v128Store(off);
+  else for (let lane = 0; lane < lanes; lane++) f.get(ptr).get(value).v128Store32Lane(off + 4 * lane, lane);
 }
